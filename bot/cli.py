@@ -1,0 +1,309 @@
+"""`sdr`: run the demo, serve the chat, chat in the terminal, load content, look at leads.
+
+Every command honours SDR_DATA_DIR (default ./.sdr) for the database, the vector store and logs,
+and SDR_PLAYBOOK / --playbook for the playbook.
+"""
+from __future__ import annotations
+
+import socket
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from .config import Settings, setup_logging
+from .playbook import PlaybookError
+
+SAMPLE = Path(__file__).resolve().parent.parent / "knowledge" / "sample"
+
+
+def _settings(ctx: click.Context) -> Settings:
+    obj = ctx.obj or {}
+    return Settings.from_env(data_dir=obj.get("data_dir"), playbook_path=obj.get("playbook"))
+
+
+def _sdr(ctx: click.Context, load_knowledge: bool = True) -> Any:
+    from .turn import SDR
+
+    settings = _settings(ctx)
+    setup_logging(settings)
+    try:
+        return SDR(settings, load_knowledge=load_knowledge)
+    except PlaybookError as e:
+        raise click.ClickException(str(e)) from None
+
+
+def _free_port(host: str, start: int) -> int:
+    for port in range(start, start + 50):
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            try:
+                s.bind((host, port))
+                return port
+            except OSError:
+                continue
+    raise click.ClickException(f"no free port between {start} and {start + 49} on {host}; pass --port")
+
+
+def _ingest(sdr: Any, paths: list[str], prune: bool, progress: bool = True) -> None:
+    report = sdr.kb.ingest(paths, prune=prune, progress=progress)
+    for _path, msg in report.errors:
+        click.secho(f"  skipped: {msg}", fg="yellow", err=True)
+    click.echo(f"Ingested {report.summary()}. The content store holds {sdr.kb.count()} chunks.")
+
+
+def _serve(sdr: Any, host: str, port: int) -> None:
+    from integrations.web.app import create_app
+
+    app = create_app(sdr)
+    url = f"http://{host}:{port}"
+    click.secho(f"\n  Chat with the SDR at {url}\n", fg="green", bold=True)
+    click.echo(f"  widget for any site: <script src=\"{url}/widget.js\" defer></script>")
+    click.echo(f"  leads: `sdr leads` · data: {sdr.settings.data_dir} · logs: {sdr.settings.log_dir / 'sdr.log'}")
+    click.echo("  Ctrl+C stops.\n")
+    from werkzeug.serving import run_simple
+
+    run_simple(host, port, app, threaded=True, use_reloader=False, use_debugger=False)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.option("--data-dir", type=click.Path(file_okay=False), envvar="SDR_DATA_DIR", default=None,
+              help="Where the database, vector store and logs live. [env SDR_DATA_DIR; default ./.sdr]")
+@click.option("--playbook", type=click.Path(dir_okay=False), envvar="SDR_PLAYBOOK", default=None,
+              help="Playbook YAML: questions, scoring rules, thresholds. [env SDR_PLAYBOOK; default: the bundled one]")
+@click.pass_context
+def main(ctx: click.Context, data_dir: str | None, playbook: str | None) -> None:
+    """An AI SDR: answers website visitors from your content, qualifies and scores each lead
+    with a reason for every point, and hands sales-qualified leads to a rep.
+
+    \b
+    Start here:
+      sdr demo                      ingest the sample content and open the chat page
+      sdr ingest ./content          load your own Markdown/HTML/text/PDF content
+      sdr --playbook my.yaml serve  serve with your own playbook
+      sdr chat                      talk to it in the terminal and watch the score move
+      sdr leads / sdr lead ID       see who came in, their score breakdown and transcript
+    """
+    ctx.obj = {"data_dir": data_dir, "playbook": playbook}
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="Interface to listen on.")
+@click.option("--port", default=8000, show_default=True, help="Port (the next free one is used if taken).")
+@click.option("--no-serve", is_flag=True, help="Only ingest the sample content; don't start the server.")
+@click.pass_context
+def demo(ctx: click.Context, host: str, port: int, no_serve: bool) -> None:
+    """Ingest the bundled sample company's content and serve the chat page. Offline, no keys.
+
+    Open the printed URL, chat as a prospect, and watch the panel beside the chat: the lead's
+    stage and score change with a reason for every point.
+    """
+    sdr = _sdr(ctx)
+    click.echo(f"Loading the sample content of '{sdr.playbook.company.name}' from {SAMPLE} ...")
+    _ingest(sdr, [str(SAMPLE)], prune=False)
+    if no_serve:
+        return
+    _serve(sdr, host, _free_port(host, port))
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="Interface to listen on (0.0.0.0 for all).")
+@click.option("--port", default=8000, show_default=True, help="Port to listen on.")
+@click.pass_context
+def serve(ctx: click.Context, host: str, port: int) -> None:
+    """Serve the chat API, the chat page (/) and the embeddable widget (/widget.js).
+
+    \b
+    API:  POST /api/chat    {"message": "...", "session_id"?: "...", "visitor"?: {...}}
+          POST /api/events  {"email" | "lead_id", "type": "pricing_page_view", "properties"?: {...}}
+          GET  /api/leads/ID   the lead, its score events, messages and queued actions
+          GET  /healthz
+    """
+    sdr = _sdr(ctx)
+    if sdr.kb.count() == 0:
+        click.secho("The content store is empty: the SDR will say it doesn't know. Load content with "
+                    "`sdr ingest PATH` (or `sdr demo` for the sample).", fg="yellow", err=True)
+    _serve(sdr, host, port)
+
+
+@main.command()
+@click.argument("paths", nargs=-1, required=True, type=click.Path())
+@click.option("--prune", is_flag=True, help="Remove pieces from the store that are not in PATHS any more.")
+@click.pass_context
+def ingest(ctx: click.Context, paths: tuple[str, ...], prune: bool) -> None:
+    """Load content into the store: folders or files of Markdown (.md with YAML front matter),
+    HTML, plain text or PDF. Safe to run again: unchanged chunks are skipped, changed ones updated.
+
+    \b
+    Front matter the SDR uses to pick content for a lead:
+      ---
+      title: "How Acme cut forecast error by 38%"
+      type: case_study     # case_study|guide|ebook|webinar|pricing|faq|integration|roi_calculator
+      industries: [healthcare]
+      personas: [sales_leader, revops]
+      stage: decision      # awareness|consideration|decision
+      url: https://example.com/customers/acme
+      ---
+    """
+    sdr = _sdr(ctx)
+    _ingest(sdr, list(paths), prune=prune)
+
+
+def _fmt_points(p: float) -> str:
+    return f"{p:+.1f}".replace(".0", "") if abs(p - round(p)) < 0.05 else f"{p:+.1f}"
+
+
+@main.command()
+@click.option("--session", default=None, help="Continue an earlier conversation by its session id.")
+@click.pass_context
+def chat(ctx: click.Context, session: str | None) -> None:
+    """Chat with the SDR in the terminal; every score change is printed with its reason.
+
+    Type a message and press Enter; an empty line or Ctrl+D ends the chat.
+    """
+    from .turn import Inbound, InputError
+
+    sdr = _sdr(ctx)
+    if sdr.kb.count() == 0:
+        click.secho("(the content store is empty — run `sdr demo --no-serve` or `sdr ingest PATH` first)", fg="yellow")
+    interactive = sys.stdin.isatty()
+    click.secho(f"Chatting with {sdr.playbook.company.assistant_name} ({sdr.playbook.company.name}). "
+                "Empty line to quit.", fg="cyan")
+    while True:
+        try:
+            line = input("you> " if interactive else "")
+        except (EOFError, KeyboardInterrupt):
+            break
+        if not line.strip():
+            break
+        if not interactive:
+            click.echo(f"you> {line}")
+        try:
+            r = sdr.handle(Inbound(text=line, channel="cli", session_id=session))
+        except InputError as e:
+            click.secho(f"  ! {e}", fg="red")
+            continue
+        session = r.session_id
+        click.secho(f"sdr> {r.reply}", fg="green")
+        for c in r.score_changes:
+            click.secho(f"     {_fmt_points(c['points']):>6}  {c['reason']}", fg="yellow" if c["points"] >= 0 else "red")
+        lead = r.lead
+        acts = ", ".join(a["type"] + (f"({a.get('field') or a.get('reason') or ''})" if a.get("field") or a.get("reason") else "")
+                         for a in r.actions)
+        click.secho(f"     score {lead['score']:g} (fit {lead['fit_score']:g} + engagement {lead['engagement_score']:g})"
+                    f" · stage {lead['stage']}" + (f" · {acts}" if acts else ""), dim=True)
+    if session:
+        click.echo(f"session {session} — see the lead with `sdr lead {_lead_of(sdr, session)}`")
+
+
+def _lead_of(sdr: Any, session: str) -> str:
+    from .store import Conversation
+
+    with sdr.store.session() as s:
+        conv = s.get(Conversation, session)
+        return conv.lead_id if conv else "?"
+
+
+@main.command()
+@click.option("--limit", default=30, show_default=True, help="How many leads, newest first.")
+@click.pass_context
+def leads(ctx: click.Context, limit: int) -> None:
+    """A table of leads: id, stage, score, who they are, and their last message."""
+    sdr = _sdr(ctx, load_knowledge=False)
+    rows = sdr.store.list_leads(limit=limit)
+    if not rows:
+        click.echo("No leads yet. Chat at `sdr demo` or `sdr chat` first.")
+        return
+    click.echo(f"{'lead':<22} {'stage':<15} {'score':>6}  {'who':<34} last message")
+    for r in rows:
+        lead = r["lead"]
+        f = lead.fields or {}
+        who = " · ".join(str(x) for x in (f.get("name"), f.get("role"), f.get("company")) if x) or (lead.email or "anonymous")
+        last = (r["last_message"] or "").replace("\n", " ")
+        click.echo(f"{lead.id:<22} {lead.stage:<15} {lead.score:>6.1f}  {who[:34]:<34} {last[:60]}")
+    counts: dict[str, int] = {}
+    for r in rows:
+        counts[r["lead"].stage] = counts.get(r["lead"].stage, 0) + 1
+    click.echo("\nfunnel: " + "  ".join(f"{st} {counts.get(st, 0)}" for st in
+                                       ("new", "engaged", "mql", "sql", "meeting_booked", "human", "disqualified")))
+
+
+def _bar(value: float, scale: float, width: int = 30, char: str = "█") -> str:
+    n = max(0, min(width, int(round(width * value / scale)))) if scale > 0 else 0
+    return char * n
+
+
+@main.command()
+@click.argument("lead_id")
+@click.pass_context
+def lead(ctx: click.Context, lead_id: str) -> None:
+    """One lead: who they are, the score breakdown with every reason, the score over time,
+    the queued actions (handoff) and the transcript."""
+    from .turn import NotFound
+
+    sdr = _sdr(ctx, load_knowledge=False)
+    try:
+        d = sdr.lead_detail(lead_id)
+    except NotFound as e:
+        raise click.ClickException(f"{e}. List leads with `sdr leads`.") from None
+    th = d["thresholds"]
+    click.secho(f"Lead {d['id']} · stage {d['stage']} · score {d['score']:g}", bold=True)
+    for k, v in d["fields"].items():
+        src = d["field_sources"].get(k, {}).get("extractor", "")
+        click.echo(f"  {k:<13} {v}   ({src})")
+    scale = max(th["sql"] * 1.3, d["score"], 1)
+    click.echo(f"\n  fit        {_bar(d['fit_score'], scale):<30} {d['fit_score']:g}")
+    click.echo(f"  engagement {_bar(d['engagement_score'], scale):<30} {d['engagement_score']:g}")
+    click.echo(f"  {'':<10} {'·' * int(30 * th['mql'] / scale)}↑ MQL {th['mql']:g}   "
+               f"{'·' * max(0, int(30 * (th['sql'] - th['mql']) / scale) - 8)}↑ SQL {th['sql']:g}")
+    click.secho("\nScore events (they add up to the score):", bold=True)
+    running = 0.0
+    history = []
+    for e in d["score_events"]:
+        running += e["points"]
+        history.append(running)
+        click.echo(f"  {e['at'][:19]}  {_fmt_points(e['points']):>6}  = {running:6.1f}  {e['reason']}  [{e['rule']}]")
+    if history:
+        click.secho("\nScore over time:", bold=True)
+        top = max(max(history), th["sql"], 1)
+        for i, v in enumerate(history):
+            mark = " ← SQL" if i and history[i - 1] < th["sql"] <= v else " ← MQL" if i and history[i - 1] < th["mql"] <= v else ""
+            click.echo(f"  {v:6.1f} {_bar(v, top, 40, '▇')}{mark}")
+    if d["actions"]:
+        click.secho("\nActions (outbox):", bold=True)
+        for a in d["actions"]:
+            click.echo(f"  #{a['id']} {a['type']} · {a['status']} · reason {a['payload'].get('reason')} · attempts {a['attempts']}")
+    if d["content_sent"]:
+        click.secho("\nContent sent:", bold=True)
+        for c in d["content_sent"]:
+            click.echo(f"  {c['title']} — {c['url']}")
+    click.secho("\nTranscript:", bold=True)
+    for m in d["messages"]:
+        who = "visitor" if m["role"] == "visitor" else "sdr"
+        extra = f"  [{m.get('model')}, {m.get('latency_ms')} ms]" if m["role"] == "agent" else ""
+        click.echo(f"  {m['at'][11:19]} {who:>7}: {m['text']}{extra}")
+
+
+@main.command()
+@click.argument("event_type")
+@click.option("--email", default=None, help="Whose event (creates the lead if new).")
+@click.option("--lead", "lead_id", default=None, help="Whose event, by lead id.")
+@click.pass_context
+def event(ctx: click.Context, event_type: str, email: str | None, lead_id: str | None) -> None:
+    """Record a tracked event (e.g. pricing_page_view, webinar_attended) and show the score change."""
+    from .turn import InputError, NotFound
+
+    if not email and not lead_id:
+        raise click.UsageError("give --email or --lead")
+    sdr = _sdr(ctx, load_knowledge=False)
+    try:
+        r = sdr.record_event(event_type, lead_id=lead_id, email=email)
+    except (InputError, NotFound) as e:
+        raise click.ClickException(str(e)) from None
+    for c in r["score_changes"]:
+        click.echo(f"  {_fmt_points(c['points']):>6}  {c['reason']}")
+    click.echo(f"lead {r['lead']['id']}: score {r['lead']['score']:g}, stage {r['lead']['stage']}")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -1,0 +1,521 @@
+"""Understand a visitor message without a model: facts, intents and questions by patterns.
+
+This is the deterministic brain's `understand` step and the rule half of the model brain's merge:
+what it is certain of (an email, an explicit number) wins over a model's guess.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from datetime import date
+from typing import Any
+
+from .playbook import Playbook
+
+# ---------------------------------------------------------------------------------------------
+# Result types
+
+
+@dataclass
+class Fact:
+    value: Any
+    extractor: str = "rules"
+    certain: bool = True
+    evidence: str = ""
+
+
+@dataclass
+class Understanding:
+    fields: dict[str, Fact] = field(default_factory=dict)
+    intents: set[str] = field(default_factory=set)
+    questions: list[str] = field(default_factory=list)
+    topics: set[str] = field(default_factory=set)
+    integrations_asked: list[str] = field(default_factory=list)
+    requested_action: str = "continue"  # continue | handoff | book | human | unsubscribe
+    skipped: str | None = None          # the field the visitor declined to answer
+
+    def values(self) -> dict[str, Any]:
+        return {k: f.value for k, f in self.fields.items()}
+
+
+# ---------------------------------------------------------------------------------------------
+# Small helpers
+
+EMAIL_RE = re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}")
+FREE_MAIL = {"gmail", "yahoo", "hotmail", "outlook", "icloud", "aol", "proton", "protonmail", "gmx",
+             "live", "msn", "me", "mail", "yandex", "zoho", "fastmail", "hey"}
+QUESTION_START = re.compile(
+    r"^(?:do|does|did|can|could|would|will|is|are|was|were|how|what|what's|whats|which|who|why|when|"
+    r"where|should|have|has|any|tell me|explain)\b", re.I)
+WORD_NUMBERS = {"one": 1, "two": 2, "three": 3, "four": 4, "five": 5, "six": 6, "seven": 7, "eight": 8,
+                "nine": 9, "ten": 10, "twelve": 12, "fifteen": 15, "twenty": 20, "thirty": 30, "fifty": 50,
+                "a hundred": 100, "hundred": 100, "a dozen": 12, "a couple": 2, "a few": 3}
+
+
+def _num(raw: str, suffix: str | None = None) -> float | None:
+    raw = raw.replace(",", "").strip()
+    try:
+        n = float(raw)
+    except ValueError:
+        return None
+    s = (suffix or "").lower()
+    if s in ("k", "thousand"):
+        n *= 1_000
+    elif s in ("m", "mm", "million"):
+        n *= 1_000_000
+    return n
+
+
+def _has_word(text: str, phrase: str) -> bool:
+    return re.search(r"(?<![\w-])" + re.escape(phrase) + r"(?![\w-])", text) is not None
+
+
+def split_sentences(text: str) -> list[str]:
+    parts = re.split(r"(?<=[.!?])\s+|\n+", text.strip())
+    return [p.strip() for p in parts if p.strip()]
+
+
+def is_question(sentence: str) -> bool:
+    s = sentence.strip()
+    return s.endswith("?") or bool(QUESTION_START.match(s))
+
+
+# ---------------------------------------------------------------------------------------------
+# Field extractors. Each takes the text (and sometimes context) and returns a Fact or None.
+
+SIZE_NOUNS = r"(?:people|persons|employees|staff|ftes?|folks|headcount|team members|workers|person company|person startup|person team|person org)"
+
+
+def extract_company_size(text: str, asked: bool = False) -> Fact | None:
+    t = text.lower()
+    if re.search(r"\b(?:just me|only me|just myself|solo founder|one[- ]person|one[- ]man band|i'm a freelancer|i work alone|solopreneur)\b", t):
+        return Fact(1, evidence="just me")
+    m = re.search(r"(\d[\d,]*)\s*(?:-|to|–)\s*(\d[\d,]*)\s*(k)?\s*\+?\s*" + SIZE_NOUNS, t)
+    if m:
+        lo, hi = _num(m.group(1), m.group(3)), _num(m.group(2), m.group(3))
+        if lo is not None and hi is not None:
+            return Fact(int(round((lo + hi) / 2)), evidence=m.group(0))
+    m = re.search(r"(\d[\d,]*(?:\.\d+)?)\s*(k)?\s*\+?\s*[- ]?" + SIZE_NOUNS, t)
+    if m:
+        n = _num(m.group(1), m.group(2))
+        if n:
+            return Fact(int(n), evidence=m.group(0))
+    m = re.search(r"\b(?:team|company|org|organi[sz]ation|staff|business|startup|shop) of (?:about |around |roughly |~)?(\d[\d,]*)\s*(k)?\b", t)
+    if m:
+        n = _num(m.group(1), m.group(2))
+        if n:
+            return Fact(int(n), evidence=m.group(0))
+    m = re.search(r"\bheadcount (?:is|of)\s*(?:about |around |~)?(\d[\d,]*)\s*(k)?\b", t)
+    if m:
+        n = _num(m.group(1), m.group(2))
+        if n:
+            return Fact(int(n), evidence=m.group(0))
+    m = re.search(r"\b(?:team|company|org) of (" + "|".join(WORD_NUMBERS) + r")\b", t)
+    if m:
+        return Fact(WORD_NUMBERS[m.group(1)], evidence=m.group(0))
+    if asked:
+        m = re.fullmatch(r"\s*(?:about|around|roughly|approximately|approx\.?|maybe|~|over|under|nearly|almost)?\s*(\d[\d,]*)\s*(k)?\s*\+?\s*[.!]?\s*", t)
+        if m:
+            n = _num(m.group(1), m.group(2))
+            if n:
+                return Fact(int(n), evidence=m.group(0).strip())
+    return None
+
+
+SENIORITY_PATTERNS: list[tuple[str, str]] = [
+    ("student", r"\b(?:student|intern|internship|studying|my thesis|class project|school project|homework|undergrad|phd candidate|grad student)\b"),
+    ("c_level", r"\b(?:ceo|cto|cfo|coo|cro|cmo|cio|ciso|chief [a-z]+ officer|founder|co-?founder|owner|president|managing director|general partner)\b"),
+    ("vp", r"\b(?:vp|svp|evp|avp|vice president)\b"),
+    ("director", r"\b(?:director|head of|department head|sr\.? director|senior director)\b"),
+    ("manager", r"\b(?:manager|team lead|lead of|supervisor)\b"),
+    ("individual", r"\b(?:engineer|analyst|developer|account executive|\bae\b|sdr|bdr|specialist|coordinator|associate|consultant|sales rep|representative|administrator|admin)\b"),
+]
+_NOT_ME = r"(?:our|my|the company's|their|his|her|your)\s+(?:\w+\s+){0,2}$"
+
+
+def classify_seniority(role_text: str) -> str | None:
+    t = role_text.lower()
+    for level, pat in SENIORITY_PATTERNS:
+        for m in re.finditer(pat, t):
+            if re.search(_NOT_ME, t[: m.start()]):
+                continue  # "our VP asked me to look" is not the visitor's own title
+            return level
+    return None
+
+
+def extract_role(text: str, asked: bool = False) -> tuple[Fact | None, Fact | None]:
+    """Returns (role, seniority)."""
+    t = text.strip()
+    low = t.lower()
+    # "I run RevOps", "I manage the IT team", "I lead sales", "I head up marketing"
+    m = re.search(r"\bi\s+(run|lead|head(?: up)?|own|oversee|manage)\s+(?:the\s+|our\s+|a\s+|all of\s+)?"
+                  r"([a-z][a-z&/+ -]{0,30}?)(?:\s+(?:team|org|organi[sz]ation|department|function|group|side))?"
+                  r"(?=\s+(?:at|for|here|in|over)\b|[,.;!?]|\s+and\b|$)", low)
+    if m:
+        verb, area = m.group(1), m.group(2).strip()
+        orig = t[m.start(2): m.start(2) + len(area)]
+        area_disp = orig if any(c.isupper() for c in orig) else area.title() if len(area) > 3 else area.upper()
+        level = "manager" if verb == "manage" else "director"
+        if area in ("it", "hr", "bd", "ops"):
+            area_disp = area.upper() if area != "ops" else "Ops"
+        return Fact(area_disp, evidence=m.group(0)), Fact(level, evidence=m.group(0))
+    # Titles: "VP of Sales", "I'm the head of RevOps", "CEO here", "sales manager at Acme"
+    title = re.search(
+        r"\b((?:senior |sr\.? |junior |jr\.? )?"
+        r"(?:(?:[a-z]+ ){0,2}(?:manager|director|engineer|analyst|developer|specialist|coordinator|consultant|associate|administrator|lead)"
+        r"|(?:vp|svp|evp|vice president|head|director|chief [a-z]+ officer)(?: of)? [a-z&/ -]{2,25}?"
+        r"|ceo|cto|cfo|coo|cro|cmo|cio|ciso|founder|co-?founder|owner|president|account executive|sdr|bdr|student|intern))"
+        r"(?=\s+(?:at|for|here|in|with|of a|and|at a)\b|[,.;!?)]|$)", low)
+    if title and not re.search(_NOT_ME, low[: title.start()]):
+        raw = re.sub(r"^(?:a|an|the)\s+", "", t[title.start(1): title.end(1)], flags=re.I)
+        level = classify_seniority(raw)
+        if level:
+            disp = raw if any(c.isupper() for c in raw) else raw.title().replace("Vp", "VP").replace("Of", "of")
+            return Fact(disp, evidence=raw), Fact(level, evidence=raw)
+    level = classify_seniority(low)
+    if level:
+        return None, Fact(level, evidence=low[:60])
+    if asked and len(t) <= 60 and not is_question(t):
+        return Fact(t.rstrip(".!"), certain=False, evidence=t), None
+    return None, None
+
+
+def extract_email(text: str) -> Fact | None:
+    m = EMAIL_RE.search(text)
+    if m:
+        return Fact(m.group(0).lower().rstrip("."), evidence=m.group(0))
+    return None
+
+
+def company_from_email(email: str) -> Fact | None:
+    domain = email.split("@", 1)[1].lower()
+    label = domain.split(".")[0]
+    if label in FREE_MAIL or len(label) < 2:
+        return None
+    return Fact(label.replace("-", " ").title(), certain=False, evidence=domain)
+
+
+_NAME_STOP = {"looking", "interested", "just", "here", "curious", "trying", "from", "with", "working", "the",
+              "a", "an", "not", "in", "on", "at", "currently", "evaluating", "new", "sure", "fine", "good",
+              "great", "ok", "okay", "sorry", "glad", "happy", "thinking", "wondering", "hoping", "going",
+              "vp", "ceo", "cto", "cfo", "coo", "head", "director", "manager", "student", "founder", "also",
+              "still", "part", "responsible", "in charge", "building", "running", "leading", "based", "hiring",
+              "reaching", "considering", "comparing", "using", "on", "over", "about", "ready", "back"}
+
+
+def extract_name(text: str, asked: bool = False) -> Fact | None:
+    m = re.search(r"\b(?i:my name is|my name's|name's|i'm|i am|this is|it's|call me)\s+([A-Z][a-zA-Z'-]+(?:\s+[A-Z][a-zA-Z'-]+)?)", text)
+    if m:
+        words = m.group(1).split()
+        if words[0].lower() not in _NAME_STOP:
+            kept = [w for w in words if w.lower() not in _NAME_STOP and w.lower() not in ("from", "at")]
+            if kept:
+                return Fact(" ".join(kept), evidence=m.group(0))
+    m = re.search(r"\bmy name is\s+([a-z][a-z'-]+(?:\s+[a-z][a-z'-]+)?)", text, re.I)
+    if m:
+        return Fact(m.group(1).title(), evidence=m.group(0))
+    if asked:
+        t = text.strip().rstrip(".!")
+        t = re.sub(r"^(?:it's|its|i'm|im|i am|this is|name's|call me)\s+", "", t, flags=re.I)
+        if 1 <= len(t.split()) <= 3 and re.fullmatch(r"[A-Za-z][A-Za-z' -]*", t) and t.split()[0].lower() not in _NAME_STOP:
+            return Fact(t.title() if t.islower() else t, certain=False, evidence=text)
+    return None
+
+
+_COMPANY_STOP = {"the", "a", "an", "home", "work", "a startup", "Q1", "Q2", "Q3", "Q4", "Monday", "Tuesday",
+                 "Wednesday", "Thursday", "Friday", "January", "February", "March", "April", "May", "June",
+                 "July", "August", "September", "October", "November", "December", "I", "We"}
+
+
+def extract_company(text: str, asked: bool = False) -> Fact | None:
+    m = re.search(r"\b(?:i work (?:at|for)|i'm (?:with|from|at)|i am (?:with|from|at)|we're|we are|here from|"
+                  r"company is|company's|company is called|company called|work at|work for|join(?:ed)?|"
+                  r"(?:manager|director|head of [a-z]+|vp of [a-z]+|ceo|cto|cfo|coo|founder|engineer|analyst|lead) (?:at|of))\s+"
+                  r"((?:[A-Z][\w&.'-]*|[0-9][\w&.'-]*)(?:\s+(?:[A-Z][\w&.'-]*|&|of|and)){0,3})", text)
+    if m:
+        name = m.group(1).strip(" .,'")
+        name = re.sub(r"\s+(?:and|of|&)$", "", name)
+        if name and name not in _COMPANY_STOP and not name.isupper() or (name.isupper() and 2 <= len(name) <= 6 and name not in _COMPANY_STOP):
+            if name.lower() not in ("i", "we", "our", "my") and not re.fullmatch(r"Q[1-4]", name):
+                return Fact(name, evidence=m.group(0))
+    m = re.search(r"\b(?:at|from)\s+([A-Z][\w&.'-]+(?:\s+(?:Inc|LLC|Ltd|GmbH|Corp|Co|Labs|Health|Systems|Group|Bank))?\.?)(?=[\s,.!?]|$)", text)
+    if m and m.group(1).strip(".") not in _COMPANY_STOP:
+        return Fact(m.group(1).strip("."), certain=False, evidence=m.group(0))
+    if asked:
+        t = text.strip().rstrip(".!")
+        t = re.sub(r"^(?:i'm with|i am with|i work at|i work for|we're|we are|it's|its|at)\s+", "", t, flags=re.I)
+        if 1 <= len(t.split()) <= 5 and not is_question(t):
+            return Fact(t, certain=False, evidence=text)
+    return None
+
+
+def extract_industry(text: str, playbook: Playbook, asked: bool = False) -> Fact | None:
+    low = text.lower()
+    best: tuple[int, str, str] | None = None
+    for industry, words in playbook.industries.items():
+        for w in [industry.replace("_", " ")] + list(words):
+            if _has_word(low, w.lower()):
+                hit = (len(w), industry, w)
+                if best is None or hit[0] > best[0]:
+                    best = hit
+    if best:
+        return Fact(best[1], certain=not is_question(text), evidence=best[2])
+    if asked and len(text.split()) <= 5 and not is_question(text):
+        return Fact(text.strip().rstrip(".!").lower(), certain=False, evidence=text)
+    return None
+
+
+NEED_KEYWORDS = r"(?:forecast\w*|pipeline|deal (?:inspection|risk|review)s?|crm (?:hygiene|data)|data hygiene|dirty data|missing fields|coaching|visibility|win rate|quota|slipp\w+|sandbagg\w+|churn|rep ramp|activity logging|data entry|deal reviews?|commit calls?|revenue intelligence|spreadsheets?)"
+
+
+def extract_need(text: str, asked: bool = False) -> Fact | None:
+    for sentence in split_sentences(text):
+        if is_question(sentence):
+            continue
+        low = sentence.lower()
+        m = re.search(r"\b(?:we need|we want|we're looking (?:for|to)|we are looking (?:for|to)|looking for|looking to|"
+                      r"we're trying to|trying to|we struggle with|struggling with|our problem is|the problem is|"
+                      r"our biggest (?:problem|challenge|issue) is|need help with|need to|hoping to|we'd like to|"
+                      r"want to|interested in|evaluating|replace|replacing|fix|fixing|improve|improving)\s+(.{3,240})", low)
+        if m and re.search(NEED_KEYWORDS, low):
+            return Fact(sentence.strip().rstrip("."), evidence=m.group(0))
+        if re.search(NEED_KEYWORDS, low) and re.search(r"\b(?:we|our|i|my)\b", low):
+            return Fact(sentence.strip().rstrip("."), certain=False, evidence=sentence)
+    if asked:
+        t = text.strip()
+        if 2 <= len(t) <= 400 and not all(is_question(s) for s in split_sentences(t)):
+            return Fact(t.rstrip("."), certain=False, evidence=t)
+    return None
+
+
+_QUARTER_RE = re.compile(r"\b(before|by|in|during|for|end of|start of|early|late)?\s*(?:the\s+)?(?:(this|next)\s+)?q([1-4])(?:\s*(?:'|20)?(\d{2}))?\b")
+_MONTHS = ["january", "february", "march", "april", "may", "june", "july", "august", "september",
+           "october", "november", "december"]
+
+
+def _bucket_for_deadline(today: date, deadline: date) -> str:
+    """now | this_quarter | next_quarter | this_year | later, from a target date."""
+    days = (deadline - today).days
+    q_now = (today.month - 1) // 3
+    end_this_q = date(today.year + (1 if q_now == 3 else 0), 1 if q_now == 3 else 3 * (q_now + 1) + 1, 1)
+    nq = (q_now + 1) % 4
+    end_next_q = date(end_this_q.year + (1 if nq == 3 else 0), 1 if nq == 3 else 3 * (nq + 1) + 1, 1)
+    if days <= 31:
+        return "now" if days <= 14 else "this_quarter"
+    if deadline <= end_this_q:
+        return "this_quarter"
+    if deadline <= end_next_q:
+        return "next_quarter"
+    if days <= 366:
+        return "this_year"
+    return "later"
+
+
+def extract_timeline(text: str, today: date | None = None, asked: bool = False) -> Fact | None:
+    today = today or date.today()
+    low = text.lower()
+
+    def fact(v: str, ev: str, certain: bool = True) -> Fact:
+        return Fact(v, certain=certain, evidence=ev)
+
+    simple = [
+        ("now", r"\b(?:asap|a\.s\.a\.p|right away|immediately|urgent(?:ly)?|this week|this month|next week|"
+                r"(?:in|within) (?:the next )?(?:a |two |2 |few |couple(?: of)? )weeks?|yesterday|right now|as soon as possible)\b"),
+        ("this_quarter", r"\b(?:this quarter|end of (?:the |this )?quarter|(?:in|within) (?:the next )?(?:a|one|1) month|"
+                         r"next month|in (?:a )?month or two|within (?:the next )?(?:1|one|two|2) months?|this qtr)\b"),
+        ("next_quarter", r"\b(?:next quarter|next qtr|in (?:a )?(?:few|couple(?: of)?|2|3|two|three) months|"
+                         r"within (?:the next )?(?:3|three|four|4) months)\b"),
+        ("this_year", r"\b(?:this year|by (?:the )?end of (?:the )?year|later this year|within (?:the next )?(?:6|six|9|nine|12|twelve) months|"
+                      r"in (?:6|six|9|nine) months|this fiscal year|this fy|h2)\b"),
+        ("later", r"\b(?:next year|no rush|just (?:looking|browsing|exploring|researching)|not (?:any )?time soon|someday|"
+                  r"down the road|long[- ]term|no timeline|no timeframe|in a year|(?:in|within) (?:a year|12 months) or (?:more|two))\b"),
+    ]
+    m = _QUARTER_RE.search(low)
+    if m:
+        prep, which, qn, yy = m.group(1), m.group(2), int(m.group(3)), m.group(4)
+        q_now = (today.month - 1) // 3 + 1
+        year = today.year
+        if yy:
+            year = 2000 + int(yy)
+        elif which == "next" or qn < q_now or (qn == q_now and prep == "before"):
+            year += 1 if which != "this" else 0
+        start = date(year, 3 * (qn - 1) + 1, 1)
+        end = date(year + (1 if qn == 4 else 0), 1 if qn == 4 else 3 * qn + 1, 1)
+        deadline = start if prep in ("before", "start of", "early") else end
+        return fact(_bucket_for_deadline(today, deadline), m.group(0).strip())
+    for bucket, pat in simple:
+        mm = re.search(pat, low)
+        if mm:
+            return fact(bucket, mm.group(0))
+    mm = re.search(r"\b(?:by|before|in|until|end of)\s+(" + "|".join(_MONTHS) + r")\b", low)
+    if mm:
+        month = _MONTHS.index(mm.group(1)) + 1
+        year = today.year if month >= today.month else today.year + 1
+        deadline = date(year, month, 28)
+        return fact(_bucket_for_deadline(today, deadline), mm.group(0))
+    mm = re.search(r"\b(?:in|within)\s+(\d{1,2})\s+(weeks?|months?)\b", low)
+    if mm:
+        n = int(mm.group(1))
+        days = n * 7 if mm.group(2).startswith("week") else n * 30
+        from datetime import timedelta
+        return fact(_bucket_for_deadline(today, today + timedelta(days=days)), mm.group(0))
+    if asked and re.search(r"\b(?:not sure|no idea|don't know|tbd|undecided)\b", low):
+        return None
+    return None
+
+
+_MONEY_RE = re.compile(r"(?:(?:\$|usd\s?|us\$|€|eur\s?|£|gbp\s?)\s*(\d[\d,]*(?:\.\d+)?)\s*(k|m|mm|thousand|million)?\b"
+                       r"|\b(\d[\d,]*(?:\.\d+)?)\s*(k|m|mm|thousand|million)\b(?:\s*(?:dollars|usd|eur|euros|€|\$))?"
+                       r"|\b(\d[\d,]*(?:\.\d+)?)\s*(?:dollars|usd|eur|euros))", re.I)
+
+
+def extract_budget(text: str, asked: bool = False) -> Fact | None:
+    low = text.lower()
+    budgety = asked or re.search(r"\b(?:budget|budgeted|spend|afford|allocated|per year|a year|annually|/yr|/year|per month|/mo|a month|ballpark)\b", low)
+    if budgety:
+        m = _MONEY_RE.search(text)
+        if m:
+            raw, suf = (m.group(1), m.group(2)) if m.group(1) else (m.group(3), m.group(4)) if m.group(3) else (m.group(5), None)
+            n = _num(raw, suf)
+            if n:
+                tail = low[m.end(): m.end() + 16]
+                if re.match(r"\s*(?:/\s*mo\b|/\s*month|per month|a month|monthly)", tail):
+                    n *= 12
+                return Fact(int(n) if float(n).is_integer() else n, evidence=m.group(0))
+    if re.search(r"\b(?:budget (?:is |has been |was )?(?:approved|signed off|allocated|set aside|secured|in place)|have (?:the |a )?budget|budget's approved|got budget|funded)\b", low) \
+            and not re.search(r"\b(?:don't|do not|no|not yet)\b[^.]*budget", low):
+        return Fact("approved", evidence="budget approved")
+    if re.search(r"\b(?:no budget|don't have (?:a |any )?budget|haven't (?:got|set) (?:a )?budget|budget (?:is )?(?:tbd|not set)|not yet)\b", low) \
+            and (asked or "budget" in low):
+        return Fact("none yet", evidence="no budget yet")
+    return None
+
+
+# ---------------------------------------------------------------------------------------------
+# Intents
+
+INJECTION_RE = re.compile(
+    r"(?:ignore|disregard|forget|override|bypass)\s+(?:all\s+|any\s+|the\s+|your\s+|my\s+|previous\s+|prior\s+|above\s+|earlier\s+)*"
+    r"(?:instructions?|prompts?|rules?|guidelines?|directions?|system)"
+    r"|(?:print|show|reveal|repeat|output|display|tell me|give me|what(?:'s| is| are))\s+(?:me\s+)?(?:your|the)\s+(?:system\s+|initial\s+|hidden\s+|original\s+)?(?:prompt|instructions|system message|rules)"
+    r"|system prompt|developer mode|jailbreak|\bDAN\b|you are now|act as (?:an? )?(?:unrestricted|different|new)|pretend (?:you are|to be)"
+    r"|(?:list|show|give|dump|export|tell)\s+(?:me\s+)?(?:all\s+|the\s+|your\s+)?(?:other\s+)?(?:leads|customers'? (?:emails|data|contacts)|visitors|users|prospects|contacts|emails)\b"
+    r"|(?:other|another)\s+(?:leads?|visitors?|prospects?|customers?)'?s?\s+(?:emails?|data|details|info|conversations?|names?)"
+    r"|\b(?:set|change|update|give)\s+(?:my|the|this)\s+(?:lead\s+)?score\b|\bmark me as (?:an? )?(?:sql|qualified|hot)"
+    r"|<\s*/?\s*(?:system|im_start|im_end)\s*>|\[\s*system\s*\]|###\s*(?:system|instruction)",
+    re.I)
+
+HUMAN_RE = re.compile(r"\b(?:(?:talk|speak|chat)\s+(?:to|with)\s+(?:a |an |the |your |some )?(?:real |actual )?(?:person|human|someone|somebody|people|rep|representative|sales(?:person| rep| team)?|agent|team|account exec)"
+                      r"|real person|human being|a human\b|live agent|connect me (?:with|to)|put me in touch|can someone (?:call|email|contact) me|have someone (?:call|email|contact|reach))", re.I)
+BOOK_RE = re.compile(r"\b(?:demo|book (?:a |an )?(?:call|meeting|time|slot|session)|schedule (?:a |an )?(?:call|meeting|demo|time)|set up (?:a |an )?(?:call|meeting)|"
+                     r"get on a call|hop on a call|jump on a call|meet (?:with )?(?:your|the) team|see it in action|walk ?through)\b", re.I)
+UNSUB_RE = re.compile(r"\b(?:unsubscribe|stop (?:emailing|contacting|messaging)|remove me|opt[- ]out|don't (?:contact|email) me|do not (?:contact|email) me)\b", re.I)
+JOB_RE = re.compile(r"\b(?:are you hiring|you hiring|looking for (?:a |an )?(?:job|role|position|internship)|job (?:opening|application|offer)s?|open (?:positions?|roles)|"
+                    r"apply (?:for|to) (?:a |the )?(?:job|role|position)|my (?:resume|cv)\b|career opportunit|job seeker|work for you|join your team)", re.I)
+SKIP_RE = re.compile(r"^\s*(?:skip|pass|next|n/?a|rather not(?: say)?|i'?d rather not(?: say)?|prefer not(?: to)?(?: say)?|not sure|no idea|"
+                     r"don'?t know|dunno|can'?t say|can'?t share|not telling|none of your business|no comment|later|not now|idk|not yet sure)\b", re.I)
+GREETING_RE = re.compile(r"^\s*(?:hi|hello|hey|hiya|good (?:morning|afternoon|evening)|howdy|yo|greetings)\b", re.I)
+OBJECTION_RE = re.compile(r"\b(?:too expensive|pricey|costs? too much|can'?t afford|already (?:use|have)|happy with (?:our|what)|not interested|"
+                          r"no need|doesn'?t fit|we built our own|not a priority)\b", re.I)
+TOPIC_RES = {
+    "pricing": re.compile(r"\b(?:price|prices|pricing|cost|costs|how much|plans?|per (?:seat|user)|expensive|discount|quote|billing|trial|free tier|free plan)\b", re.I),
+    "integration": re.compile(r"\b(?:integrat\w*|connect(?:s|or)? (?:to|with)|sync\w*|plug ?in|api|webhooks?|works? with)\b", re.I),
+    "security": re.compile(r"\b(?:soc ?2|gdpr|security|secure|hipaa|encrypt\w*|sso|saml|compliance|data residency|privacy)\b", re.I),
+    "onboarding": re.compile(r"\b(?:onboard\w*|implementation|set ?up|setup|training|support|how long)\b", re.I),
+    "customers": re.compile(r"\b(?:customers?|case stud\w+|who uses|references?|clients?|examples?)\b", re.I),
+}
+INTEGRATION_ASK_RE = re.compile(
+    r"(?:integrat\w*|connect\w*|sync\w*|work|works|plug(?:\s+in)?|hook\s+up)\s+(?:with|to|into|in)\s+(?:the\s+|your\s+|our\s+)?"
+    r"([\w][\w.&+'-]*(?:\s+(?!and\b|or\b|too\b|as\b|please\b|yet\b)[\w][\w.&+'-]*){0,3})"
+    r"|(?:support|have)\s+(?:an?\s+)?([A-Z][\w.&+'-]*(?:\s+[A-Z0-9][\w.&+'-]*){0,2})\s+(?:integration|connector|sync)"
+    r"|(?:is there|do you have)\s+(?:an?\s+)?([\w][\w.&+'-]*(?:\s+[\w][\w.&+'-]*){0,2})\s+(?:integration|connector|plugin)", re.I)
+_GENERIC_TARGETS = {"it", "that", "this", "them", "our crm", "crm", "us", "you", "other tools", "our stack", "our tools",
+                    "our data", "existing tools", "everything", "my", "our", "tools", "apps", "a crm"}
+
+
+def integrations_asked(text: str) -> list[str]:
+    out: list[str] = []
+    for m in INTEGRATION_ASK_RE.finditer(text):
+        name = next(g for g in m.groups() if g)
+        name = re.sub(r"[?.!,]+$", "", name).strip()
+        if name.lower() in _GENERIC_TARGETS or len(name) < 2:
+            continue
+        out.append(name)
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+
+
+def understand(text: str, playbook: Playbook, asked_field: str | None = None, today: date | None = None,
+               known: dict[str, Any] | None = None) -> Understanding:
+    """Facts, intents and questions in one visitor message, by rules only."""
+    u = Understanding()
+    known = known or {}
+    if INJECTION_RE.search(text):
+        u.intents.add("injection")
+        return u
+    sentences = split_sentences(text)
+    u.questions = [s for s in sentences if is_question(s)]
+    if u.questions:
+        u.intents.add("question")
+    if GREETING_RE.search(text) and len(text) < 40:
+        u.intents.add("greeting")
+    if UNSUB_RE.search(text):
+        u.intents.add("unsubscribe")
+        u.requested_action = "unsubscribe"
+    if JOB_RE.search(text):
+        u.intents.add("job_seeker")
+    if HUMAN_RE.search(text):
+        u.intents.add("human")
+        u.requested_action = "human"
+    if BOOK_RE.search(text):
+        u.intents.add("book")
+        if u.requested_action == "continue":
+            u.requested_action = "book"
+    if OBJECTION_RE.search(text):
+        u.intents.add("objection")
+    for topic, rx in TOPIC_RES.items():
+        if rx.search(" ".join(u.questions) or text):
+            u.topics.add(topic)
+    if "question" not in u.intents:
+        u.topics.discard("customers")
+    u.integrations_asked = integrations_asked(" ".join(u.questions)) if u.questions else []
+    for comp in playbook.disqualify.competitors:
+        c = re.escape(comp.lower())
+        if re.search(r"\b(?:i work (?:at|for)|i'm (?:with|from|at)|i am (?:with|from|at)|we're|we are|here from|work at)\s+" + c, text.lower()):
+            u.intents.add("competitor")
+
+    statement = " ".join(s for s in sentences if not is_question(s)) if u.questions else text
+    asked_ok = asked_field is not None and not u.questions and not SKIP_RE.search(text)
+    if asked_field and SKIP_RE.search(text) and not u.questions:
+        u.skipped = asked_field
+        u.intents.add("skip")
+
+    def put(name: str, f: Fact | None) -> None:
+        if f is not None and f.value not in (None, ""):
+            u.fields[name] = f
+
+    put("email", extract_email(text))
+    if "email" in u.fields and not known.get("company"):
+        put("company", company_from_email(u.fields["email"].value))
+    put("company_size", extract_company_size(statement, asked=asked_ok and asked_field == "company_size"))
+    role, seniority = extract_role(statement, asked=asked_ok and asked_field in ("role", "seniority"))
+    put("role", role)
+    put("seniority", seniority)
+    put("timeline", extract_timeline(statement, today, asked=asked_ok and asked_field == "timeline"))
+    put("budget", extract_budget(statement, asked=asked_ok and asked_field == "budget"))
+    put("name", extract_name(statement, asked=asked_ok and asked_field == "name"))
+    company = extract_company(statement, asked=asked_ok and asked_field == "company")
+    if company and (company.certain or "company" not in u.fields):
+        put("company", company)
+    industry = extract_industry(text, playbook, asked=asked_ok and asked_field == "industry")
+    if industry:
+        put("industry", industry)
+    put("need", extract_need(text, asked=asked_ok and asked_field == "need"))
+    # An answer that filled nothing the bot asked for is still an answer, not a skip.
+    if u.fields and "question" not in u.intents:
+        u.intents.add("answer")
+    if not u.intents:
+        u.intents.add("small_talk")
+    return u

@@ -1,0 +1,238 @@
+"""The playbook: the YAML a marketer edits — questions, scoring rules, thresholds, vocabulary.
+
+Loaded and validated once at start. A bad key fails with the file and the key named, so the
+person who edited it knows what to fix.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+DEFAULT_PLAYBOOK = Path(__file__).with_name("default_playbook.yaml")
+
+FIELD_NAMES = (
+    "name", "email", "company", "role", "seniority", "company_size",
+    "industry", "need", "timeline", "budget",
+)
+SENIORITIES = ("c_level", "vp", "director", "manager", "individual", "student")
+TIMELINES = ("now", "this_quarter", "next_quarter", "this_year", "later")
+STAGES = ("new", "engaged", "mql", "sql", "meeting_booked", "disqualified", "human")
+
+
+class PlaybookError(ValueError):
+    """The playbook file is missing, not YAML, or has a bad key."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Company(_Strict):
+    name: str = "our company"
+    product: str = ""
+    assistant_name: str = "the assistant"
+    tone: str = "friendly, brief"
+
+
+class Thresholds(_Strict):
+    mql: float = 25
+    sql: float = 50
+
+    @model_validator(mode="after")
+    def _ordered(self) -> "Thresholds":
+        if self.mql >= self.sql:
+            raise ValueError(f"mql ({self.mql}) must be lower than sql ({self.sql})")
+        return self
+
+
+class QualificationField(_Strict):
+    name: Literal[FIELD_NAMES]  # type: ignore[valid-type]
+    priority: int = 50
+    question: str | None = None
+    asked_with: str | None = None
+    ask: bool = True
+
+
+class FitRule(_Strict):
+    field: Literal[FIELD_NAMES]  # type: ignore[valid-type]
+    points: float
+    in_: list[Any] | None = Field(default=None, alias="in")
+    not_in: list[Any] | None = None
+    gte: float | None = None
+    lte: float | None = None
+    eq: Any = None
+    present: bool | None = None
+    reason: str | None = None
+    id: str | None = None
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    @model_validator(mode="after")
+    def _has_condition(self) -> "FitRule":
+        if all(v is None for v in (self.in_, self.not_in, self.gte, self.lte, self.eq, self.present)):
+            raise ValueError("a fit rule needs a condition: one of in, not_in, gte, lte, eq, present")
+        return self
+
+    def matches(self, value: Any) -> bool:
+        if value is None or value == "":
+            return self.present is False
+        if self.present is not None and not self.present:
+            return False
+        if self.in_ is not None and value not in self.in_:
+            return False
+        if self.not_in is not None and value in self.not_in:
+            return False
+        if self.eq is not None and value != self.eq:
+            return False
+        if self.gte is not None or self.lte is not None:
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                return False
+            if self.gte is not None and value < self.gte:
+                return False
+            if self.lte is not None and value > self.lte:
+                return False
+        return True
+
+    def describe(self) -> str:
+        parts = []
+        if self.in_ is not None:
+            parts.append(f"{self.field} in {', '.join(map(str, self.in_))}")
+        if self.not_in is not None:
+            parts.append(f"{self.field} not in {', '.join(map(str, self.not_in))}")
+        if self.gte is not None:
+            parts.append(f"{self.field} ≥ {self.gte:g}")
+        if self.lte is not None:
+            parts.append(f"{self.field} ≤ {self.lte:g}")
+        if self.eq is not None:
+            parts.append(f"{self.field} = {self.eq}")
+        if self.present:
+            parts.append(f"{self.field} known")
+        if self.present is False:
+            parts.append(f"{self.field} unknown")
+        return " and ".join(parts)
+
+
+class EngagementRule(_Strict):
+    points: float
+    daily_cap: float | None = None
+
+    @field_validator("daily_cap")
+    @classmethod
+    def _positive(cls, v: float | None) -> float | None:
+        if v is not None and v <= 0:
+            raise ValueError("daily_cap must be positive")
+        return v
+
+
+class Decay(_Strict):
+    half_life_days: float | None = 30
+
+    @field_validator("half_life_days")
+    @classmethod
+    def _positive(cls, v: float | None) -> float | None:
+        if v is not None and v <= 0:
+            raise ValueError("half_life_days must be positive (or null for no decay)")
+        return v
+
+
+class Disqualify(_Strict):
+    seniority: list[Literal[SENIORITIES]] = ["student"]  # type: ignore[valid-type]
+    job_seekers: bool = True
+    competitors: list[str] = []
+
+
+class Meeting(_Strict):
+    url: str | None = None
+    length_minutes: int = 30
+
+
+class Handoff(_Strict):
+    channel: str | None = None
+
+
+class Playbook(_Strict):
+    version: int = 1
+    company: Company = Company()
+    thresholds: Thresholds = Thresholds()
+    fields: list[QualificationField] = []
+    fit: list[FitRule] = []
+    engagement: dict[str, EngagementRule] = {}
+    decay: Decay = Decay()
+    disqualify: Disqualify = Disqualify()
+    industries: dict[str, list[str]] = {}
+    personas: dict[str, list[str]] = {}
+    meeting: Meeting = Meeting()
+    handoff: Handoff = Handoff()
+    source: str = Field(default="<memory>", exclude=True)
+
+    @field_validator("engagement", mode="before")
+    @classmethod
+    def _short_form(cls, v: Any) -> Any:
+        if isinstance(v, dict):
+            return {k: ({"points": p} if isinstance(p, (int, float)) and not isinstance(p, bool) else p)
+                    for k, p in v.items()}
+        return v
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "Playbook":
+        names = [f.name for f in self.fields]
+        dupes = {n for n in names if names.count(n) > 1}
+        if dupes:
+            raise ValueError(f"fields: {', '.join(sorted(dupes))} listed twice")
+        for f in self.fields:
+            if f.asked_with and f.asked_with not in names:
+                raise ValueError(f"fields: {f.name}.asked_with names {f.asked_with!r}, which is not a field")
+            if f.ask and not f.asked_with and not f.question:
+                raise ValueError(f"fields: {f.name} needs a question (or ask: false)")
+        for i, rule in enumerate(self.fit):
+            if rule.id is None:
+                rule.id = f"fit.{rule.field}.{i + 1}"
+        return self
+
+    # -- what the rest of the code asks of a playbook ---------------------------------------
+
+    def field(self, name: str) -> QualificationField | None:
+        return next((f for f in self.fields if f.name == name), None)
+
+    def question_for(self, name: str) -> str | None:
+        f = self.field(name)
+        if f is None:
+            return None
+        if f.asked_with:
+            return self.question_for(f.asked_with)
+        return f.question
+
+    def grounding_text(self) -> str:
+        """Everything the playbook lets the agent state as fact (for the grounding guard)."""
+        return yaml.safe_dump(self.model_dump(by_alias=True), sort_keys=False)
+
+
+def _format_error(path: str, err: ValidationError) -> str:
+    lines = [f"invalid playbook {path}:"]
+    for e in err.errors():
+        loc = ".".join(str(p) for p in e["loc"] if p not in ("function-after",)) or "(top level)"
+        lines.append(f"  - {loc}: {e['msg']}")
+    lines.append("Fix the key(s) above; the documented default is bot/default_playbook.yaml.")
+    return "\n".join(lines)
+
+
+def load_playbook(path: str | Path | None = None) -> Playbook:
+    """Load and validate a playbook; the default ships with the package."""
+    p = Path(path) if path else DEFAULT_PLAYBOOK
+    if not p.is_file():
+        raise PlaybookError(f"playbook not found: {p} (set SDR_PLAYBOOK or --playbook to an existing YAML file)")
+    try:
+        data = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as e:
+        raise PlaybookError(f"invalid playbook {p}: not valid YAML: {e}") from None
+    if not isinstance(data, dict):
+        raise PlaybookError(f"invalid playbook {p}: the top level must be a mapping of keys")
+    try:
+        pb = Playbook.model_validate(data)
+    except ValidationError as e:
+        raise PlaybookError(_format_error(str(p), e)) from None
+    pb.source = str(p)
+    return pb

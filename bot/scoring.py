@@ -1,0 +1,132 @@
+"""Lead scoring: fit from what we know, engagement from what they do, decay over time.
+
+Pure functions: they take the playbook and the lead's state and return the score changes to record.
+Every change is a ScoreChange with a rule and a reason; the stored events of a lead always add up
+to its score (fit events + engagement events + decay events).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Iterable
+
+from .playbook import FitRule, Playbook
+
+
+@dataclass
+class ScoreChange:
+    kind: str       # fit | engagement | decay
+    rule: str
+    points: float
+    reason: str
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"kind": self.kind, "rule": self.rule, "points": round(self.points, 2), "reason": self.reason}
+
+
+def _show(value: Any) -> str:
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    if isinstance(value, int) and value >= 10000:
+        return f"{value:,}"
+    return str(value)
+
+
+def _fit_reason(rule: FitRule, value: Any) -> str:
+    what = f"{rule.field.replace('_', ' ')} is {_show(value)}"
+    return f"{rule.reason}: {what}" if rule.reason else f"{what} ({rule.describe()})"
+
+
+def fit_changes(playbook: Playbook, fields: dict[str, Any], applied: dict[str, float]) -> tuple[list[ScoreChange], dict[str, float]]:
+    """Compare the fit rules that match now with those applied before; return deltas and the new set."""
+    changes: list[ScoreChange] = []
+    now_applied: dict[str, float] = {}
+    rules = {r.id: r for r in playbook.fit}
+    for rule_id, rule in rules.items():
+        value = fields.get(rule.field)
+        matches = rule.matches(value)
+        before = applied.get(rule_id)
+        if matches:
+            now_applied[rule_id] = rule.points
+            if before is None:
+                changes.append(ScoreChange("fit", rule_id, rule.points, _fit_reason(rule, value)))
+            elif before != rule.points:
+                changes.append(ScoreChange("fit", rule_id, rule.points - before,
+                                           f"playbook changed the points for '{rule.describe()}' from {before:g} to {rule.points:g}"))
+        elif before is not None:
+            shown = _show(value) if value not in (None, "") else "unknown"
+            changes.append(ScoreChange("fit", rule_id, -before,
+                                       f"no longer applies ({rule.describe()}): {rule.field.replace('_', ' ')} is now {shown}"))
+    for rule_id, before in applied.items():
+        if rule_id not in rules:
+            changes.append(ScoreChange("fit", rule_id, -before, "rule removed from the playbook"))
+    return changes, now_applied
+
+
+def engagement_change(playbook: Playbook, event_type: str, awarded_today: float, properties: dict | None = None) -> ScoreChange | None:
+    """Points for one engagement event, respecting the per-type daily cap. None when capped to zero."""
+    rule = playbook.engagement[event_type]
+    points = rule.points
+    label = event_type.replace("_", " ")
+    detail = ""
+    if properties:
+        for key in ("title", "url", "page", "name"):
+            if properties.get(key):
+                detail = f" ({str(properties[key])[:80]})"
+                break
+    if rule.daily_cap is not None and points > 0:
+        room = rule.daily_cap - awarded_today
+        if room <= 0:
+            return None
+        if points > room:
+            return ScoreChange("engagement", f"engagement.{event_type}", room,
+                               f"{label}{detail}: {room:g} of {points:g} points, daily cap of {rule.daily_cap:g} reached")
+    sign = "+" if points >= 0 else ""
+    return ScoreChange("engagement", f"engagement.{event_type}", points, f"{label}{detail} ({sign}{points:g})")
+
+
+def decayed_engagement(playbook: Playbook, events: Iterable[tuple[float, datetime]], now: datetime) -> float:
+    """What the engagement is worth now: positive points halve every half-life; negative ones stay."""
+    hl = playbook.decay.half_life_days
+    total = 0.0
+    for points, at in events:
+        if points > 0 and hl:
+            age_days = max(0.0, (now - at).total_seconds() / 86400.0)
+            total += points * 0.5 ** (age_days / hl)
+        else:
+            total += points
+    return total
+
+
+def decay_change(playbook: Playbook, engagement_events: list[tuple[float, datetime]], current_total: float,
+                 now: datetime, min_step: float = 0.05) -> ScoreChange | None:
+    """The decay event that brings the recorded engagement total to its decayed value, if it moved."""
+    if not playbook.decay.half_life_days or not engagement_events:
+        return None
+    target = decayed_engagement(playbook, engagement_events, now)
+    delta = target - current_total
+    if abs(delta) < min_step:
+        return None
+    return ScoreChange("decay", "decay.half_life", delta,
+                       f"engagement fades by half every {playbook.decay.half_life_days:g} days")
+
+
+def stage_for(playbook: Playbook, score: float, previous: str, *, engaged: bool, disqualified: bool,
+              human: bool) -> str:
+    """The lifecycle stage. It only moves forward (new → engaged → mql → sql → meeting_booked);
+    disqualified overrides; a visitor who asked for a person is `human` until they qualify."""
+    if disqualified:
+        return "disqualified"
+    order = ["new", "engaged", "mql", "sql", "meeting_booked"]
+    level = "new"
+    if engaged:
+        level = "engaged"
+    if score >= playbook.thresholds.mql:
+        level = "mql"
+    if score >= playbook.thresholds.sql:
+        level = "sql"
+    prev = previous if previous in order else ("engaged" if previous in ("human", "disqualified") else "new")
+    best = max(level, prev, key=order.index)
+    if human and order.index(best) < order.index("sql"):
+        return "human"
+    return best

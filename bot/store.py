@@ -1,0 +1,179 @@
+"""Storage: leads, conversations, messages, score events, activities, content sent, outbox.
+
+SQLAlchemy; SQLite in WAL mode in the data dir by default, PostgreSQL by SDR_DATABASE_URL with the
+same code. The schema is created on first run.
+"""
+from __future__ import annotations
+
+import secrets
+from contextlib import contextmanager
+from datetime import datetime, timezone
+from typing import Any, Iterator
+
+from sqlalchemy import (JSON, DateTime, Float, ForeignKey, Integer, String, Text, UniqueConstraint,
+                        create_engine, event, func, select)
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
+
+
+def utcnow() -> datetime:
+    """Naive UTC, the one time representation stored (SQLite has no time zones)."""
+    return datetime.now(timezone.utc).replace(tzinfo=None)
+
+
+def new_id(prefix: str) -> str:
+    return f"{prefix}_{secrets.token_hex(8)}"
+
+
+class Base(DeclarativeBase):
+    type_annotation_map = {dict[str, Any]: JSON, list[Any]: JSON}
+
+
+class Lead(Base):
+    __tablename__ = "leads"
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    email: Mapped[str | None] = mapped_column(String(320), unique=True, index=True)
+    fields: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    field_sources: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    fit_rules: Mapped[dict[str, Any]] = mapped_column(default=dict)  # rule id -> points applied
+    stage: Mapped[str] = mapped_column(String(20), default="new")
+    score: Mapped[float] = mapped_column(Float, default=0.0)
+    fit_score: Mapped[float] = mapped_column(Float, default=0.0)
+    engagement_score: Mapped[float] = mapped_column(Float, default=0.0)
+    disqualified_reason: Mapped[str | None] = mapped_column(String(200))
+    human_requested_at: Mapped[datetime | None] = mapped_column(DateTime)
+    handed_off_at: Mapped[datetime | None] = mapped_column(DateTime)
+    owner: Mapped[str | None] = mapped_column(String(200))
+    unsubscribed: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+
+class Conversation(Base):
+    __tablename__ = "conversations"
+    id: Mapped[str] = mapped_column(String(80), primary_key=True)  # the session id
+    lead_id: Mapped[str] = mapped_column(ForeignKey("leads.id"), index=True)
+    channel: Mapped[str] = mapped_column(String(20), default="web")
+    state: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+
+class Message(Base):
+    __tablename__ = "messages"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    conversation_id: Mapped[str] = mapped_column(ForeignKey("conversations.id"), index=True)
+    lead_id: Mapped[str] = mapped_column(ForeignKey("leads.id"), index=True)
+    role: Mapped[str] = mapped_column(String(10))  # visitor | agent
+    text: Mapped[str] = mapped_column(Text)
+    meta: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+
+class ScoreEvent(Base):
+    __tablename__ = "score_events"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    lead_id: Mapped[str] = mapped_column(ForeignKey("leads.id"), index=True)
+    kind: Mapped[str] = mapped_column(String(20))  # fit | engagement | decay
+    rule: Mapped[str] = mapped_column(String(100))
+    points: Mapped[float] = mapped_column(Float)
+    reason: Mapped[str] = mapped_column(String(500))
+    at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+
+class Activity(Base):
+    """A tracked engagement event as it arrived (page view, webinar, email open...)."""
+    __tablename__ = "activities"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    lead_id: Mapped[str] = mapped_column(ForeignKey("leads.id"), index=True)
+    type: Mapped[str] = mapped_column(String(60))
+    properties: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    points_awarded: Mapped[float] = mapped_column(Float, default=0.0)
+    at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+
+class ContentSent(Base):
+    __tablename__ = "content_sent"
+    __table_args__ = (UniqueConstraint("lead_id", "url"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    lead_id: Mapped[str] = mapped_column(ForeignKey("leads.id"), index=True)
+    url: Mapped[str] = mapped_column(String(1000))
+    title: Mapped[str] = mapped_column(String(500))
+    type: Mapped[str] = mapped_column(String(40))
+    at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+
+class OutboxEntry(Base):
+    """A side effect to deliver (Slack handoff, email, booking), written with the state change."""
+    __tablename__ = "outbox"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    lead_id: Mapped[str | None] = mapped_column(ForeignKey("leads.id"), index=True)
+    kind: Mapped[str] = mapped_column(String(40))
+    idempotency_key: Mapped[str] = mapped_column(String(200), unique=True)
+    payload: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    status: Mapped[str] = mapped_column(String(20), default="pending", index=True)  # pending|delivered|dead
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    next_attempt_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    delivered_at: Mapped[datetime | None] = mapped_column(DateTime)
+
+
+class Store:
+    """One per process: the engine and the session factory."""
+
+    def __init__(self, url: str):
+        self.url = url
+        kwargs: dict[str, Any] = {"future": True}
+        if url.startswith("sqlite"):
+            kwargs["connect_args"] = {"check_same_thread": False, "timeout": 30}
+        else:
+            kwargs.update(pool_pre_ping=True, pool_size=10, max_overflow=20)
+        self.engine = create_engine(url, **kwargs)
+        if url.startswith("sqlite"):
+            @event.listens_for(self.engine, "connect")
+            def _pragmas(dbapi_conn, _record):  # noqa: ANN001
+                cur = dbapi_conn.cursor()
+                cur.execute("PRAGMA journal_mode=WAL")
+                cur.execute("PRAGMA synchronous=NORMAL")
+                cur.execute("PRAGMA foreign_keys=ON")
+                cur.execute("PRAGMA busy_timeout=30000")
+                cur.close()
+        Base.metadata.create_all(self.engine)
+        self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+
+    @contextmanager
+    def session(self) -> Iterator[Session]:
+        """A unit of work: everything inside commits together or not at all."""
+        s = self._sessions()
+        try:
+            yield s
+            s.commit()
+        except BaseException:
+            s.rollback()
+            raise
+        finally:
+            s.close()
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+
+    # -- reads used by the API and the CLI ----------------------------------------------------
+
+    def list_leads(self, limit: int = 50) -> list[dict[str, Any]]:
+        with self.session() as s:
+            last_msg = (select(Message.lead_id, func.max(Message.id).label("mid"))
+                        .group_by(Message.lead_id).subquery())
+            rows = s.execute(
+                select(Lead, Message.text)
+                .outerjoin(last_msg, last_msg.c.lead_id == Lead.id)
+                .outerjoin(Message, Message.id == last_msg.c.mid)
+                .order_by(Lead.updated_at.desc()).limit(limit)
+            ).all()
+            return [{"lead": lead, "last_message": text} for lead, text in rows]
+
+
+def sum_score_events(s: Session, lead_id: str, kinds: tuple[str, ...] | None = None) -> float:
+    q = select(func.coalesce(func.sum(ScoreEvent.points), 0.0)).where(ScoreEvent.lead_id == lead_id)
+    if kinds:
+        q = q.where(ScoreEvent.kind.in_(kinds))
+    return float(s.execute(q).scalar_one())

@@ -1,0 +1,252 @@
+"""The web channel: the chat API, tracked events, lead lookups, the chat page and the widget.
+
+Routes translate HTTP into an `Inbound` (or an event) and the result back into JSON; the turn
+decides everything. Bad input gets a JSON error with a 4xx status that says what was wrong —
+never a 500 or an HTML page.
+"""
+from __future__ import annotations
+
+import logging
+import re
+import threading
+import time
+from collections import defaultdict, deque
+from pathlib import Path
+from typing import Any
+
+from flask import Flask, Response, jsonify, request, send_from_directory
+from werkzeug.exceptions import HTTPException
+
+from bot.turn import SDR, Inbound, InputError, NotFound
+
+log = logging.getLogger("sdr.web")
+STATIC = Path(__file__).with_name("static")
+SESSION_RE = re.compile(r"^[A-Za-z0-9_-]{8,80}$")
+EMAIL_RE = re.compile(r"^[^@\s]{1,64}@[^@\s]{1,255}\.[A-Za-z]{2,}$")
+VISITOR_KEYS = {"email": 320, "name": 200, "company": 200, "page_url": 2000, "timezone": 64}
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, code: str, message: str, headers: dict[str, str] | None = None):
+        super().__init__(message)
+        self.status, self.code, self.message, self.headers = status, code, message, headers or {}
+
+
+class RateLimiter:
+    """Sliding one-minute windows per key, in memory (one per process)."""
+
+    def __init__(self) -> None:
+        self._hits: dict[str, deque[float]] = defaultdict(deque)
+        self._lock = threading.Lock()
+
+    def check(self, key: str, limit: int, window: float = 60.0) -> float | None:
+        """None when allowed; else the seconds until the next request would be."""
+        now = time.monotonic()
+        with self._lock:
+            q = self._hits[key]
+            while q and q[0] <= now - window:
+                q.popleft()
+            if len(q) >= limit:
+                return max(0.0, q[0] + window - now)
+            q.append(now)
+            if len(self._hits) > 100_000:  # bound memory under a flood of distinct keys
+                for k in [k for k, v in self._hits.items() if not v][:50_000]:
+                    del self._hits[k]
+            return None
+
+
+def _json_body() -> dict[str, Any]:
+    ctype = (request.mimetype or "").lower()
+    if ctype != "application/json":
+        raise ApiError(415, "unsupported_media_type",
+                       f"send JSON with 'Content-Type: application/json' (got {request.content_type or 'none'})")
+    raw = request.get_data(cache=True)
+    if not raw.strip():
+        raise ApiError(400, "empty_body", "the request body is empty; send a JSON object")
+    data = request.get_json(silent=True)
+    if data is None:
+        raise ApiError(400, "malformed_json", "the body is not valid JSON")
+    if not isinstance(data, dict):
+        raise ApiError(400, "bad_request", f"the body must be a JSON object, got {type(data).__name__}")
+    return data
+
+
+def _visitor(raw: Any) -> dict[str, str]:
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        raise ApiError(400, "bad_visitor", "visitor must be an object like {\"email\": \"...\", \"name\": \"...\"}")
+    out: dict[str, str] = {}
+    for key, value in raw.items():
+        if key not in VISITOR_KEYS:
+            continue  # unknown keys are ignored, not stored
+        if value is None:
+            continue
+        if not isinstance(value, str):
+            raise ApiError(400, "bad_visitor", f"visitor.{key} must be a string")
+        if len(value) > VISITOR_KEYS[key]:
+            raise ApiError(400, "bad_visitor", f"visitor.{key} is longer than {VISITOR_KEYS[key]} characters")
+        if key == "email" and value.strip() and not EMAIL_RE.match(value.strip()):
+            raise ApiError(400, "bad_visitor", "visitor.email is not an email address")
+        out[key] = value.strip()
+    return out
+
+
+def _client_ip() -> str:
+    return request.remote_addr or "unknown"
+
+
+def create_app(sdr: SDR | None = None) -> Flask:
+    sdr = sdr or SDR()
+    app = Flask(__name__, static_folder=None)
+    app.config["MAX_CONTENT_LENGTH"] = sdr.settings.max_body_bytes
+    app.config["JSON_SORT_KEYS"] = False
+    app.json.ensure_ascii = False  # type: ignore[attr-defined]
+    app.extensions["sdr"] = sdr
+    limiter = RateLimiter()
+
+    def rate_limit(key: str, limit: int, what: str) -> None:
+        wait = limiter.check(key, limit)
+        if wait is not None:
+            raise ApiError(429, "rate_limited", f"too many {what}; try again in {int(wait) + 1} s",
+                           headers={"Retry-After": str(int(wait) + 1)})
+
+    @app.errorhandler(ApiError)
+    def _api_error(e: ApiError) -> Response:
+        resp = jsonify({"error": {"code": e.code, "message": e.message}})
+        resp.status_code = e.status
+        for k, v in e.headers.items():
+            resp.headers[k] = v
+        return resp
+
+    @app.errorhandler(HTTPException)
+    def _http_error(e: HTTPException) -> Response:
+        codes = {404: "not_found", 405: "method_not_allowed", 413: "body_too_large", 400: "bad_request"}
+        message = {413: f"the request body is over {sdr.settings.max_body_bytes // 1024} KB",
+                   404: f"no route {request.path}", 405: f"{request.method} is not allowed on {request.path}"}
+        resp = jsonify({"error": {"code": codes.get(e.code or 500, "http_error"),
+                                  "message": message.get(e.code or 0, e.description or "bad request")}})
+        resp.status_code = e.code or 500
+        return resp
+
+    @app.errorhandler(Exception)
+    def _unexpected(e: Exception) -> Response:
+        log.exception("unexpected error on %s %s", request.method, request.path)
+        resp = jsonify({"error": {"code": "internal_error", "message": "something went wrong on our side; it is logged"}})
+        resp.status_code = 500
+        return resp
+
+    @app.after_request
+    def _headers(resp: Response) -> Response:
+        if request.path.startswith("/api/chat") or request.path.startswith("/api/events") or request.path == "/widget.js":
+            resp.headers["Access-Control-Allow-Origin"] = "*"
+            resp.headers["Access-Control-Allow-Headers"] = "Content-Type"
+            resp.headers["Access-Control-Allow-Methods"] = "POST, GET, OPTIONS"
+            resp.headers["Access-Control-Max-Age"] = "600"
+        resp.headers.setdefault("X-Content-Type-Options", "nosniff")
+        return resp
+
+    # -- pages ------------------------------------------------------------------------------
+
+    @app.get("/")
+    def index() -> Response:
+        return send_from_directory(STATIC, "index.html")
+
+    @app.get("/widget.js")
+    def widget() -> Response:
+        resp = send_from_directory(STATIC, "widget.js", mimetype="application/javascript")
+        resp.headers["Cache-Control"] = "public, max-age=300"
+        return resp
+
+    @app.get("/healthz")
+    def healthz() -> Response:
+        chunks = sdr.kb.count() if sdr.kb is not None else 0
+        return jsonify({"status": "ok", "brain": sdr.brain.name, "content_chunks": chunks,
+                        "database": sdr.store.engine.dialect.name, "turns": sdr.counters["turns"]})
+
+    # -- API --------------------------------------------------------------------------------
+
+    @app.route("/api/chat", methods=["OPTIONS"])
+    @app.route("/api/events", methods=["OPTIONS"])
+    def preflight() -> Response:
+        return Response(status=204)
+
+    @app.post("/api/chat")
+    def chat() -> Response:
+        rate_limit(f"ip:{_client_ip()}", sdr.settings.rate_per_ip, "requests from your address")
+        data = _json_body()
+        message = data.get("message")
+        if "message" not in data:
+            raise ApiError(400, "missing_message", "the body needs a 'message' string")
+        if not isinstance(message, str):
+            raise ApiError(400, "bad_message", f"message must be a string, got {type(message).__name__}")
+        if not message.strip():
+            raise ApiError(400, "empty_message", "message is empty")
+        if len(message) > sdr.settings.max_message_chars:
+            raise ApiError(413, "message_too_long",
+                           f"message is {len(message)} characters; the limit is {sdr.settings.max_message_chars}")
+        session_id = data.get("session_id")
+        if session_id is not None and (not isinstance(session_id, str) or not SESSION_RE.match(session_id)):
+            raise ApiError(400, "bad_session_id", "session_id must be 8-80 letters, digits, '-' or '_' (or left out)")
+        message_id = data.get("message_id")
+        if message_id is not None and (not isinstance(message_id, str) or len(message_id) > 100):
+            raise ApiError(400, "bad_message_id", "message_id must be a string of at most 100 characters")
+        visitor = _visitor(data.get("visitor"))
+        if session_id:
+            rate_limit(f"session:{session_id}", sdr.settings.rate_per_session, "messages in this chat")
+        try:
+            result = sdr.handle(Inbound(text=message, channel="web", session_id=session_id, visitor=visitor,
+                                        message_id=message_id))
+        except InputError as e:
+            raise ApiError(e.status, e.code, str(e)) from None
+        return jsonify(result.as_dict())
+
+    @app.post("/api/events")
+    def events() -> Response:
+        rate_limit(f"ip:{_client_ip()}", sdr.settings.rate_per_ip, "requests from your address")
+        data = _json_body()
+        etype = data.get("type")
+        if not isinstance(etype, str) or not etype:
+            raise ApiError(400, "missing_type", "the body needs a 'type' string, e.g. \"pricing_page_view\"")
+        lead_id, email = data.get("lead_id"), data.get("email")
+        if lead_id is not None and not isinstance(lead_id, str):
+            raise ApiError(400, "bad_lead_id", "lead_id must be a string")
+        if email is not None and (not isinstance(email, str) or not EMAIL_RE.match(email.strip())):
+            raise ApiError(400, "bad_email", "email must be an email address")
+        if not lead_id and not email:
+            raise ApiError(400, "missing_lead", "give 'lead_id' or 'email' to say whose event this is")
+        props = data.get("properties")
+        if props is not None and not isinstance(props, dict):
+            raise ApiError(400, "bad_properties", "properties must be an object")
+        try:
+            result = sdr.record_event(etype, lead_id=lead_id, email=email, properties=props or {})
+        except InputError as e:
+            raise ApiError(e.status, e.code, str(e)) from None
+        except NotFound as e:
+            raise ApiError(404, "lead_not_found", str(e)) from None
+        return jsonify(result)
+
+    def _admin() -> None:
+        token = sdr.settings.admin_token
+        if token and request.headers.get("Authorization", "") != f"Bearer {token}":
+            raise ApiError(401, "unauthorized", "send 'Authorization: Bearer <SDR_ADMIN_TOKEN>' to read leads")
+
+    @app.get("/api/leads/<lead_id>")
+    def lead(lead_id: str) -> Response:
+        _admin()
+        try:
+            return jsonify(sdr.lead_detail(lead_id))
+        except NotFound as e:
+            raise ApiError(404, "lead_not_found", str(e)) from None
+
+    @app.get("/api/leads")
+    def leads() -> Response:
+        _admin()
+        raw = request.args.get("limit", "50")
+        if not raw.isdigit():
+            raise ApiError(400, "bad_limit", "limit must be a whole number")
+        rows = sdr.store.list_leads(limit=min(int(raw), 500))
+        return jsonify({"leads": [{"id": r["lead"].id, "stage": r["lead"].stage, "score": round(r["lead"].score, 1),
+                                   "fields": r["lead"].fields, "last_message": r["last_message"]} for r in rows]})
+
+    return app

@@ -1,0 +1,211 @@
+"""Retrieval and recommendation over the content store.
+
+Top-k by meaning, then ranked with what we know about the lead: the lead's industry, persona and
+funnel stage boost matching pieces, and a piece this lead already received is not recommended
+again. One result per piece; each carries title, url, type and a snippet.
+"""
+from __future__ import annotations
+
+import re
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable
+
+from .embeddings import get_embeddings
+from .index import open_collection
+from .ingest import IngestReport, ingest
+
+STOPWORDS = set("""a an the and or but if of to in on for with at by from as is are was were be been being do does did
+have has had i we you they he she it our your their my me us them this that these those what which who whom how why
+when where can could would should will shall may might must about into over under than then so such not no yes any
+all some more most much many very just also there here its it's i'm we're you're let get got want need like know
+tell please thanks thank hi hello hey pipelark""".split())
+
+# What content suits a lead at each stage of the funnel.
+STAGE_FOR_LEAD = {"new": "awareness", "engaged": "consideration", "mql": "consideration", "human": "consideration",
+                  "sql": "decision", "meeting_booked": "decision", "disqualified": "awareness"}
+
+
+@dataclass
+class Hit:
+    title: str
+    url: str
+    type: str
+    snippet: str
+    score: float
+    similarity: float
+    text: str
+    heading: str = ""
+    doc_id: str = ""
+    industries: list[str] = field(default_factory=list)
+    personas: list[str] = field(default_factory=list)
+    stage: str = ""
+    why: list[str] = field(default_factory=list)
+
+    def source(self) -> dict[str, str]:
+        return {"title": self.title, "url": self.url, "type": self.type}
+
+
+@dataclass
+class LeadContext:
+    industry: str | None = None
+    persona: str | None = None
+    stage: str | None = None   # the lead's funnel stage (new, engaged, mql, sql...)
+
+
+def keywords(text: str) -> set[str]:
+    words = re.findall(r"[a-z0-9][a-z0-9$%.+-]*", text.lower())
+    out = set()
+    for w in words:
+        w = w.strip(".-")
+        if len(w) > 2 and w not in STOPWORDS:
+            out.add(w)
+            if w.endswith("s") and len(w) > 4:
+                out.add(w[:-1])
+    return out
+
+
+def best_sentences(text: str, query: str, n: int = 2, max_chars: int = 360) -> str:
+    """The sentences of a chunk that answer the query best, in their original order."""
+    flat = re.sub(r"\s+", " ", re.sub(r"[*_`>#|]", " ", text)).strip()
+    sentences = [s.strip(" -•") for s in re.split(r"(?<=[.!?])\s+(?=[A-Z0-9$\"“(])|\s+-\s+(?=\*?\*?[A-Z])", flat) if len(s.strip()) > 2]
+    if not sentences:
+        return flat[:max_chars]
+    q = keywords(query)
+    scored = []
+    for i, s in enumerate(sentences):
+        k = keywords(s)
+        overlap = len(q & k)
+        numbers = 0.5 if re.search(r"\d", s) and re.search(r"\b(?:how much|price|cost|pricing|how many|%|accuracy)\b", query.lower()) else 0.0
+        scored.append((overlap + numbers - i * 0.01, i, s))
+    top = sorted(scored, reverse=True)[:n]
+    chosen = [s for _, _, s in sorted(top, key=lambda t: t[1])]
+    out = " ".join(chosen)
+    if len(out) > max_chars:
+        out = out[: max_chars].rsplit(" ", 1)[0] + "…"
+    return out
+
+
+class KnowledgeBase:
+    """The content store: one per process, holding the embedder and the collection."""
+
+    def __init__(self, settings: Any, embedder: Any | None = None):
+        self.settings = settings
+        self.embedder = embedder or get_embeddings(settings.embedding_provider, settings.embedding_model)
+        self.collection = open_collection(settings, self.embedder)
+        self._corpus: list[tuple[str, dict[str, Any]]] | None = None
+        self._corpus_lock = threading.Lock()
+
+    # -- ingest -----------------------------------------------------------------------------
+
+    def ingest(self, paths: Iterable[str | Path], *, prune: bool = False, progress: bool = True) -> IngestReport:
+        report = ingest(paths, self.collection, self.embedder, prune=prune, progress=progress)
+        with self._corpus_lock:
+            self._corpus = None
+        return report
+
+    def count(self) -> int:
+        return int(self.collection.count())
+
+    def corpus(self) -> list[tuple[str, dict[str, Any]]]:
+        """Every chunk's text and metadata, cached in memory (for exact lookups and grounding)."""
+        with self._corpus_lock:
+            if self._corpus is None:
+                got = self.collection.get(include=["documents", "metadatas"])
+                self._corpus = [(d or "", m or {}) for d, m in zip(got["documents"] or [], got["metadatas"] or [])]
+            return self._corpus
+
+    def mentions(self, term: str) -> list[Hit]:
+        """Pieces whose text names `term` (case-insensitive, whole words): what we really say about it."""
+        rx = re.compile(r"(?<![\w-])" + re.escape(term.strip()) + r"(?![\w-])", re.I)
+        hits: dict[str, Hit] = {}
+        for text, meta in self.corpus():
+            if rx.search(text) or rx.search(meta.get("title", "")):
+                sentence = next((s for s in re.split(r"(?<=[.!?])\s+|\n+", text) if rx.search(s)), text[:200])
+                doc = meta.get("doc_id", "")
+                if doc not in hits:
+                    hits[doc] = self._hit(text, meta, 1.0, re.sub(r"[*_`#>|]", "", sentence).strip(" -•"))
+        return list(hits.values())
+
+    def headings(self, doc_id: str) -> list[str]:
+        """The section headings of one piece, in order (e.g. the plans and prices of a pricing page)."""
+        seen: dict[int, str] = {}
+        for _text, meta in self.corpus():
+            if meta.get("doc_id") == doc_id and meta.get("heading"):
+                seen.setdefault(int(meta.get("chunk", 0)), meta["heading"])
+        out: list[str] = []
+        for _, h in sorted(seen.items()):
+            if h not in out:
+                out.append(h)
+        return out
+
+    # -- retrieval --------------------------------------------------------------------------
+
+    def _hit(self, text: str, meta: dict[str, Any], sim: float, snippet: str) -> Hit:
+        return Hit(
+            title=meta.get("title", ""), url=meta.get("url", ""), type=meta.get("type", ""), snippet=snippet,
+            score=sim, similarity=sim, text=text, heading=meta.get("heading", ""), doc_id=meta.get("doc_id", ""),
+            industries=[x for x in meta.get("industries", "").split("|") if x],
+            personas=[x for x in meta.get("personas", "").split("|") if x], stage=meta.get("stage", ""),
+        )
+
+    def search(self, query: str, lead: LeadContext | None = None, k: int = 3, *,
+               exclude_urls: Iterable[str] = (), types: Iterable[str] | None = None,
+               prefer_types: dict[str, float] | None = None) -> list[Hit]:
+        """Best pieces for a query, boosted by the lead's industry, persona and stage; one hit per piece."""
+        lead = lead or LeadContext()
+        excluded = set(exclude_urls)
+        n = self.count()
+        if n == 0 or not query.strip():
+            return []
+        qv = self.embedder.embed_query_np(query)
+        where = {"type": {"$in": list(types)}} if types else None
+        res = self.collection.query(query_embeddings=[qv], n_results=min(n, max(24, k * 8)), where=where,
+                                    include=["documents", "metadatas", "distances"])
+        best: dict[str, Hit] = {}
+        want_stage = STAGE_FOR_LEAD.get(lead.stage or "", None)
+        for text, meta, dist in zip(res["documents"][0], res["metadatas"][0], res["distances"][0]):
+            meta = meta or {}
+            if meta.get("url") in excluded:
+                continue
+            sim = 1.0 - float(dist)
+            hit = self._hit(text or "", meta, sim, "")
+            score = sim
+            if lead.industry and lead.industry in hit.industries:
+                score += 0.05
+                hit.why.append(f"industry {lead.industry}")
+            elif lead.industry and "all" not in hit.industries and hit.type == "case_study":
+                score -= 0.02
+            if lead.persona and lead.persona in hit.personas:
+                score += 0.015
+                hit.why.append(f"persona {lead.persona}")
+            if want_stage and hit.stage == want_stage:
+                score += 0.01
+                hit.why.append(f"stage {want_stage}")
+            if prefer_types and hit.type in prefer_types:
+                score += prefer_types[hit.type]
+            hit.score = score
+            key = hit.doc_id or hit.url or hit.title
+            if key not in best or best[key].score < score:
+                best[key] = hit
+        ranked = sorted(best.values(), key=lambda h: h.score, reverse=True)[:k]
+        for h in ranked:
+            h.snippet = best_sentences(h.text, query)
+        return ranked
+
+    def recommend(self, lead: LeadContext, topic: str, *, exclude_urls: Iterable[str] = ()) -> Hit | None:
+        """The next piece to send this lead: their industry's case study first, never one they got."""
+        prefer = {"case_study": 0.04} if lead.industry else {"guide": 0.02, "ebook": 0.02, "webinar": 0.02, "case_study": 0.01}
+        query = topic.strip() or "how teams improve forecast accuracy and pipeline visibility"
+        hits = self.search(query, lead, k=3, exclude_urls=exclude_urls,
+                           types=["case_study", "guide", "ebook", "webinar", "roi_calculator"], prefer_types=prefer)
+        return hits[0] if hits else None
+
+    def as_langchain_vectorstore(self) -> Any:
+        """The same collection as a LangChain `Chroma` vector store (for chains and agents)."""
+        from langchain_chroma import Chroma
+
+        from .index import _client, collection_name
+        return Chroma(client=_client(self.settings), collection_name=collection_name(self.embedder),
+                      embedding_function=self.embedder)
