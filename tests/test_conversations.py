@@ -1,0 +1,157 @@
+"""Multi-turn conversations through the HTTP API, checked on the lead the API reports."""
+from collections import Counter
+
+from conftest import chat
+
+
+def lead_of(client, data):
+    r = client.get(f"/api/leads/{data['lead']['id']}")
+    assert r.status_code == 200
+    return r.get_json()
+
+
+def asked(data):
+    return [a["field"] for a in data["actions"] if a["type"] == "ask"]
+
+
+def test_hot_lead_reaches_sql_and_is_handed_off_exactly_once(client):
+    d = chat(client, "Hi, I'm Dana, VP of Sales at Acme Health")
+    sid = d["session_id"]
+    assert d["lead"]["fields"]["seniority"] == "vp" and d["lead"]["fit_score"] >= 20
+    assert any("seniority is vp" in c["reason"] for c in d["score_changes"])
+    d = chat(client, "Our forecasts are always wrong and reps never update the CRM", sid)
+    d = chat(client, "we're about 450 people", sid)
+    assert d["lead"]["stage"] == "mql"              # a fit without a timeline is not sales-ready yet
+    d = chat(client, "we want something in place this quarter", sid)
+    assert d["lead"]["stage"] == "sql"
+    assert [a["type"] for a in d["actions"] if a["type"] == "handoff"] == ["handoff"]
+    assert any(a["type"] == "offer_meeting" for a in d["actions"])
+    # more good news after the handoff: no second handoff
+    d = chat(client, "budget is approved, ~$30k/yr", sid)
+    d = chat(client, "dana@acmehealth.com", sid)
+    assert not any(a["type"] == "handoff" for a in d["actions"])
+    detail = lead_of(client, d)
+    handoffs = [a for a in detail["actions"] if a["type"] == "handoff"]
+    assert len(handoffs) == 1 and handoffs[0]["status"] == "pending"
+    assert handoffs[0]["payload"]["reason"] == "sql" and handoffs[0]["payload"]["top_reasons"]
+    # every point has a reason and the points add up
+    assert all(e["reason"] for e in detail["score_events"])
+    assert abs(sum(e["points"] for e in detail["score_events"]) - detail["score"]) < 0.1
+    assert detail["fields"]["email"] == "dana@acmehealth.com"
+    assert [m["role"] for m in detail["messages"]][:2] == ["visitor", "agent"]
+
+
+def test_student_is_never_handed_off(client):
+    d = chat(client, "hi, I'm a student writing my thesis on sales forecasting")
+    sid = d["session_id"]
+    assert d["lead"]["stage"] == "disqualified"
+    assert any(a["type"] == "close" for a in d["actions"]) and not asked(d)
+    for msg in ["Can we book a demo?", "I'd like to talk to a person", "we're 5000 people and the budget is approved"]:
+        d = chat(client, msg, sid)
+        assert not any(a["type"] == "handoff" for a in d["actions"])
+    assert d["lead"]["stage"] == "disqualified"
+    assert [a for a in lead_of(client, d)["actions"] if a["type"] == "handoff"] == []
+
+
+def test_job_seeker_and_competitor_are_closed_politely(client):
+    d = chat(client, "Are you hiring? I'd love to send my resume")
+    assert d["lead"]["stage"] == "disqualified" and "job" in d["reply"].lower()
+    d = chat(client, "I work at Forecastry and wanted to see your pricing")
+    assert d["lead"]["stage"] == "disqualified" and d["lead"]["disqualified_reason"] == "competitor"
+    d = chat(client, "Can I talk to someone on your team?", d["session_id"])
+    assert not any(a["type"] == "handoff" for a in d["actions"])
+
+
+def test_no_field_is_asked_twice_when_answered_and_one_question_per_reply(client):
+    answers = {
+        "need": "we need better pipeline forecasting",
+        "role": "I run RevOps",
+        "company_size": "about 120",
+        "timeline": "next quarter",
+        "company": "Brightline Labs",
+        "industry": "software",
+        "budget": "around 15k a year",
+        "email": "sam@brightline.example",
+        "name": "Sam",
+    }
+    d = chat(client, "hello")
+    sid = d["session_id"]
+    seen = Counter()
+    for _ in range(12):
+        fields = asked(d)
+        assert len(fields) <= 1, d                 # one question per reply
+        assert d["reply"].count("?") <= 1, d["reply"]
+        if not fields:
+            break
+        field = fields[0]
+        seen[field] += 1
+        assert field not in d["lead"]["fields"], f"asked for {field} which is known"
+        d = chat(client, answers[field], sid)
+    assert max(seen.values()) == 1, seen
+    assert set(seen) >= {"need", "role", "company_size", "timeline"}
+
+
+def test_a_skipped_question_is_not_asked_again_straight_away(client):
+    d = chat(client, "hello")
+    sid = d["session_id"]
+    assert asked(d) == ["need"]
+    d = chat(client, "I'd rather not say", sid)
+    assert asked(d) and asked(d) != ["need"]
+    d = chat(client, "pass", sid)
+    assert "need" not in asked(d)
+
+
+def test_asking_for_a_person_escalates(client):
+    d = chat(client, "can I talk to a person?")
+    assert d["lead"]["stage"] == "human"
+    types = [a["type"] for a in d["actions"]]
+    assert "human" in types and "handoff" in types
+    assert asked(d) == ["email"]                  # so the person can reach them
+    d = chat(client, "jo@example.org", d["session_id"])
+    assert d["lead"]["fields"]["email"] == "jo@example.org"
+
+
+def test_pricing_question_is_answered_from_the_pricing_page(client):
+    d = chat(client, "How much does Pipelark cost?")
+    assert "$39" in d["reply"] and "$79" in d["reply"]
+    assert d["sources"][0]["url"] == "https://pipelark.example/pricing"
+    assert any(c["reason"].startswith("pricing question") for c in d["score_changes"])
+
+
+def test_industry_case_study_is_recommended_once(client):
+    d = chat(client, "We're a logistics company, freight brokerage, and our forecasts are unreliable")
+    recs = [a for a in d["actions"] if a["type"] == "recommend"]
+    assert recs and recs[0]["url"] == "https://pipelark.example/customers/crestway-logistics"
+    sid = d["session_id"]
+    urls = []
+    for msg in ["I run sales ops", "about 300 people", "this quarter", "Crestfall", "no budget yet"]:
+        d = chat(client, msg, sid)
+        urls += [a["url"] for a in d["actions"] if a["type"] == "recommend"]
+    assert "https://pipelark.example/customers/crestway-logistics" not in urls   # never the same piece twice
+
+
+def test_returning_visitor_with_known_email_is_the_same_lead(client):
+    d1 = chat(client, "Hi, I'm Lee, CTO", visitor={"email": "lee@orbit.example"})
+    d2 = chat(client, "hello again", visitor={"email": "lee@orbit.example"})
+    assert d1["session_id"] != d2["session_id"] and d1["lead"]["id"] == d2["lead"]["id"]
+    assert d2["lead"]["fields"]["seniority"] == "c_level"
+
+
+def test_same_email_typed_in_a_new_session_merges_without_double_counting(client):
+    d1 = chat(client, "I'm the VP of Marketing, email me at ana@corp.example")
+    d2 = chat(client, "Hi! I'm a VP of marketing")
+    d3 = chat(client, "my email is ana@corp.example", d2["session_id"])
+    assert d3["lead"]["id"] == d1["lead"]["id"]
+    detail = lead_of(client, d3)
+    assert detail["fields"]["seniority"] == "vp"
+    vp_points = sum(e["points"] for e in detail["score_events"] if e["rule"] == "fit.seniority.1")
+    assert vp_points == 20
+    assert abs(sum(e["points"] for e in detail["score_events"]) - detail["score"]) < 0.1
+
+
+def test_retried_message_is_not_doubled(client):
+    d = chat(client, "hello", message_id="m-1")
+    again = chat(client, "hello", d["session_id"], message_id="m-1")
+    assert again["reply"] == d["reply"]
+    detail = lead_of(client, d)
+    assert [m["role"] for m in detail["messages"]] == ["visitor", "agent"]
