@@ -71,6 +71,12 @@ class TurnResult:
                 "actions": self.actions, "score_changes": self.score_changes}
 
 
+def clean_text(text: str) -> str:
+    """Text a database can store: no NUL bytes, no lone surrogates (valid in JSON, not in UTF-8)."""
+    text = text.replace("\x00", "")
+    return text.encode("utf-8", "replace").decode("utf-8") if any("\ud800" <= ch <= "\udfff" for ch in text) else text
+
+
 def lead_view(lead: Lead, playbook: Playbook) -> dict[str, Any]:
     return {
         "id": lead.id, "score": round(lead.score, 1), "fit_score": round(lead.fit_score, 1),
@@ -112,7 +118,9 @@ class SDR:
                              f"{self.settings.max_message_chars}", status=413)
         if inbound.channel not in CHANNELS:
             raise InputError("bad_channel", f"channel must be one of {', '.join(CHANNELS)}")
-        text = text.strip()
+        text = clean_text(text).strip()
+        if not text:
+            raise InputError("empty_message", "message has no readable text")
         session_id = inbound.session_id or new_id("s")
         lock = self._locks[zlib.crc32(session_id.encode()) % len(self._locks)]
         with lock:
