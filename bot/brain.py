@@ -72,6 +72,7 @@ class RuleBrain:
     def __init__(self, playbook: Playbook):
         self.playbook = playbook
         self.templates = load_prompt("replies")
+        self._evidence = [yaml.safe_dump(self.templates)]
 
     def understand(self, message: str, lead: LeadView, history: list[dict[str, str]]) -> Understanding:
         return understand(message, self.playbook, asked_field=lead.asking, today=lead.today, known=lead.fields)
@@ -129,4 +130,4 @@ class RuleBrain:
                 parts.append(self._t("fallback"))
         text = " ".join(p.strip() for p in parts if p.strip())
         return Reply(text=text, prompt="replies", prompt_version=self.templates.get("version"), model="rules",
-                     evidence=[yaml.safe_dump(self.templates)])
+                     evidence=self._evidence)

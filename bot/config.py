@@ -87,8 +87,13 @@ class _RedactSecrets(logging.Filter):
 def setup_logging(settings: Settings, verbose: bool = False) -> None:
     settings.ensure_dirs()
     root = logging.getLogger()
-    if any(getattr(h, "_sdr", False) for h in root.handlers):
-        return
+    target = str(settings.log_dir / "sdr.log")
+    for h in list(root.handlers):
+        if getattr(h, "_sdr", False):
+            if getattr(h, "baseFilename", None) == target:
+                return
+            root.removeHandler(h)
+            h.close()
     fh = logging.FileHandler(settings.log_dir / "sdr.log", encoding="utf-8")
     fh.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     fh.addFilter(_RedactSecrets())

@@ -207,7 +207,11 @@ class Playbook(_Strict):
 
     def grounding_text(self) -> str:
         """Everything the playbook lets the agent state as fact (for the grounding guard)."""
-        return yaml.safe_dump(self.model_dump(by_alias=True), sort_keys=False)
+        cached = self.__dict__.get("_grounding")
+        if cached is None:
+            cached = yaml.safe_dump(self.model_dump(by_alias=True), sort_keys=False)
+            self.__dict__["_grounding"] = cached
+        return cached
 
 
 def _format_error(path: str, err: ValidationError) -> str:

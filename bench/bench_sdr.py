@@ -1,0 +1,176 @@
+"""Benchmarks: turn latency, retrieval at 10k chunks, ingest throughput. Prints percentiles.
+
+    python bench/bench_sdr.py            # all three, ~3-5 minutes on 2 cores
+    python bench/bench_sdr.py --turns 500 --chunks 10000
+
+Timings on a shared machine are noisy: compare numbers from the same run, not across runs.
+No pass/fail: this prints, tests assert behaviour.
+"""
+from __future__ import annotations
+
+import argparse
+import random
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from bot.config import Settings  # noqa: E402
+from bot.turn import SDR, Inbound  # noqa: E402
+from knowledge.embeddings import get_embeddings  # noqa: E402
+from knowledge.index import forget_clients, open_collection  # noqa: E402
+from knowledge.retrieve import KnowledgeBase, LeadContext  # noqa: E402
+
+SAMPLE = ROOT / "knowledge" / "sample"
+
+
+def pct(values: list[float], p: float) -> float:
+    return float(np.percentile(np.asarray(values), p))
+
+
+def line(name: str, values: list[float], unit: str = "ms") -> str:
+    return (f"{name:<34} n={len(values):>5}  p50 {pct(values, 50):7.2f} {unit}  p95 {pct(values, 95):7.2f} {unit}  "
+            f"p99 {pct(values, 99):7.2f} {unit}  mean {statistics.fmean(values):7.2f} {unit}")
+
+
+FIRST = ["Hi there", "hello", "Hey, quick question", "Hi, I'm {name}, {role} at {company}", "How much does it cost?",
+         "Do you integrate with {tool}?", "We're a {industry} company and our forecasts are unreliable"]
+FOLLOW = ["we're about {size} people", "team of {size}", "I run RevOps", "VP of Sales", "I manage the sales team",
+          "probably next quarter", "hoping to switch before Q3", "budget is approved, ~${budget}k/yr", "{email}",
+          "{name}", "{company}", "Is there a free trial?", "Are you SOC 2 compliant?", "how long does onboarding take?",
+          "we need better pipeline visibility", "not sure yet", "can I talk to a person?", "What's your refund policy?",
+          "Does it work with {tool}?", "{industry}", "thanks!"]
+NAMES = ["Dana", "Sam", "Priya", "Lee", "Ana", "Marcus", "Jo", "Kim"]
+COMPANIES = ["Acme Health", "Brightline", "Orbit Freight", "Globex", "Tallpine", "Northwind Retail", "Ridgeway Bank"]
+ROLES = ["VP of Sales", "Head of RevOps", "sales manager", "CEO", "account executive", "CFO"]
+TOOLS = ["Salesforce", "HubSpot", "Zoho CRM", "Trello", "Slack", "Notion", "Gong"]
+INDUSTRIES = ["healthcare", "logistics", "retail", "software", "banking", "manufacturing", "education"]
+
+
+def fill(template: str, rng: random.Random) -> str:
+    name = rng.choice(NAMES)
+    return template.format(name=name, role=rng.choice(ROLES), company=rng.choice(COMPANIES), tool=rng.choice(TOOLS),
+                           industry=rng.choice(INDUSTRIES), size=rng.choice([8, 40, 120, 450, 2000, 9000]),
+                           budget=rng.choice([5, 15, 30, 80]), email=f"{name.lower()}{rng.randint(1, 9999)}@corp{rng.randint(1, 99)}.example")
+
+
+def bench_turns(n_turns: int, data: Path) -> None:
+    settings = Settings.from_env(data_dir=str(data / "turns"))
+    sdr = SDR(settings)
+    sdr.kb.ingest([SAMPLE], progress=False)
+    rng = random.Random(7)
+    convs = []
+    while sum(len(c) for c in convs) < n_turns:
+        convs.append([fill(rng.choice(FIRST), rng)] + [fill(rng.choice(FOLLOW), rng) for _ in range(rng.randint(3, 9))])
+    # warm up the process (model load, first queries) the way a server is warm
+    sdr.handle(Inbound(text="hello warm-up"))
+    totals, understand, decide = [], [], []
+    for conv in convs:
+        sid = None
+        for msg in conv:
+            r = sdr.handle(Inbound(text=msg, session_id=sid))
+            sid = r.session_id
+            totals.append(r.timings_ms["total"])
+            understand.append(r.timings_ms["understand"])
+            decide.append(r.timings_ms["decide"] - r.timings_ms["understand"])
+    print(f"\n== turns: {len(totals)} turns in {len(convs)} scripted conversations, deterministic brain, SQLite (WAL)")
+    print(line("turn total", totals))
+    print(line("  understand (rules)", understand))
+    print(line("  score+decide (incl. retrieval)", decide))
+    print(f"  guard fallbacks: {sdr.counters['guard_fallbacks']}")
+    sdr.store.dispose()
+
+
+def bench_retrieval(n_chunks: int, data: Path, queries: int = 300) -> None:
+    settings = Settings.from_env(data_dir=str(data / "retrieval"))
+    emb = get_embeddings("local")
+    kb = KnowledgeBase(settings, embedder=emb)
+    kb.ingest([SAMPLE], progress=False)
+    base = kb.collection.get(include=["embeddings", "documents", "metadatas"])
+    vecs = np.asarray(base["embeddings"], dtype=np.float32)
+    rng = np.random.default_rng(3)
+    coll = kb.collection
+    added = 0
+    t0 = time.perf_counter()
+    while coll.count() < n_chunks:
+        batch = min(1000, n_chunks - coll.count())
+        idx = rng.integers(0, len(vecs), size=batch)
+        noisy = vecs[idx] + rng.normal(0, 0.04, size=(batch, vecs.shape[1])).astype(np.float32)
+        noisy /= np.linalg.norm(noisy, axis=1, keepdims=True)
+        metas = []
+        for j, i in enumerate(idx):
+            m = dict(base["metadatas"][i])
+            m["doc_id"] = f"synthetic-{added + j // 8}"
+            m["url"] = f"https://bench.example/doc/{added + j // 8}"
+            metas.append(m)
+        coll.add(ids=[f"syn-{added + j}" for j in range(batch)], embeddings=list(noisy),
+                 documents=[base["documents"][i] for i in idx], metadatas=metas)
+        added += batch
+    print(f"\n== retrieval: {coll.count()} chunks ({len(vecs)} real + {added} synthetic: real vectors plus noise; "
+          f"loading them took {time.perf_counter() - t0:.1f}s)")
+    qs = [fill(rng_q, random.Random(i)) for i, rng_q in enumerate(
+        ["how much does it cost for {size} users", "do you integrate with {tool}", "case study for {industry}",
+         "how do {industry} teams forecast", "is my data secure", "onboarding time for a team of {size}",
+         "{role} wants better pipeline visibility"] * (queries // 7 + 1))][:queries]
+    emb._cache.clear()
+    embed_ms, search_ms = [], []
+    ctx = LeadContext(industry="healthcare", persona="revops", stage="mql")
+    kb.search("warm up", ctx)
+    for i, q in enumerate(qs):
+        q = f"{q} #{i}"  # unique text: no query-cache hits
+        t = time.perf_counter()
+        emb.embed_query_np(q)
+        t1 = time.perf_counter()
+        kb.search(q, ctx, k=3)   # the embedding is cached now: this is index + ranking
+        t2 = time.perf_counter()
+        embed_ms.append((t1 - t) * 1000)
+        search_ms.append((t2 - t1) * 1000)
+    total = [a + b for a, b in zip(embed_ms, search_ms)]
+    print(line("query embedding (local e5, 4-bit)", embed_ms))
+    print(line("search + rank (Chroma HNSW)", search_ms))
+    print(line("retrieval total", total))
+
+
+def bench_ingest(data: Path) -> None:
+    from knowledge.embeddings import LocalEmbeddings
+    settings = Settings.from_env(data_dir=str(data / "ingest"))
+    fresh = LocalEmbeddings()  # no cache: every chunk is embedded
+    coll = open_collection(settings, fresh)
+    from knowledge.ingest import ingest
+    t = time.perf_counter()
+    r = ingest([SAMPLE], coll, fresh, progress=False)
+    s = time.perf_counter() - t
+    chars = sum(len(d or "") for d in coll.get(include=["documents"])["documents"])
+    print(f"\n== ingest: {r.documents} documents, {r.chunks_embedded} chunks, {chars / 1000:.0f}k characters in {s:.1f}s"
+          f" = {r.chunks_embedded / s:.1f} chunks/s, {chars / s / 1000:.1f}k chars/s (cold, no embedding cache)")
+    t = time.perf_counter()
+    r2 = ingest([SAMPLE], coll, fresh, progress=False)
+    print(f"   re-ingest unchanged: {time.perf_counter() - t:.2f}s ({r2.chunks_unchanged} chunks unchanged, 0 embedded)")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--turns", type=int, default=500)
+    ap.add_argument("--chunks", type=int, default=10_000)
+    ap.add_argument("--only", choices=["turns", "retrieval", "ingest"])
+    a = ap.parse_args()
+    with tempfile.TemporaryDirectory() as d:
+        data = Path(d)
+        if a.only in (None, "ingest"):
+            bench_ingest(data)
+            forget_clients()
+        if a.only in (None, "turns"):
+            bench_turns(a.turns, data)
+            forget_clients()
+        if a.only in (None, "retrieval"):
+            bench_retrieval(a.chunks, data)
+
+
+if __name__ == "__main__":
+    main()
