@@ -305,5 +305,30 @@ def event(ctx: click.Context, event_type: str, email: str | None, lead_id: str |
     click.echo(f"lead {r['lead']['id']}: score {r['lead']['score']:g}, stage {r['lead']['stage']}")
 
 
+@main.command(name="eval")
+@click.argument("cases", required=False, type=click.Path(exists=True, dir_okay=False))
+@click.pass_context
+def eval_(ctx: click.Context, cases: str | None) -> None:
+    """Play scripted prospects through the SDR and report what it got right.
+
+    CASES is a YAML list of {name, messages, expect}; without it the bundled evals/conversations.yaml
+    runs. Expectations: stage, handoff (true/false), fields, recommended (url), reply_contains,
+    reply_not_contains. Exits non-zero when a case fails.
+    """
+    from evals.run import run as run_evals
+
+    sdr = _sdr(ctx)
+    if sdr.kb.count() == 0:
+        _ingest(sdr, [str(SAMPLE)], prune=False)
+    results = run_evals(sdr, cases)
+    passed = sum(r["passed"] for r in results)
+    for r in results:
+        mark = click.style("pass", fg="green") if r["passed"] else click.style("FAIL", fg="red")
+        click.echo(f"  {mark}  {r['name']:<38} stage {r['stage']:<13} score {r['score']:>5}  " + "; ".join(r["failures"]))
+    click.echo(f"{passed}/{len(results)} conversations as expected")
+    if passed < len(results):
+        sys.exit(1)
+
+
 if __name__ == "__main__":  # pragma: no cover
     main()

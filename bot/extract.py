@@ -88,8 +88,6 @@ SIZE_NOUNS = r"(?:people|persons|employees|staff|ftes?|folks|headcount|team memb
 
 def extract_company_size(text: str, asked: bool = False) -> Fact | None:
     t = text.lower()
-    if re.search(r"\b(?:just me|only me|just myself|solo founder|one[- ]person|one[- ]man band|i'm a freelancer|i work alone|solopreneur)\b", t):
-        return Fact(1, evidence="just me")
     m = re.search(r"(\d[\d,]*)\s*(?:-|to|–)\s*(\d[\d,]*)\s*(k)?\s*\+?\s*" + SIZE_NOUNS, t)
     if m:
         lo, hi = _num(m.group(1), m.group(3)), _num(m.group(2), m.group(3))
@@ -113,6 +111,13 @@ def extract_company_size(text: str, asked: bool = False) -> Fact | None:
     m = re.search(r"\b(?:team|company|org) of (" + "|".join(WORD_NUMBERS) + r")\b", t)
     if m:
         return Fact(WORD_NUMBERS[m.group(1)], evidence=m.group(0))
+    m = re.search(r"\b(\d[\d,]*)\s*(k)?[- ](?:person|people|employee|staff)\b", t)
+    if m:
+        n = _num(m.group(1), m.group(2))
+        if n:
+            return Fact(int(n), evidence=m.group(0))
+    if re.search(r"\b(?:just me|only me|just myself|solo founder|one[- ]person|one[- ]man band|i'm a freelancer|i work alone|solopreneur)\b", t):
+        return Fact(1, evidence="just me")
     if asked:
         m = re.fullmatch(r"\s*(?:about|around|roughly|approximately|approx\.?|maybe|~|over|under|nearly|almost)?\s*(\d[\d,]*)\s*(k)?\s*\+?\s*[.!]?\s*", t)
         if m:
@@ -499,20 +504,41 @@ def understand(text: str, playbook: Playbook, asked_field: str | None = None, to
     put("email", extract_email(text))
     if "email" in u.fields and not known.get("company"):
         put("company", company_from_email(u.fields["email"].value))
-    put("company_size", extract_company_size(statement, asked=asked_ok and asked_field == "company_size"))
-    role, seniority = extract_role(statement, asked=asked_ok and asked_field in ("role", "seniority"))
+    put("company_size", extract_company_size(statement))
+    role, seniority = extract_role(statement)
     put("role", role)
     put("seniority", seniority)
-    put("timeline", extract_timeline(statement, today, asked=asked_ok and asked_field == "timeline"))
-    put("budget", extract_budget(statement, asked=asked_ok and asked_field == "budget"))
-    put("name", extract_name(statement, asked=asked_ok and asked_field == "name"))
-    company = extract_company(statement, asked=asked_ok and asked_field == "company")
+    put("timeline", extract_timeline(statement, today))
+    put("budget", extract_budget(statement))
+    put("name", extract_name(statement))
+    company = extract_company(statement)
     if company and (company.certain or "company" not in u.fields):
         put("company", company)
-    industry = extract_industry(text, playbook, asked=asked_ok and asked_field == "industry")
-    if industry:
-        put("industry", industry)
-    put("need", extract_need(text, asked=asked_ok and asked_field == "need"))
+    put("industry", extract_industry(text, playbook))
+    put("need", extract_need(text))
+    # The answer to the question we just asked: read the message as that field, but only when it
+    # said nothing else we recognise ("Acme Corp" after "Which company?"; not "2 people" after "need?").
+    if asked_ok and asked_field not in u.fields and not (set(u.fields) - {"company"} if "email" in u.fields else u.fields):
+        if asked_field == "company_size":
+            put("company_size", extract_company_size(statement, asked=True))
+        elif asked_field in ("role", "seniority"):
+            role, seniority = extract_role(statement, asked=True)
+            put("role", role)
+            put("seniority", seniority)
+        elif asked_field == "timeline":
+            put("timeline", extract_timeline(statement, today, asked=True))
+        elif asked_field == "budget":
+            put("budget", extract_budget(statement, asked=True))
+        elif asked_field == "name":
+            put("name", extract_name(statement, asked=True))
+        elif asked_field == "company":
+            put("company", extract_company(statement, asked=True))
+        elif asked_field == "industry":
+            put("industry", extract_industry(text, playbook, asked=True))
+        elif asked_field == "need":
+            put("need", extract_need(text, asked=True))
+    elif asked_ok and asked_field == "budget" and "budget" not in u.fields:
+        put("budget", extract_budget(statement, asked=True))
     # An answer that filled nothing the bot asked for is still an answer, not a skip.
     if u.fields and "question" not in u.intents:
         u.intents.add("answer")
