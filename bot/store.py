@@ -170,10 +170,3 @@ class Store:
                 .order_by(Lead.updated_at.desc()).limit(limit)
             ).all()
             return [{"lead": lead, "last_message": text} for lead, text in rows]
-
-
-def sum_score_events(s: Session, lead_id: str, kinds: tuple[str, ...] | None = None) -> float:
-    q = select(func.coalesce(func.sum(ScoreEvent.points), 0.0)).where(ScoreEvent.lead_id == lead_id)
-    if kinds:
-        q = q.where(ScoreEvent.kind.in_(kinds))
-    return float(s.execute(q).scalar_one())

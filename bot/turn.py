@@ -25,8 +25,7 @@ from .guard import redact_secrets, ungrounded_claims
 from .playbook import Playbook, load_playbook
 from .policy import Decision, decide
 from .scoring import ScoreChange, decay_change, engagement_change, fit_changes, stage_for
-from .store import (Activity, ContentSent, Conversation, Lead, Message, OutboxEntry, ScoreEvent, Store, new_id,
-                    sum_score_events, utcnow)
+from .store import Activity, ContentSent, Conversation, Lead, Message, OutboxEntry, ScoreEvent, Store, new_id, utcnow
 
 log = logging.getLogger("sdr.turn")
 
@@ -470,16 +469,16 @@ class SDR:
         for c in changes:
             s.add(ScoreEvent(lead_id=lead.id, kind=c.kind, rule=c.rule, points=c.points, reason=c.reason, at=now))
         s.flush()
-        eng = [(p, at) for p, at in s.execute(select(ScoreEvent.points, ScoreEvent.at).where(
-            ScoreEvent.lead_id == lead.id, ScoreEvent.kind == "engagement"))]
-        current = sum_score_events(s, lead.id, ("engagement", "decay"))
+        rows = s.execute(select(ScoreEvent.kind, ScoreEvent.points, ScoreEvent.at).where(ScoreEvent.lead_id == lead.id)).all()
+        eng = [(p, at) for kind, p, at in rows if kind == "engagement"]
+        current = sum(p for kind, p, _ in rows if kind in ("engagement", "decay"))
         d = decay_change(self.playbook, eng, current, now)
         if d:
             s.add(ScoreEvent(lead_id=lead.id, kind=d.kind, rule=d.rule, points=d.points, reason=d.reason, at=now))
             changes.append(d)
-            s.flush()
-        lead.fit_score = sum_score_events(s, lead.id, ("fit",))
-        lead.engagement_score = sum_score_events(s, lead.id, ("engagement", "decay"))
+            current += d.points
+        lead.fit_score = sum(p for kind, p, _ in rows if kind == "fit")
+        lead.engagement_score = current
         lead.score = lead.fit_score + lead.engagement_score
         return changes
 
