@@ -94,7 +94,7 @@ class KnowledgeBase:
         self.settings = settings
         self.embedder = embedder or get_embeddings(settings.embedding_provider, settings.embedding_model)
         self.collection = open_collection(settings, self.embedder)
-        self._corpus: list[tuple[str, dict[str, Any]]] | None = None
+        self._corpus: dict[str, tuple[str, dict[str, Any]]] | None = None
         self._corpus_lock = threading.Lock()
 
     # -- ingest -----------------------------------------------------------------------------
@@ -108,13 +108,26 @@ class KnowledgeBase:
     def count(self) -> int:
         return int(self.collection.count())
 
-    def corpus(self) -> list[tuple[str, dict[str, Any]]]:
-        """Every chunk's text and metadata, cached in memory (for exact lookups and grounding)."""
+    def _load_corpus(self) -> dict[str, tuple[str, dict[str, Any]]]:
         with self._corpus_lock:
             if self._corpus is None:
                 got = self.collection.get(include=["documents", "metadatas"])
-                self._corpus = [(d or "", m or {}) for d, m in zip(got["documents"] or [], got["metadatas"] or [])]
+                self._corpus = {i: (d or "", m or {}) for i, d, m in
+                                zip(got["ids"], got["documents"] or [], got["metadatas"] or [])}
             return self._corpus
+
+    def corpus(self) -> list[tuple[str, dict[str, Any]]]:
+        """Every chunk's text and metadata, held in memory once per process (for exact lookups,
+        grounding, and ranking without fetching metadata from the store on every query)."""
+        return list(self._load_corpus().values())
+
+    def _chunks(self, ids: list[str]) -> list[tuple[str, dict[str, Any]]]:
+        corpus = self._load_corpus()
+        if any(i not in corpus for i in ids):   # another process ingested since we loaded: reload once
+            with self._corpus_lock:
+                self._corpus = None
+            corpus = self._load_corpus()
+        return [corpus.get(i, ("", {})) for i in ids]
 
     def mentions(self, term: str) -> list[Hit]:
         """Pieces whose text names `term` (case-insensitive, whole words): what we really say about it."""
@@ -156,16 +169,25 @@ class KnowledgeBase:
         """Best pieces for a query, boosted by the lead's industry, persona and stage; one hit per piece."""
         lead = lead or LeadContext()
         excluded = set(exclude_urls)
-        n = self.count()
+        n = len(self._load_corpus())
         if n == 0 or not query.strip():
             return []
         qv = self.embedder.embed_query_np(query)
-        where = {"type": {"$in": list(types)}} if types else None
-        res = self.collection.query(query_embeddings=[qv], n_results=min(n, max(24, k * 8)), where=where,
-                                    include=["documents", "metadatas", "distances"])
+        wanted = set(types) if types else None
+        # Ask the index for ids and distances only (metadata comes from memory), and filter types
+        # here: a `where` filter makes Chroma scan and costs ~25 ms at 10k chunks.
+        res = self.collection.query(query_embeddings=[qv], n_results=min(n, max(32, k * 10)), include=["distances"])
+        ids, dists = res["ids"][0], res["distances"][0]
+        rows = list(zip(self._chunks(ids), dists))
+        if wanted:
+            rows = [r for r in rows if r[0][1].get("type") in wanted]
+            if len(rows) < k:   # rare: few chunks of the wanted types near the query
+                res = self.collection.query(query_embeddings=[qv], n_results=min(n, max(24, k * 8)),
+                                            where={"type": {"$in": sorted(wanted)}}, include=["distances"])
+                rows = list(zip(self._chunks(res["ids"][0]), res["distances"][0]))
         best: dict[str, Hit] = {}
         want_stage = STAGE_FOR_LEAD.get(lead.stage or "", None)
-        for text, meta, dist in zip(res["documents"][0], res["metadatas"][0], res["distances"][0]):
+        for (text, meta), dist in rows:
             meta = meta or {}
             if meta.get("url") in excluded:
                 continue
