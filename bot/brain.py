@@ -64,6 +64,37 @@ KIND_NAMES = {"case_study": "case study", "guide": "guide", "ebook": "ebook", "w
               "roi_calculator": "ROI calculator"}
 
 
+TIMELINE_WORDS = {"now": "you need it right away", "this_quarter": "this quarter", "next_quarter": "next quarter",
+                  "this_year": "within the year", "later": "no rush"}
+
+
+def summarize(learned: list[str], fields: dict[str, Any]) -> str:
+    """Echo back what was just understood, so the visitor sees it was ("VP of Sales, 450 people")."""
+    bits: list[str] = []
+    for f in learned:
+        v = fields.get(f)
+        if v in (None, ""):
+            continue
+        if f == "role":
+            bits.append(str(v))
+        elif f == "seniority" and "role" not in learned and v == "c_level":
+            bits.append("leading the company")
+        elif f == "company_size":
+            bits.append("just you" if v == 1 else f"{v:,} people")
+        elif f == "timeline":
+            bits.append(TIMELINE_WORDS.get(str(v), str(v)))
+        elif f == "budget":
+            bits.append(f"a budget of ${v:,.0f}" if isinstance(v, (int, float)) else
+                        "budget approved" if v == "approved" else "no budget yet")
+        elif f == "industry":
+            bits.append(str(v).replace("_", " "))
+        elif f == "company":
+            bits.append(str(v))
+        elif f == "email":
+            bits.append(f"I'll use {v}")
+    return ", ".join(bits)
+
+
 class RuleBrain:
     """Deterministic and offline: patterns in, templates out."""
 
@@ -94,8 +125,16 @@ class RuleBrain:
                 parts.append(self._t("greeting"))
             elif d.learned and not d.answers and d.mode == "converse":
                 name = lead.fields.get("name")
-                parts.append(self._t("thanks_name", name=name) if "name" in d.learned and name else self._t("thanks"))
-            if d.objection and d.mode == "converse":
+                summary = summarize(d.learned, lead.fields)
+                if "name" in d.learned and name:
+                    parts.append(self._t("thanks_name", name=name))
+                if summary:
+                    parts.append(self._t("noted", summary=summary))
+                elif not ("name" in d.learned and name):
+                    parts.append(self._t("thanks"))
+            if d.not_interested:
+                parts.append(self._t("not_interested"))
+            elif d.objection and d.mode == "converse" and not (d.recommend is not None and d.recommend.type == "roi_calculator"):
                 parts.append(self._t("objection"))
             for a in d.answers:
                 if a.hit is not None:
@@ -114,12 +153,15 @@ class RuleBrain:
                     parts.append(self._t("human"))
                     if lead.fields.get("email"):
                         parts.append(self._t("human_known_email", email=lead.fields["email"]))
-                if d.book:
+                if d.meeting_accepted and not self.playbook.meeting.url:
+                    parts.append(self._t("meeting_accepted"))
+                elif d.book:
                     parts.append(self._t("book_link" if self.playbook.meeting.url else "book"))
                 elif d.offer_meeting:
                     parts.append(self._t("offer_meeting_link" if self.playbook.meeting.url else "offer_meeting"))
                 if d.recommend is not None:
-                    key = "recommend_case_study" if d.recommend.type == "case_study" else "recommend_other"
+                    key = ("objection_price" if d.recommend.type == "roi_calculator" and d.objection else
+                           "recommend_case_study" if d.recommend.type == "case_study" else "recommend_other")
                     parts.append(self._t(key, title=d.recommend.title, url=d.recommend.url))
                 if d.ask_question:
                     if d.human and d.ask_field == "email":

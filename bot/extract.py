@@ -420,6 +420,9 @@ JOB_RE = re.compile(r"\b(?:are you hiring|you hiring|looking for (?:a |an )?(?:j
 SKIP_RE = re.compile(r"^\s*(?:skip|pass|next|n/?a|rather not(?: say)?|i'?d rather not(?: say)?|prefer not(?: to)?(?: say)?|not sure|no idea|"
                      r"don'?t know|dunno|can'?t say|can'?t share|not telling|none of your business|no comment|later|not now|idk|not yet sure)\b", re.I)
 GREETING_RE = re.compile(r"^\s*(?:hi|hello|hey|hiya|good (?:morning|afternoon|evening)|howdy|yo|greetings)\b", re.I)
+AFFIRM_RE = re.compile(r"^\s*(?:yes|yeah|yep|yup|sure|ok(?:ay)?|sounds good|that works|works for me|let'?s (?:do it|talk|chat)|please do|go ahead|absolutely|definitely|great|perfect)\b", re.I)
+NOT_INTERESTED_RE = re.compile(r"\b(?:not interested|no thanks|no thank you|leave me alone|stop asking)\b", re.I)
+PRICE_OBJECTION_RE = re.compile(r"\b(?:too expensive|pricey|costs? too much|can'?t afford|out of (?:our|my) budget)\b", re.I)
 OBJECTION_RE = re.compile(r"\b(?:too expensive|pricey|costs? too much|can'?t afford|already (?:use|have)|happy with (?:our|what)|not interested|"
                           r"no need|doesn'?t fit|we built our own|not a priority)\b", re.I)
 TOPIC_RES = {
@@ -427,7 +430,7 @@ TOPIC_RES = {
     "integration": re.compile(r"\b(?:integrat\w*|connect(?:s|or)? (?:to|with)|sync\w*|plug ?in|api|webhooks?|works? with)\b", re.I),
     "security": re.compile(r"\b(?:soc ?2|gdpr|security|secure|hipaa|encrypt\w*|sso|saml|compliance|data residency|privacy)\b", re.I),
     "onboarding": re.compile(r"\b(?:onboard\w*|implementation|set ?up|setup|training|support|how long)\b", re.I),
-    "customers": re.compile(r"\b(?:customers?|case stud\w+|who uses|references?|clients?|examples?)\b", re.I),
+    "customers": re.compile(r"\b(?:customers?|case stud\w+|who uses|references?|clients?|examples?|companies like|teams like)\b", re.I),
 }
 INTEGRATION_ASK_RE = re.compile(
     r"(?:integrat\w*|connect\w*|sync\w*|work|works|plug(?:\s+in)?|hook\s+up)\s+(?:with|to|into|in)\s+(?:the\s+|your\s+|our\s+)?"
@@ -480,6 +483,12 @@ def understand(text: str, playbook: Playbook, asked_field: str | None = None, to
             u.requested_action = "book"
     if OBJECTION_RE.search(text):
         u.intents.add("objection")
+    if NOT_INTERESTED_RE.search(text):
+        u.intents.add("not_interested")
+    if PRICE_OBJECTION_RE.search(text):
+        u.intents.add("price_objection")
+    if AFFIRM_RE.search(text) and len(text) < 60:
+        u.intents.add("affirm")
     for topic, rx in TOPIC_RES.items():
         if rx.search(" ".join(u.questions) or text):
             u.topics.add(topic)
@@ -492,7 +501,9 @@ def understand(text: str, playbook: Playbook, asked_field: str | None = None, to
             u.intents.add("competitor")
 
     statement = " ".join(s for s in sentences if not is_question(s)) if u.questions else text
-    asked_ok = asked_field is not None and not u.questions and not SKIP_RE.search(text)
+    asked_ok = (asked_field is not None and not u.questions and not SKIP_RE.search(text)
+                and not u.intents & {"objection", "not_interested", "price_objection", "human", "book", "unsubscribe",
+                                     "job_seeker", "competitor", "greeting", "affirm"})
     if asked_field and SKIP_RE.search(text) and not u.questions:
         u.skipped = asked_field
         u.intents.add("skip")

@@ -9,12 +9,13 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from knowledge.retrieve import Hit, KnowledgeBase, LeadContext, keywords
+from knowledge.retrieve import Hit, KnowledgeBase, LeadContext, best_sentences, keywords
 
 from .extract import Understanding
 from .playbook import Playbook
 
 ANSWER_MIN_SIMILARITY = 0.83   # below this, the best chunk is about something else (measured on the sample)
+ANSWER_MIN_SIMILARITY_ON_TOPIC = 0.80   # when the best chunk is also the right kind (pricing page for a price question)
 SKIP_COOLDOWN_TURNS = 3         # a skipped question is not asked again for this many turns
 MAX_ASKS_PER_FIELD = 2          # asked twice and ignored twice: treat as skipped
 
@@ -40,6 +41,8 @@ class Decision:
     book: bool = False
     human: bool = False
     objection: bool = False
+    not_interested: bool = False
+    meeting_accepted: bool = False
     handed_off: bool = False          # this lead's handoff is (now or already) queued
     close_reason: str | None = None   # student | job_seeker | competitor
 
@@ -103,15 +106,19 @@ def _answer(kb: KnowledgeBase, question: str, u: Understanding, ctx: LeadContext
             answers.append(Answer(question, unknown=True, integration=target))
     if targets:
         return answers
-    prefer = {"pricing": 0.03} if "pricing" in u.topics else {"faq": 0.01} if u.topics & {"security", "onboarding"} else None
+    prefer = ({"pricing": 0.03} if "pricing" in u.topics else {"case_study": 0.03} if "customers" in u.topics
+              else {"faq": 0.01} if u.topics & {"security", "onboarding"} else None)
     query = " ".join([question] + [TOPIC_EXPANSIONS[t] for t in sorted(u.topics) if t in TOPIC_EXPANSIONS])
     hits = kb.search(query, ctx, k=3, prefer_types=prefer)
-    if hits and hits[0].similarity >= ANSWER_MIN_SIMILARITY:
-        top = hits[0]
-        on_topic = any(top.type in TOPIC_TYPES.get(t, ()) for t in u.topics)
+    top = hits[0] if hits else None
+    on_topic = top is not None and any(top.type in TOPIC_TYPES.get(t, ()) for t in u.topics)
+    if top is not None and top.similarity >= (ANSWER_MIN_SIMILARITY_ON_TOPIC if on_topic else ANSWER_MIN_SIMILARITY):
         if on_topic or _overlaps(keywords(question), keywords(top.text + " " + top.title + " " + top.heading)):
-            if "pricing" in u.topics and top.type == "pricing":
-                priced = [h for h in kb.headings(top.doc_id) if re.search(r"[$€£]\d|\bcustom\b|\bfree\b", h, re.I)]
+            heading, text = kb.best_section(top, question)
+            top.heading, top.text = heading, text
+            top.snippet = best_sentences(text, question)
+            if "pricing" in u.topics and top.type == "pricing" and PRICE_ASK_RE.search(question):
+                priced = [h for h in kb.headings(top.doc_id) if re.search(r"[$€£]\d|\bcustom\b", h, re.I)]
                 if priced:
                     top.snippet = "; ".join(priced) + "."
             return [Answer(question, hit=top)]
@@ -119,8 +126,11 @@ def _answer(kb: KnowledgeBase, question: str, u: Understanding, ctx: LeadContext
 
 
 TOPIC_EXPANSIONS = {"pricing": "pricing plans price per user per month", "integration": "integrations integrate with",
-                    "security": "security compliance", "onboarding": "onboarding setup implementation support"}
-TOPIC_TYPES = {"pricing": ("pricing",), "integration": ("integration",), "security": ("faq",), "onboarding": ("faq",)}
+                    "security": "security compliance", "onboarding": "onboarding setup implementation support",
+                    "customers": "customer case study results"}
+TOPIC_TYPES = {"pricing": ("pricing",), "integration": ("integration",), "security": ("faq",), "onboarding": ("faq",),
+               "customers": ("case_study",)}
+PRICE_ASK_RE = re.compile(r"\b(?:how much|cost|costs|price|prices|pricing|per (?:user|seat)|what (?:are )?(?:the |your )?plans)\b", re.I)
 
 
 def _overlaps(a: set[str], b: set[str]) -> bool:
@@ -149,7 +159,9 @@ def decide(*, playbook: Playbook, kb: KnowledgeBase | None, u: Understanding, fi
                 continue
             if "job_seeker" in u.intents:
                 continue
-            d.answers.extend(_answer(kb, q, u, ctx))
+            # "is it secure? we need SOC 2": a short message's statements are part of its question
+            asked = text if len(u.questions) == 1 and len(text) <= 240 else q
+            d.answers.extend(_answer(kb, asked, u, ctx))
             if len(d.answers) >= 2:
                 break
     if "unsubscribe" in u.intents:
@@ -162,22 +174,36 @@ def decide(*, playbook: Playbook, kb: KnowledgeBase | None, u: Understanding, fi
         return d
     d.human = "human" in u.intents
     d.book = "book" in u.intents
+    offered = state.get("offered_meeting_turn")
+    if not d.book and offered is not None and turn - offered == 1 and "affirm" in u.intents:
+        d.book = d.meeting_accepted = True   # "sure, let's talk" right after a meeting offer
     d.offer_meeting = crossed_sql and not d.book
+    d.not_interested = "not_interested" in u.intents and not (d.human or d.book)
+    if d.not_interested:
+        return d   # no question, no content: they said no
     if d.human or d.book:
         d.handed_off = True
     # One question per reply: a meeting offer is the question when there is one.
-    asking_allowed = not d.offer_meeting and not (d.book and playbook.meeting.url)
+    asking_allowed = not d.offer_meeting and not (d.book and playbook.meeting.url) and "objection" not in u.intents
     if asking_allowed:
         only = ("email", "name") if (handed_off or d.human or d.book) else None
         d.ask_field = next_field(playbook, fields, state, turn, only=only)
         if d.ask_field:
             d.ask_question = playbook.question_for(d.ask_field)
+    if "price_objection" in u.intents and kb is not None:
+        roi = kb.search("ROI payback return on investment cost", ctx, k=1, types=["roi_calculator"],
+                        exclude_urls=sent_urls)
+        if roi:
+            d.recommend = roi[0]
+            return d
     # Recommend a piece when we know enough to pick one, not in every reply.
     last_rec = state.get("last_recommend_turn", -99)
     recs = int(state.get("recommendations", 0))
     industry_known = fields.get("industry") in playbook.industries
     knows_enough = (industry_known and not state.get("recommended_for_industry")) or (fields.get("need") and recs == 0)
-    if kb is not None and knows_enough and turn - last_rec >= 3 and not d.human and not d.offer_meeting:
+    answered_with_content = any(a.hit is not None for a in d.answers)
+    if kb is not None and knows_enough and turn - last_rec >= 3 and not d.human and not d.offer_meeting \
+            and not answered_with_content:
         topic = " ".join(str(fields.get(k) or "") for k in ("need", "industry", "role")).strip()
         answered_urls = {a.hit.url for a in d.answers if a.hit is not None}
         hit = kb.recommend(ctx, topic, exclude_urls=sent_urls | answered_urls)

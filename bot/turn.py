@@ -205,6 +205,11 @@ class SDR:
                               stage=lead.stage, crossed_sql=crossed_sql, handed_off=lead.handed_off_at is not None,
                               state=state, turn=turn, first_turn=first_turn, sent_urls=sent, text=text)
             timings["decide"] = (time.perf_counter() - t0) * 1000
+            if decision.meeting_accepted and not handoff_reason and lead.stage != "disqualified":
+                entry = self._queue_handoff(s, lead, "meeting_requested", now)
+                if entry is not None:
+                    actions.append({"type": "handoff", "status": entry.status, "reason": "meeting_requested",
+                                    "outbox_id": entry.id})
 
             # 6. compose and 7. guard
             view = LeadView(id=lead.id, fields=dict(lead.fields or {}), stage=lead.stage, score=lead.score,
@@ -230,6 +235,8 @@ class SDR:
                 counts[decision.ask_field] = counts.get(decision.ask_field, 0) + 1
                 state["ask_counts"] = counts
                 actions.append({"type": "ask", "field": decision.ask_field})
+            if decision.offer_meeting:
+                state["offered_meeting_turn"] = turn
             if decision.offer_meeting or decision.book:
                 act: dict[str, Any] = {"type": "offer_meeting", "minutes": self.playbook.meeting.length_minutes}
                 if self.playbook.meeting.url:

@@ -96,6 +96,7 @@ class KnowledgeBase:
         self.collection = open_collection(settings, self.embedder)
         self._corpus: dict[str, tuple[str, dict[str, Any]]] | None = None
         self._corpus_lock = threading.Lock()
+        self._kw: dict[str, tuple[set[str], set[str]]] = {}
 
     # -- ingest -----------------------------------------------------------------------------
 
@@ -103,6 +104,7 @@ class KnowledgeBase:
         report = ingest(paths, self.collection, self.embedder, prune=prune, progress=progress)
         with self._corpus_lock:
             self._corpus = None
+            self._kw = {}
         return report
 
     def count(self) -> int:
@@ -121,6 +123,14 @@ class KnowledgeBase:
         grounding, and ranking without fetching metadata from the store on every query)."""
         return list(self._load_corpus().values())
 
+    def _words(self, chunk_id: str, heading: str, text: str) -> tuple[set[str], set[str]]:
+        got = self._kw.get(chunk_id)
+        if got is None:
+            got = (keywords(heading), keywords(text))
+            if len(self._kw) < 200_000:
+                self._kw[chunk_id] = got
+        return got
+
     def _chunks(self, ids: list[str]) -> list[tuple[str, dict[str, Any]]]:
         corpus = self._load_corpus()
         if any(i not in corpus for i in ids):   # another process ingested since we loaded: reload once
@@ -138,6 +148,8 @@ class KnowledgeBase:
                 sentence = next((s for s in re.split(r"(?<=[.!?])\s+|\n+", text) if rx.search(s)), text[:200])
                 doc = meta.get("doc_id", "")
                 if doc not in hits:
+                    if sentence.count("|") >= 2:   # a table row: "| Salesforce | Two-way sync | All plans |"
+                        sentence = " — ".join(c.strip() for c in sentence.strip().strip("|").split("|") if c.strip())
                     hits[doc] = self._hit(text, meta, 1.0, re.sub(r"[*_`#>|]", "", sentence).strip(" -•"))
         return list(hits.values())
 
@@ -152,6 +164,34 @@ class KnowledgeBase:
             if h not in out:
                 out.append(h)
         return out
+
+    def sections(self, doc_id: str) -> list[tuple[str, str]]:
+        """(heading, text) of each section of one piece, in order."""
+        chunks = sorted(((int(m.get("chunk", 0)), m.get("heading", ""), t) for t, m in self.corpus()
+                         if m.get("doc_id") == doc_id))
+        out: list[tuple[str, str]] = []
+        for _, heading, text in chunks:
+            if out and out[-1][0] == heading:
+                out[-1] = (heading, out[-1][1] + "\n\n" + text)
+            else:
+                out.append((heading, text))
+        return out
+
+    def best_section(self, hit: Hit, question: str) -> tuple[str, str]:
+        """The section of the hit's piece whose heading and words match the question best
+        (meaning picks the piece; the question's own words pick the part of it to quote)."""
+        q = keywords(question)
+
+        def score(heading: str, text: str) -> int:
+            return 2 * len(q & keywords(heading)) + len(q & keywords(text))
+
+        best = (hit.heading, hit.text)
+        best_score = score(*best)
+        for heading, text in self.sections(hit.doc_id):
+            sc = score(heading, text)
+            if sc > best_score:
+                best, best_score = (heading, text), sc
+        return best
 
     # -- retrieval --------------------------------------------------------------------------
 
@@ -178,16 +218,17 @@ class KnowledgeBase:
         # here: a `where` filter makes Chroma scan and costs ~25 ms at 10k chunks.
         res = self.collection.query(query_embeddings=[qv], n_results=min(n, max(32, k * 10)), include=["distances"])
         ids, dists = res["ids"][0], res["distances"][0]
-        rows = list(zip(self._chunks(ids), dists))
+        rows = list(zip(ids, self._chunks(ids), dists))
         if wanted:
-            rows = [r for r in rows if r[0][1].get("type") in wanted]
+            rows = [r for r in rows if r[1][1].get("type") in wanted]
             if len(rows) < k:   # rare: few chunks of the wanted types near the query
                 res = self.collection.query(query_embeddings=[qv], n_results=min(n, max(24, k * 8)),
                                             where={"type": {"$in": sorted(wanted)}}, include=["distances"])
-                rows = list(zip(self._chunks(res["ids"][0]), res["distances"][0]))
+                rows = list(zip(res["ids"][0], self._chunks(res["ids"][0]), res["distances"][0]))
         best: dict[str, Hit] = {}
         want_stage = STAGE_FOR_LEAD.get(lead.stage or "", None)
-        for (text, meta), dist in rows:
+        q_words = keywords(query)
+        for chunk_id, (text, meta), dist in rows:
             meta = meta or {}
             if meta.get("url") in excluded:
                 continue
@@ -207,6 +248,9 @@ class KnowledgeBase:
                 hit.why.append(f"stage {want_stage}")
             if prefer_types and hit.type in prefer_types:
                 score += prefer_types[hit.type]
+            # a little lexical evidence on top of meaning: the words of the question in the heading or text
+            head_words, text_words = self._words(chunk_id, hit.heading, text)
+            score += min(0.04, 0.02 * len(q_words & head_words)) + min(0.02, 0.005 * len(q_words & text_words))
             hit.score = score
             key = hit.doc_id or hit.url or hit.title
             if key not in best or best[key].score < score:

@@ -1,6 +1,8 @@
 """Multi-turn conversations through the HTTP API, checked on the lead the API reports."""
 from collections import Counter
 
+import pytest
+
 from conftest import chat
 
 
@@ -155,3 +157,43 @@ def test_retried_message_is_not_doubled(client):
     assert again["reply"] == d["reply"]
     detail = lead_of(client, d)
     assert [m["role"] for m in detail["messages"]] == ["visitor", "agent"]
+
+
+def test_yes_to_the_meeting_offer_books_it_through_sales(client):
+    d = chat(client, "I'm the CRO of a 600 person company, we need better forecasting this quarter")
+    assert d["lead"]["stage"] == "sql" and any(a["type"] == "offer_meeting" for a in d["actions"])
+    d = chat(client, "sure, let's talk", d["session_id"])
+    assert "sales team" in d["reply"] and asked(d) == ["email"]
+    detail = lead_of(client, d)
+    assert len([a for a in detail["actions"] if a["type"] == "handoff"]) == 1
+
+
+def test_no_means_no(client):
+    d = chat(client, "hello")
+    d = chat(client, "not interested, thanks", d["session_id"])
+    assert asked(d) == [] and d["reply"].count("?") == 0 and not any(a["type"] == "recommend" for a in d["actions"])
+
+
+def test_price_objection_gets_the_roi_calculator_not_a_question(client):
+    d = chat(client, "hello")
+    d = chat(client, "hmm, too expensive", d["session_id"])
+    assert [a["url"] for a in d["actions"] if a["type"] == "recommend"] == ["https://pipelark.example/roi-calculator"]
+    assert asked(d) == [] and "too expensive" not in str(d["lead"]["fields"])
+
+
+def test_the_reply_echoes_what_it_understood(client):
+    d = chat(client, "hello")
+    d = chat(client, "I'm the CRO, we're around 600 employees and want it live this quarter", d["session_id"])
+    assert "CRO" in d["reply"] and "600 people" in d["reply"] and "this quarter" in d["reply"]
+
+
+@pytest.mark.parametrize("question,expect", [
+    ("Do you have a free plan?", "14-day free trial"),
+    ("is it secure? we need SOC 2", "SOC 2 Type II"),
+    ("Can I get a discount as a nonprofit?", "30%"),
+    ("who are your customers in retail?", "Juniper & Vale"),
+    ("Is there an on-premise version?", "no on-premise"),
+])
+def test_questions_are_answered_with_the_right_part_of_the_right_page(client, question, expect):
+    d = chat(client, question)
+    assert expect in d["reply"], d["reply"]
