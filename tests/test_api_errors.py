@@ -143,3 +143,27 @@ def test_hostile_input_is_stored_as_text_and_nothing_breaks(client):
     r = client.post("/api/chat", data=b'{"message": "hi \\u0000 there \\ud800 pricing?"}', content_type="application/json")
     assert r.status_code == 200, r.get_json()
     assert "\x00" not in r.get_json()["reply"]
+
+
+def test_concurrent_visitors_lose_and_double_nothing(live_server):
+    """Eight visitors at once, each also sending two messages at the same moment in one session."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    def visitor(i):
+        st, _, d = call(live_server, "/api/chat", {"message": f"Hi, I'm Visitor{i}, VP of Sales at a 500 person company"})
+        assert st == 200
+        sid = d["session_id"]
+        with ThreadPoolExecutor(2) as pool:
+            res = list(pool.map(lambda m: call(live_server, "/api/chat", {"message": m, "session_id": sid}),
+                                ["we need forecasting this quarter", "budget is approved"]))
+        assert all(r[0] == 200 for r in res)
+        return d["lead"]["id"]
+
+    with ThreadPoolExecutor(8) as pool:
+        lead_ids = list(pool.map(visitor, range(8)))
+    assert len(set(lead_ids)) == 8
+    for lead_id in lead_ids:
+        _, _, detail = call(live_server, f"/api/leads/{lead_id}", method="GET", ctype=None)
+        assert [m["role"] for m in detail["messages"]] == ["visitor", "agent"] * 3
+        assert len([a for a in detail["actions"] if a["type"] == "handoff"]) == 1
+        assert abs(sum(e["points"] for e in detail["score_events"]) - detail["score"]) < 0.1

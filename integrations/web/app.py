@@ -88,7 +88,7 @@ def _visitor(raw: Any) -> dict[str, str]:
             raise ApiError(400, "bad_visitor", f"visitor.{key} is longer than {VISITOR_KEYS[key]} characters")
         if key == "email" and value.strip() and not EMAIL_RE.match(value.strip()):
             raise ApiError(400, "bad_visitor", "visitor.email is not an email address")
-        out[key] = value.strip()
+        out[key] = value.replace("\x00", "").strip()
     return out
 
 
