@@ -38,8 +38,11 @@ class LeadView:
     fields: dict[str, Any]
     stage: str
     score: float
-    asking: str | None = None       # the field the previous reply asked for
+    asking: str | None = None       # the field the previous reply asked for (for compose: this reply asks)
     today: date | None = None
+    message: str = ""               # the visitor's message this turn
+    deadline: float | None = None   # time.monotonic() by which the reply must be ready
+    usage: dict[str, Any] = field(default_factory=dict)   # model calls, tokens, latency, fallbacks this turn
 
 
 @dataclass

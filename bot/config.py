@@ -17,6 +17,19 @@ def _int(name: str, default: int) -> int:
         raise SystemExit(f"{name}={raw!r} is not a whole number; unset it or give e.g. {name}={default}") from None
 
 
+def _float(name: str, default: float) -> float:
+    raw = os.environ.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise SystemExit(f"{name}={raw!r} is not a number; unset it or give e.g. {name}={default:g}") from None
+    if value <= 0:
+        raise SystemExit(f"{name} must be positive (seconds)")
+    return value
+
+
 @dataclass
 class Settings:
     data_dir: Path
@@ -30,6 +43,7 @@ class Settings:
     rate_per_ip: int = 60                      # requests per minute per client IP
     max_message_chars: int = 4000
     max_body_bytes: int = 64 * 1024
+    turn_deadline_s: float = 8.0               # a visitor never waits longer than this for a reply
     extra: dict = field(default_factory=dict)
 
     @classmethod
@@ -46,6 +60,7 @@ class Settings:
             admin_token=os.environ.get("SDR_ADMIN_TOKEN") or None,
             rate_per_session=_int("SDR_RATE_PER_SESSION", 20),
             rate_per_ip=_int("SDR_RATE_PER_IP", 60),
+            turn_deadline_s=_float("SDR_TURN_DEADLINE_S", 8.0),
         )
         for k, v in overrides.items():
             setattr(s, k, v)

@@ -8,12 +8,13 @@ and tracked events. It imports no web framework, Slack or SMTP code: channels ca
 from __future__ import annotations
 
 import logging
+import re
 import threading
 import time
 import zlib
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Iterator
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
@@ -28,6 +29,11 @@ from .scoring import ScoreChange, decay_change, engagement_change, fit_changes, 
 from .store import Activity, ContentSent, Conversation, Lead, Message, OutboxEntry, ScoreEvent, Store, new_id, utcnow
 
 log = logging.getLogger("sdr.turn")
+
+
+def _sentences(text: str) -> list[str]:
+    """Split into sentences, keeping the spaces, so the pieces join back to the text."""
+    return [p for p in re.split(r"(?<=[.!?…])(?=\s)", text) if p]
 
 CHANNELS = ("web", "form", "email", "event", "cli", "slack")
 
@@ -109,6 +115,21 @@ class SDR:
     # The turn
 
     def handle(self, inbound: Inbound) -> TurnResult:
+        text, session_id = self._validate(inbound)
+        lock = self._locks[zlib.crc32(session_id.encode()) % len(self._locks)]
+        with lock:
+            return self._handle(inbound, text, session_id)
+
+    def handle_stream(self, inbound: Inbound) -> Iterator[dict[str, Any]]:
+        """The same turn, with the reply streamed: {"type": "delta", "text"} events as sentences pass
+        the guard, a {"type": "reset"} if a later sentence fails it (the safe reply follows), and a
+        final {"type": "done", "result": {...}} with exactly what POST /api/chat returns."""
+        text, session_id = self._validate(inbound)
+        lock = self._locks[zlib.crc32(session_id.encode()) % len(self._locks)]
+        with lock:
+            yield from self._run(inbound, text, session_id, stream=True)
+
+    def _validate(self, inbound: Inbound) -> tuple[str, str]:
         text = inbound.text
         if not isinstance(text, str) or not text.strip():
             raise InputError("empty_message", "message must be a non-empty string")
@@ -120,58 +141,68 @@ class SDR:
         text = clean_text(text).strip()
         if not text:
             raise InputError("empty_message", "message has no readable text")
-        session_id = inbound.session_id or new_id("s")
-        lock = self._locks[zlib.crc32(session_id.encode()) % len(self._locks)]
-        with lock:
-            return self._handle(inbound, text, session_id)
+        return text, inbound.session_id or new_id("s")
 
     def _handle(self, inbound: Inbound, text: str, session_id: str) -> TurnResult:
+        result = None
+        for event in self._run(inbound, text, session_id, stream=False):
+            if event["type"] == "done":
+                result = event["turn"]
+        assert result is not None
+        return result
+
+    def _run(self, inbound: Inbound, text: str, session_id: str, stream: bool) -> Iterator[dict[str, Any]]:
+        """One turn in three short transactions; the model (if any) is called between them, so a
+        slow model never holds a database lock."""
         t0 = time.perf_counter()
         now = inbound.at or utcnow()
+        deadline = time.monotonic() + self.settings.turn_deadline_s
         timings: dict[str, float] = {}
+        usage: dict[str, Any] = {"model_calls": 0, "prompt_tokens": 0, "completion_tokens": 0, "model_ms": 0.0,
+                                 "fallbacks": []}
+
+        # 0. the conversation, the lead as it is, and what was said before (read; create if new)
         with self.store.session() as s:
             conv, lead, first_turn = self._conversation(s, session_id, inbound, now)
             state = dict(conv.state or {})
             if inbound.message_id and state.get("last_message_id") == inbound.message_id and state.get("last_result"):
-                cached = dict(state["last_result"])
-                return TurnResult(session_id=session_id, **cached)  # a retry of the same message: same answer
-            turn = int(state.get("turn", 0)) + 1
+                cached = dict(state["last_result"])   # a retry of the same message: the same answer, once
+                result = TurnResult(session_id=session_id, **cached)
+                yield {"type": "done", "turn": result, "result": result.as_dict()}
+                return
             history = self._history(s, conv.id)
-            visitor_msg = Message(conversation_id=conv.id, lead_id=lead.id, role="visitor", text=text, at=now,
-                                  meta={"channel": inbound.channel, "page_url": (inbound.visitor or {}).get("page_url")})
-            s.add(visitor_msg)
-
-            # 1. understand
             view = LeadView(id=lead.id, fields=dict(lead.fields or {}), stage=lead.stage, score=lead.score,
-                            asking=state.get("asking"), today=now.date())
-            u = self.brain.understand(text, view, history)
-            timings["understand"] = (time.perf_counter() - t0) * 1000
-            injection = "injection" in u.intents
+                            asking=state.get("asking"), today=now.date(), message=text, deadline=deadline, usage=usage)
 
-            # 2. update the profile
+        # 1. understand (no transaction open: a model may take seconds)
+        u = self.brain.understand(text, view, history)
+        timings["understand"] = (time.perf_counter() - t0) * 1000
+        injection = "injection" in u.intents
+
+        # 2-5. update the profile, score, stage and handoff, decide — one transaction
+        with self.store.session() as s:
+            conv = s.get(Conversation, session_id)
+            lead = s.get(Lead, conv.lead_id)
+            state = dict(conv.state or {})
+            turn = int(state.get("turn", 0)) + 1
+            s.add(Message(conversation_id=conv.id, lead_id=lead.id, role="visitor", text=text, at=now,
+                          meta={"channel": inbound.channel, "page_url": (inbound.visitor or {}).get("page_url")}))
             learned: list[str] = []
             if not injection:
                 lead, learned = self._merge_fields(s, lead, u, inbound.visitor or {}, now)
                 conv.lead_id = lead.id
             if u.skipped:
-                skipped = dict(state.get("skipped", {}))
-                skipped[u.skipped] = turn
-                state["skipped"] = skipped
+                state["skipped"] = {**state.get("skipped", {}), u.skipped: turn}
             asking = state.get("asking")
             if asking and asking not in learned and not u.skipped and not injection:
-                counts = dict(state.get("ask_counts", {}))
-                if counts.get(asking, 0) >= 2:
-                    skipped = dict(state.get("skipped", {}))
-                    skipped[asking] = turn
-                    state["skipped"] = skipped
+                if dict(state.get("ask_counts", {})).get(asking, 0) >= 2:
+                    state["skipped"] = {**state.get("skipped", {}), asking: turn}
 
-            # 3. score
             changes: list[ScoreChange] = []
             if not injection:
                 changes += self._message_engagement(s, lead, u, now)
             changes += self._rescore(s, lead, now)
 
-            # 4. stage, disqualification, handoff
             prev_stage = lead.stage
             if "job_seeker" in u.intents and not lead.disqualified_reason:
                 lead.disqualified_reason = "job_seeker"
@@ -192,84 +223,102 @@ class SDR:
                     handoff_reason = "asked_for_human"
                 elif "book" in u.intents:
                     handoff_reason = "meeting_requested"
-            if handoff_reason:
-                entry = self._queue_handoff(s, lead, handoff_reason, now)
-                if entry is not None:
-                    actions.append({"type": "handoff", "status": entry.status, "reason": handoff_reason,
-                                    "outbox_id": entry.id})
 
-            # 5. decide
             sent = set(s.scalars(select(ContentSent.url).where(ContentSent.lead_id == lead.id)).all())
             state["disqualified_reason"] = lead.disqualified_reason
             decision = decide(playbook=self.playbook, kb=self.kb, u=u, fields=dict(lead.fields or {}), learned=learned,
                               stage=lead.stage, crossed_sql=crossed_sql, handed_off=lead.handed_off_at is not None,
                               state=state, turn=turn, first_turn=first_turn, sent_urls=sent, text=text)
             timings["decide"] = (time.perf_counter() - t0) * 1000
-            if decision.meeting_accepted and not handoff_reason and lead.stage != "disqualified":
-                entry = self._queue_handoff(s, lead, "meeting_requested", now)
+            if decision.meeting_accepted and not handoff_reason:
+                handoff_reason = "meeting_requested"
+            if handoff_reason and lead.stage != "disqualified":
+                entry = self._queue_handoff(s, lead, handoff_reason, now)
                 if entry is not None:
-                    actions.append({"type": "handoff", "status": entry.status, "reason": "meeting_requested",
+                    actions.append({"type": "handoff", "status": entry.status, "reason": handoff_reason,
                                     "outbox_id": entry.id})
-
-            # 6. compose and 7. guard
-            view = LeadView(id=lead.id, fields=dict(lead.fields or {}), stage=lead.stage, score=lead.score,
-                            asking=state.get("asking"), today=now.date())
             sources = decision.sources()
-            reply = self._compose_guarded(decision, view, sources, history, text)
-            timings["compose"] = (time.perf_counter() - t0) * 1000
-
-            # 8. persist
             for hit in sources:
                 if hit.url and hit.url not in sent:
                     s.add(ContentSent(lead_id=lead.id, url=hit.url, title=hit.title, type=hit.type, at=now))
                     sent.add(hit.url)
-            if decision.recommend is not None:
-                state["last_recommend_turn"] = turn
-                state["recommendations"] = int(state.get("recommendations", 0)) + 1
-                if (lead.fields or {}).get("industry") in decision.recommend.industries:
-                    state["recommended_for_industry"] = lead.fields.get("industry")
-                actions.append({"type": "recommend", "title": decision.recommend.title, "url": decision.recommend.url,
-                                "content_type": decision.recommend.type})
-            if decision.ask_field:
-                counts = dict(state.get("ask_counts", {}))
-                counts[decision.ask_field] = counts.get(decision.ask_field, 0) + 1
-                state["ask_counts"] = counts
-                actions.append({"type": "ask", "field": decision.ask_field})
-            if decision.offer_meeting:
-                state["offered_meeting_turn"] = turn
-            if decision.offer_meeting or decision.book:
-                act: dict[str, Any] = {"type": "offer_meeting", "minutes": self.playbook.meeting.length_minutes}
-                if self.playbook.meeting.url:
-                    act["url"] = self.playbook.meeting.url
-                actions.append(act)
-            if decision.human:
-                actions.append({"type": "human"})
-            if decision.mode in ("close", "unsubscribe"):
-                actions.append({"type": "close", "reason": decision.close_reason or decision.mode})
-            if decision.mode == "refuse":
-                actions.append({"type": "refuse", "reason": "prompt_injection"})
-            state["asking"] = decision.ask_field
-            state["turn"] = turn
-            reply_text = redact_secrets(reply.text)
-            s.add(Message(conversation_id=conv.id, lead_id=lead.id, role="agent", text=reply_text, at=now,
-                          meta={"prompt": reply.prompt, "prompt_version": reply.prompt_version, "model": reply.model,
-                                "sources": [h.source() for h in sources], "actions": actions,
-                                "score_changes": [c.as_dict() for c in changes], "intents": sorted(u.intents),
-                                "latency_ms": round((time.perf_counter() - t0) * 1000, 2)}))
+            self._note_decision(state, decision, actions, lead, turn)
             lead.updated_at = now
             conv.updated_at = now
-            result = TurnResult(session_id=session_id, reply=reply_text, lead=lead_view(lead, self.playbook),
-                                sources=[h.source() for h in sources], actions=actions,
-                                score_changes=[c.as_dict() for c in changes])
+            conv.state = state
+            lead_after = lead_view(lead, self.playbook)
+            view = LeadView(id=lead.id, fields=dict(lead.fields or {}), stage=lead.stage, score=lead.score,
+                            asking=decision.ask_field, today=now.date(), message=text, deadline=deadline, usage=usage)
+            conv_id, lead_id = conv.id, lead.id
+
+        # 6-7. compose and guard (no transaction open)
+        if stream:
+            reply = None
+            for event in self._compose_streamed(decision, view, sources, history, text):
+                if event["type"] == "reply":
+                    reply = event["reply"]
+                else:
+                    yield event
+            assert reply is not None
+        else:
+            reply = self._compose_guarded(decision, view, sources, history, text)
+        timings["compose"] = (time.perf_counter() - t0) * 1000
+        reply_text = redact_secrets(reply.text)
+
+        # 8. persist the reply
+        result = TurnResult(session_id=session_id, reply=reply_text, lead=lead_after,
+                            sources=[h.source() for h in sources], actions=actions,
+                            score_changes=[c.as_dict() for c in changes])
+        total_ms = (time.perf_counter() - t0) * 1000
+        with self.store.session() as s:
+            s.add(Message(conversation_id=conv_id, lead_id=lead_id, role="agent", text=reply_text, at=now,
+                          meta={"prompt": reply.prompt, "prompt_version": reply.prompt_version, "model": reply.model,
+                                "sources": result.sources, "actions": actions, "score_changes": result.score_changes,
+                                "intents": sorted(u.intents), "latency_ms": round(total_ms, 2),
+                                "model_calls": usage["model_calls"], "prompt_tokens": usage["prompt_tokens"],
+                                "completion_tokens": usage["completion_tokens"],
+                                "model_ms": round(usage["model_ms"], 1), "fallbacks": usage["fallbacks"]}))
             if inbound.message_id:
-                state["last_message_id"] = inbound.message_id
+                conv = s.get(Conversation, conv_id)
                 cached = result.as_dict()
                 cached.pop("session_id")
-                state["last_result"] = cached
-            conv.state = state
+                conv.state = {**dict(conv.state or {}), "last_message_id": inbound.message_id, "last_result": cached}
         self.counters["turns"] += 1
+        for cause in usage["fallbacks"]:
+            self.counters[f"fallback_{cause}"] = self.counters.get(f"fallback_{cause}", 0) + 1
         result.timings_ms = {**timings, "total": (time.perf_counter() - t0) * 1000}
-        return result
+        yield {"type": "done", "turn": result, "result": result.as_dict()}
+
+    def _note_decision(self, state: dict[str, Any], decision: Decision, actions: list[dict[str, Any]], lead: Lead,
+                       turn: int) -> None:
+        """Record in the conversation state and the actions what this reply will do."""
+        if decision.recommend is not None:
+            state["last_recommend_turn"] = turn
+            state["recommendations"] = int(state.get("recommendations", 0)) + 1
+            if (lead.fields or {}).get("industry") in decision.recommend.industries:
+                state["recommended_for_industry"] = lead.fields.get("industry")
+            actions.append({"type": "recommend", "title": decision.recommend.title, "url": decision.recommend.url,
+                            "content_type": decision.recommend.type})
+        if decision.ask_field:
+            counts = dict(state.get("ask_counts", {}))
+            counts[decision.ask_field] = counts.get(decision.ask_field, 0) + 1
+            state["ask_counts"] = counts
+            actions.append({"type": "ask", "field": decision.ask_field})
+        if decision.offer_meeting:
+            state["offered_meeting_turn"] = turn
+        if decision.offer_meeting or decision.book:
+            act: dict[str, Any] = {"type": "offer_meeting", "minutes": self.playbook.meeting.length_minutes}
+            if self.playbook.meeting.url:
+                act["url"] = self.playbook.meeting.url
+            actions.append(act)
+        if decision.human:
+            actions.append({"type": "human"})
+        if decision.mode in ("close", "unsubscribe"):
+            actions.append({"type": "close", "reason": decision.close_reason or decision.mode})
+        if decision.mode == "refuse":
+            actions.append({"type": "refuse", "reason": "prompt_injection"})
+        state["asking"] = decision.ask_field
+        state["turn"] = turn
 
     # ------------------------------------------------------------------------------------------
     # Tracked events (page views, webinars, email opens...) from any source
@@ -520,17 +569,73 @@ class SDR:
         log.info("handoff queued for lead %s (%s, score %.1f)", lead.id, reason, lead.score)
         return entry
 
+    def _compose_streamed(self, decision: Decision, view: LeadView, sources: list[Any], history: list[dict[str, str]],
+                          visitor_text: str) -> Iterator[dict[str, Any]]:
+        """Stream the reply sentence by sentence; a sentence is shown only once the reply so far
+        passes the guard. If one fails, the visitor sees a reset and then the safe reply."""
+        stream = getattr(self.brain, "compose_stream", None)
+        if stream is None:   # a brain that can't stream: compose, guard, then send it in sentences
+            reply = self._compose_guarded(decision, view, sources, history, visitor_text)
+            for piece in _sentences(reply.text):
+                yield {"type": "delta", "text": piece}
+            yield {"type": "reply", "reply": reply}
+            return
+        evidence = self._evidence(view, sources, visitor_text, [])
+        shown, buffer = "", ""
+        final: Reply | None = None
+        for item in stream(decision, view, sources, history):
+            if isinstance(item, Reply):
+                final = item
+                break
+            buffer += item
+            pieces = _sentences(buffer)
+            complete, buffer = (pieces[:-1], pieces[-1]) if pieces and not re.search(r"[.!?…]\s*$", buffer) else (pieces, "")
+            for piece in complete:
+                if ungrounded_claims(shown + piece, evidence + "\n" + "\n".join(getattr(final, "evidence", []) or [])):
+                    yield from self._reset_to_safe(decision, view, history, shown, view.usage)
+                    return
+                shown += piece
+                yield {"type": "delta", "text": piece}
+        if final is None:
+            final = Reply(text=shown + buffer, prompt="reply", prompt_version=None, model=getattr(self.brain, "name", "model"))
+        if ungrounded_claims(final.text, evidence + "\n" + "\n".join(final.evidence)) or not final.text.strip():
+            yield from self._reset_to_safe(decision, view, history, shown, view.usage)
+            return
+        if final.text.startswith(shown) and len(final.text) > len(shown):
+            yield {"type": "delta", "text": final.text[len(shown):]}
+        elif not final.text.startswith(shown):
+            yield {"type": "reset"}
+            yield {"type": "delta", "text": final.text}
+        yield {"type": "reply", "reply": final}
+
+    def _reset_to_safe(self, decision: Decision, view: LeadView, history: list[dict[str, str]], shown: str,
+                       usage: dict[str, Any]) -> Iterator[dict[str, Any]]:
+        self.counters["guard_fallbacks"] += 1
+        usage.setdefault("fallbacks", []).append("grounding")
+        safe = self.fallback_brain.compose(self._safe_decision(decision), view, [], history)
+        if shown:
+            yield {"type": "reset"}
+        yield {"type": "delta", "text": safe.text}
+        yield {"type": "reply", "reply": safe}
+
+    @staticmethod
+    def _safe_decision(decision: Decision) -> Decision:
+        return Decision(mode=decision.mode, ask_field=decision.ask_field, ask_question=decision.ask_question,
+                        human=decision.human, book=decision.book, offer_meeting=decision.offer_meeting,
+                        meeting_accepted=decision.meeting_accepted, not_interested=decision.not_interested,
+                        close_reason=decision.close_reason, answers=[a for a in decision.answers if a.hit is None])
+
+    def _evidence(self, view: LeadView, sources: list[Any], visitor_text: str, extra: list[str]) -> str:
+        return "\n".join([self.playbook.grounding_text(), visitor_text, str(view.fields)]
+                         + [f"{h.title}\n{h.heading}\n{h.text}\n{h.snippet}\n{h.url}" for h in sources] + extra)
+
     def _compose_guarded(self, decision: Decision, view: LeadView, sources: list[Any], history: list[dict[str, str]],
                          visitor_text: str) -> Reply:
         reply = self.brain.compose(decision, view, sources, history)
-        evidence = "\n".join([self.playbook.grounding_text(), visitor_text, str(view.fields)]
-                             + [f"{h.title}\n{h.heading}\n{h.text}\n{h.snippet}\n{h.url}" for h in sources] + reply.evidence)
-        problems = ungrounded_claims(reply.text, evidence)
+        problems = ungrounded_claims(reply.text, self._evidence(view, sources, visitor_text, reply.evidence))
         if problems:
             self.counters["guard_fallbacks"] += 1
+            view.usage.setdefault("fallbacks", []).append("grounding")
             log.warning("reply failed the grounding check (%s); using the safe reply", "; ".join(problems))
-            safe = Decision(mode=decision.mode, ask_field=decision.ask_field, ask_question=decision.ask_question,
-                            human=decision.human, book=decision.book, offer_meeting=decision.offer_meeting,
-                            close_reason=decision.close_reason, answers=[a for a in decision.answers if a.hit is None])
-            reply = self.fallback_brain.compose(safe, view, [], history)
+            reply = self.fallback_brain.compose(self._safe_decision(decision), view, [], history)
         return reply
