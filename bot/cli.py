@@ -29,9 +29,14 @@ def _sdr(ctx: click.Context, load_knowledge: bool = True) -> Any:
     settings = _settings(ctx)
     setup_logging(settings)
     try:
-        return SDR(settings, load_knowledge=load_knowledge)
+        sdr = SDR(settings, load_knowledge=load_knowledge)
     except PlaybookError as e:
         raise click.ClickException(str(e)) from None
+    if load_knowledge:
+        from integrations.llm import make_brain   # the composition root picks the brain
+
+        sdr.brain = make_brain(sdr)
+    return sdr
 
 
 def _free_port(host: str, start: int) -> int:
@@ -59,7 +64,8 @@ def _serve(sdr: Any, host: str, port: int) -> None:
     url = f"http://{host}:{port}"
     click.secho(f"\n  Chat with the SDR at {url}\n", fg="green", bold=True)
     click.echo(f"  widget for any site: <script src=\"{url}/widget.js\" defer></script>")
-    click.echo(f"  leads: `sdr leads` · data: {sdr.settings.data_dir} · logs: {sdr.settings.log_dir / 'sdr.log'}")
+    click.echo(f"  brain: {sdr.brain.name} · leads: `sdr leads` · data: {sdr.settings.data_dir}"
+               f" · logs: {sdr.settings.log_dir / 'sdr.log'}")
     click.echo("  Ctrl+C stops.\n")
     from werkzeug.serving import run_simple
 

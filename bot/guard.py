@@ -24,6 +24,10 @@ _PROPER_RE = re.compile(r"(?<![\w'’])([A-Z][a-zA-Z0-9&'’.-]*[a-zA-Z0-9](?:\s
 _INTEGRATES_RE = re.compile(r"\b(?:integrates?|integration|connects?|syncs?|works)\s+(?:natively\s+)?(?:with|to|into)\s+([A-Za-z0-9][\w.&+' -]{1,40}?)(?=[.,;!?)]|\s+(?:and|or|too|as well)\b|$)", re.I)
 
 
+_INTERNAL_RE = re.compile(r"\b(?:(?:your|lead|the)\s+score|scored|SQL|MQL|sales[- ]qualified|marketing[- ]qualified|"
+                          r"system prompt|my instructions)\b", re.I)
+
+
 def is_injection(text: str) -> bool:
     return INJECTION_RE.search(text) is not None
 
@@ -73,6 +77,11 @@ def ungrounded_claims(reply: str, evidence: str) -> list[str]:
             continue
         if target.lower() not in ev_low:
             problems.append(f"integration {target}")
+    for m in re.finditer(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}", body):
+        if m.group(0).lower() not in ev_low:
+            problems.append(f"email {m.group(0)}")   # never someone else's address
+    for m in _INTERNAL_RE.finditer(body):
+        problems.append(f"internal {m.group(0)}")     # scores and stages are for the sales team, not the visitor
     seen: set[str] = set()
     return [p for p in problems if not (p in seen or seen.add(p))]
 

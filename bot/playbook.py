@@ -153,6 +153,13 @@ class Handoff(_Strict):
     channel: str | None = None
 
 
+class LLM(_Strict):
+    provider: Literal["openai", "none"] = "none"
+    model: str | None = None
+    base_url: str | None = None
+    temperature: float = 0.2
+
+
 class Playbook(_Strict):
     version: int = 1
     company: Company = Company()
@@ -166,6 +173,7 @@ class Playbook(_Strict):
     personas: dict[str, list[str]] = {}
     meeting: Meeting = Meeting()
     handoff: Handoff = Handoff()
+    llm: LLM = LLM()
     source: str = Field(default="<memory>", exclude=True)
 
     @field_validator("engagement", mode="before")

@@ -387,7 +387,8 @@ class SDR:
                 for e in s.scalars(select(ScoreEvent).where(ScoreEvent.lead_id == lead_id).order_by(ScoreEvent.id))]
             out["messages"] = [
                 {"role": m.role, "text": m.text, "at": m.at.isoformat() + "Z",
-                 **({"prompt": m.meta.get("prompt"), "model": m.meta.get("model"), "latency_ms": m.meta.get("latency_ms")}
+                 **({k: m.meta.get(k) for k in ("prompt", "prompt_version", "model", "latency_ms", "model_calls",
+                                                 "prompt_tokens", "completion_tokens", "model_ms", "fallbacks")}
                     if m.role == "agent" and m.meta else {})}
                 for m in s.scalars(select(Message).where(Message.lead_id == lead_id).order_by(Message.id))]
             out["actions"] = [
@@ -612,11 +613,20 @@ class SDR:
                        usage: dict[str, Any]) -> Iterator[dict[str, Any]]:
         self.counters["guard_fallbacks"] += 1
         usage.setdefault("fallbacks", []).append("grounding")
-        safe = self.fallback_brain.compose(self._safe_decision(decision), view, [], history)
+        safe = self._rule_reply(decision, view, history)
         if shown:
             yield {"type": "reset"}
         yield {"type": "delta", "text": safe.text}
         yield {"type": "reply", "reply": safe}
+
+    def _rule_reply(self, decision: Decision, view: LeadView, history: list[dict[str, str]],
+                    sources: list[Any] | None = None, visitor_text: str = "") -> Reply:
+        """The deterministic reply: quotes from the content, so grounded by construction; if even that
+        fails the check (a bad template edit), the reply without any sourced answer."""
+        reply = self.fallback_brain.compose(decision, view, decision.sources(), history)
+        if ungrounded_claims(reply.text, self._evidence(view, decision.sources(), visitor_text or view.message, reply.evidence)):
+            reply = self.fallback_brain.compose(self._safe_decision(decision), view, [], history)
+        return reply
 
     @staticmethod
     def _safe_decision(decision: Decision) -> Decision:
@@ -637,5 +647,5 @@ class SDR:
             self.counters["guard_fallbacks"] += 1
             view.usage.setdefault("fallbacks", []).append("grounding")
             log.warning("reply failed the grounding check (%s); using the safe reply", "; ".join(problems))
-            reply = self.fallback_brain.compose(self._safe_decision(decision), view, [], history)
+            reply = self._rule_reply(decision, view, history, sources, visitor_text)
         return reply

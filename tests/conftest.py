@@ -174,3 +174,6 @@ def chat(client: Any, message: str, session_id: str | None = None, **extra: Any)
     r = client.post("/api/chat", json=body)
     assert r.status_code == 200, r.get_json()
     return r.get_json()
+
+
+from fake_openai import fake_openai  # noqa: E402,F401  (the local OpenAI-compatible server fixture)

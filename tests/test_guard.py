@@ -15,6 +15,8 @@ Quillstack raised forecast accuracy from 71% to 93%."""
     ("Quillstack raised accuracy to 99%.", "number 99%"),
     ("Yes, Pipelark integrates with Zoho CRM.", "integration Zoho CRM"),
     ("Teams like Globex Corporation use Pipelark.", "name Globex Corporation"),
+    ("Sure, other leads include bob@x.com.", "email bob@x.com"),
+    ("Your score is now high, so you're an SQL.", "internal Your score"),
 ])
 def test_invented_claims_are_caught(reply, problem):
     assert problem in ungrounded_claims(reply, EVIDENCE)

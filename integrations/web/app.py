@@ -6,6 +6,7 @@ never a 500 or an HTML page.
 """
 from __future__ import annotations
 
+import json
 import logging
 import re
 import threading
@@ -162,17 +163,17 @@ def create_app(sdr: SDR | None = None) -> Flask:
     def healthz() -> Response:
         chunks = sdr.kb.count() if sdr.kb is not None else 0
         return jsonify({"status": "ok", "brain": sdr.brain.name, "content_chunks": chunks,
-                        "database": sdr.store.engine.dialect.name, "turns": sdr.counters["turns"]})
+                        "database": sdr.store.engine.dialect.name, "counters": dict(sdr.counters)})
 
     # -- API --------------------------------------------------------------------------------
 
     @app.route("/api/chat", methods=["OPTIONS"])
+    @app.route("/api/chat/stream", methods=["OPTIONS"])
     @app.route("/api/events", methods=["OPTIONS"])
     def preflight() -> Response:
         return Response(status=204)
 
-    @app.post("/api/chat")
-    def chat() -> Response:
+    def chat_inbound() -> Inbound:
         rate_limit(f"ip:{_client_ip()}", sdr.settings.rate_per_ip, "requests from your address")
         data = _json_body()
         message = data.get("message")
@@ -194,12 +195,46 @@ def create_app(sdr: SDR | None = None) -> Flask:
         visitor = _visitor(data.get("visitor"))
         if session_id:
             rate_limit(f"session:{session_id}", sdr.settings.rate_per_session, "messages in this chat")
+        return Inbound(text=message, channel="web", session_id=session_id, visitor=visitor, message_id=message_id)
+
+    @app.post("/api/chat")
+    def chat() -> Response:
+        inbound = chat_inbound()
         try:
-            result = sdr.handle(Inbound(text=message, channel="web", session_id=session_id, visitor=visitor,
-                                        message_id=message_id))
+            result = sdr.handle(inbound)
         except InputError as e:
             raise ApiError(e.status, e.code, str(e)) from None
         return jsonify(result.as_dict())
+
+    @app.post("/api/chat/stream")
+    def chat_stream() -> Response:
+        """The same turn as /api/chat, the reply as server-sent events: `delta` (text to append),
+        `reset` (clear what was shown; the safe reply follows), `done` (the full /api/chat JSON)."""
+        inbound = chat_inbound()
+        try:
+            events = sdr.handle_stream(inbound)
+            first = next(events)   # validation errors surface here, before the 200 is sent
+        except InputError as e:
+            raise ApiError(e.status, e.code, str(e)) from None
+
+        def sse() -> Any:
+            import itertools
+            try:
+                for ev in itertools.chain([first], events):
+                    if ev["type"] == "delta":
+                        yield f"event: delta\ndata: {json.dumps({'text': ev['text']}, ensure_ascii=False)}\n\n"
+                    elif ev["type"] == "reset":
+                        yield "event: reset\ndata: {}\n\n"
+                    elif ev["type"] == "done":
+                        yield f"event: done\ndata: {json.dumps(ev['result'], ensure_ascii=False)}\n\n"
+            except Exception:  # noqa: BLE001 - the stream is already 200; say so in-band
+                log.exception("stream failed")
+                yield 'event: error\ndata: {"error": {"code": "internal_error", "message": "the reply failed; please resend"}}\n\n'
+
+        resp = Response(sse(), mimetype="text/event-stream")
+        resp.headers["Cache-Control"] = "no-cache"
+        resp.headers["X-Accel-Buffering"] = "no"
+        return resp
 
     @app.post("/api/events")
     def events() -> Response:
