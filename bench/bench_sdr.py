@@ -154,11 +154,55 @@ def bench_ingest(data: Path) -> None:
     print(f"   re-ingest unchanged: {time.perf_counter() - t:.2f}s ({r2.chunks_unchanged} chunks unchanged, 0 embedded)")
 
 
+def bench_model(n_turns: int, data: Path) -> None:
+    """Model calls and tokens per turn, against the local OpenAI-compatible test server."""
+    sys.path.insert(0, str(ROOT / "tests"))
+    from fake_openai import FakeOpenAI
+
+    from integrations.llm import LLMConfig, build_chat_model
+    from integrations.llm.brain import ModelBrain
+
+    def answer(req: dict) -> dict:
+        if req.get("tools"):
+            return {"tool_call": {"name": "Extraction", "arguments": {"intent": "answer"}}}
+        return {"content": "Thanks — noted. Tell me more about your team."}
+
+    with FakeOpenAI(default=answer) as server:
+        settings = Settings.from_env(data_dir=str(data / "model"))
+        sdr = SDR(settings)
+        sdr.kb.ingest([SAMPLE], progress=False)
+        cfg = LLMConfig(provider="openai", model="local", base_url=server.base_url, api_key="bench")
+        sdr.brain = ModelBrain(sdr.playbook, build_chat_model(cfg, 8.0), model_name="local")
+        rng = random.Random(11)
+        calls, ptok, ctok, model_ms, total_ms = [], [], [], [], []
+        done = 0
+        while done < n_turns:
+            sid = None
+            for msg in [fill(rng.choice(FIRST), rng)] + [fill(rng.choice(FOLLOW), rng) for _ in range(5)]:
+                usage_before = len(server.requests)
+                r = sdr.handle(Inbound(text=msg, session_id=sid))
+                sid = r.session_id
+                detail_msg = sdr.lead_detail(r.lead["id"])["messages"][-1]
+                calls.append(detail_msg["model_calls"] or 0)
+                ptok.append(detail_msg["prompt_tokens"] or 0)
+                ctok.append(detail_msg["completion_tokens"] or 0)
+                model_ms.append(detail_msg["model_ms"] or 0.0)
+                total_ms.append(r.timings_ms["total"])
+                assert len(server.requests) - usage_before == calls[-1]
+                done += 1
+        print(f"\n== model brain: {done} turns against the local OpenAI-compatible server (instant answers; "
+              f"tokens counted by the server as words, so ratios matter more than absolutes)")
+        print(f"model calls per turn: mean {statistics.fmean(calls):.2f} (max {max(calls)}; 0 for refusals/closes)")
+        print(f"prompt tokens per turn: mean {statistics.fmean(ptok):.0f}; completion tokens per turn: mean {statistics.fmean(ctok):.0f}")
+        print(line("turn total with model (local)", total_ms))
+        print(f"fallbacks: { {k: v for k, v in sdr.counters.items() if k.startswith('fallback_')} }")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--turns", type=int, default=500)
     ap.add_argument("--chunks", type=int, default=10_000)
-    ap.add_argument("--only", choices=["turns", "retrieval", "ingest"])
+    ap.add_argument("--only", choices=["turns", "retrieval", "ingest", "model"])
     a = ap.parse_args()
     with tempfile.TemporaryDirectory() as d:
         data = Path(d)
@@ -167,6 +211,9 @@ def main() -> None:
             forget_clients()
         if a.only in (None, "turns"):
             bench_turns(a.turns, data)
+            forget_clients()
+        if a.only in (None, "model"):
+            bench_model(min(a.turns, 200), data)
             forget_clients()
         if a.only in (None, "retrieval"):
             bench_retrieval(a.chunks, data)

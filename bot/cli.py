@@ -286,7 +286,15 @@ def lead(ctx: click.Context, lead_id: str) -> None:
     click.secho("\nTranscript:", bold=True)
     for m in d["messages"]:
         who = "visitor" if m["role"] == "visitor" else "sdr"
-        extra = f"  [{m.get('model')}, {m.get('latency_ms')} ms]" if m["role"] == "agent" else ""
+        extra = ""
+        if m["role"] == "agent":
+            extra = f"  [{m.get('model')} · {m.get('latency_ms')} ms"
+            if m.get("model_calls"):
+                extra += (f" · {m['model_calls']} model call(s), {m.get('prompt_tokens', 0)}+{m.get('completion_tokens', 0)}"
+                          f" tokens, model {m.get('model_ms')} ms")
+            if m.get("fallbacks"):
+                extra += f" · fell back: {', '.join(m['fallbacks'])}"
+            extra += "]"
         click.echo(f"  {m['at'][11:19]} {who:>7}: {m['text']}{extra}")
 
 
