@@ -153,6 +153,46 @@ class Handoff(_Strict):
     channel: str | None = None
 
 
+class Rep(_Strict):
+    """A sales rep who receives handoffs and takes meetings."""
+    id: str
+    name: str
+    email: str
+    slack_user_id: str | None = None
+    timezone: str = "UTC"
+    working_hours: str = "09:00-17:00"                       # local time, e.g. "09:00-17:30"
+    working_days: list[Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]] = ["mon", "tue", "wed", "thu", "fri"]  # type: ignore[valid-type]
+
+    @field_validator("timezone")
+    @classmethod
+    def _tz(cls, v: str) -> str:
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+        try:
+            ZoneInfo(v)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {v!r}; use an IANA name like Europe/Berlin") from None
+        return v
+
+    @field_validator("working_hours")
+    @classmethod
+    def _hours(cls, v: str) -> str:
+        import re as _re
+        m = _re.fullmatch(r"([01]\d|2[0-3]):([0-5]\d)-([01]\d|2[0-4]):([0-5]\d)", v.strip())
+        if not m or (int(m.group(1)), int(m.group(2))) >= (int(m.group(3)), int(m.group(4))):
+            raise ValueError(f"working_hours {v!r} should look like 09:00-17:00 (start before end)")
+        return v.strip()
+
+
+class Calendar(_Strict):
+    backend: Literal["local", "caldav", "calcom"] = "local"
+    slot_minutes: int = 30
+    min_notice_hours: float = 4          # no slot sooner than this
+    days_ahead: int = 10                 # how far ahead to offer slots
+    caldav_url: str | None = None        # password from SDR_CALDAV_PASSWORD, user from SDR_CALDAV_USERNAME
+    calcom_api_url: str = "https://api.cal.com"
+    calcom_event_type_id: int | None = None   # key from CALCOM_API_KEY
+
+
 class LLM(_Strict):
     provider: Literal["openai", "none"] = "none"
     model: str | None = None
@@ -174,6 +214,8 @@ class Playbook(_Strict):
     meeting: Meeting = Meeting()
     handoff: Handoff = Handoff()
     llm: LLM = LLM()
+    reps: list[Rep] = []
+    calendar: Calendar = Calendar()
     source: str = Field(default="<memory>", exclude=True)
 
     @field_validator("engagement", mode="before")
@@ -195,6 +237,9 @@ class Playbook(_Strict):
                 raise ValueError(f"fields: {f.name}.asked_with names {f.asked_with!r}, which is not a field")
             if f.ask and not f.asked_with and not f.question:
                 raise ValueError(f"fields: {f.name} needs a question (or ask: false)")
+        rep_ids = [r.id for r in self.reps]
+        if len(set(rep_ids)) != len(rep_ids):
+            raise ValueError("reps: two reps share an id")
         for i, rule in enumerate(self.fit):
             if rule.id is None:
                 rule.id = f"fit.{rule.field}.{i + 1}"

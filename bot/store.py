@@ -116,6 +116,27 @@ class OutboxEntry(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
     next_attempt_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
     delivered_at: Mapped[datetime | None] = mapped_column(DateTime)
+    locked_by: Mapped[str | None] = mapped_column(String(100))       # the worker holding the lease
+    locked_until: Mapped[datetime | None] = mapped_column(DateTime)  # the lease ends; another worker may take it
+    result: Mapped[dict[str, Any]] = mapped_column(default=dict)     # what delivery returned (e.g. Slack ts)
+
+
+class Meeting(Base):
+    """A booked (or pending) meeting between a lead and a rep. One rep, one start time: the unique
+    constraint is what makes two visitors picking the same slot at once end with one booking."""
+    __tablename__ = "meetings"
+    __table_args__ = (UniqueConstraint("rep_id", "start"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    lead_id: Mapped[str] = mapped_column(ForeignKey("leads.id"), index=True)
+    rep_id: Mapped[str] = mapped_column(String(100), index=True)
+    start: Mapped[datetime] = mapped_column(DateTime)             # naive UTC
+    end: Mapped[datetime] = mapped_column(DateTime)               # naive UTC
+    timezone: Mapped[str] = mapped_column(String(64), default="UTC")   # the visitor's
+    status: Mapped[str] = mapped_column(String(20), default="booked")  # booked | pending | cancelled
+    backend: Mapped[str] = mapped_column(String(20), default="local")
+    external_id: Mapped[str | None] = mapped_column(String(200))
+    ics: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
 
 
 class Store:

@@ -5,10 +5,20 @@
  *
  *     <script src="https://YOUR-SDR-HOST/widget.js" defer></script>
  *
- * The widget talks to the API on the origin it was loaded from (POST /api/chat, JSON,
- * cross-origin capable), renders inside an open Shadow DOM so the host page's CSS cannot
- * break it, and keeps the conversation id in localStorage ("sdr_session_id") so a reload
- * or a new page on the same site continues the same conversation.
+ * The widget talks to the API on the origin it was loaded from (cross-origin capable), renders
+ * inside an open Shadow DOM so the host page's CSS cannot break it, and keeps the conversation id
+ * in localStorage ("sdr_session_id") so a reload or a new page on the same site continues the
+ * same conversation.
+ *
+ * Replies are streamed: the widget POSTs to /api/chat/stream (same JSON body as /api/chat) and
+ * reads the server-sent events with fetch + a stream reader (EventSource can't POST):
+ *   delta {text}   appended to the agent bubble as it arrives
+ *   reset {}       the text shown so far is withdrawn (the safe reply follows as deltas)
+ *   done  {...}    exactly the /api/chat JSON; its `reply` becomes the bubble's final text
+ *   error {error}  shown like any other error
+ * Without streaming support in the browser, or when the stream request fails on the network
+ * before anything arrives, the widget falls back to POST /api/chat (JSON). Every message carries
+ * a `message_id`, kept across retries and the fallback, so the server answers a resend only once.
  *
  * Optional settings, either as data- attributes on the script tag or as
  * `window.SDRWidgetConfig = {...}` set before the script runs (attributes win):
@@ -18,6 +28,7 @@
  *   data-color     / color     accent colour, any CSS colour
  *   data-open      / open      "true" opens the panel on load
  *   data-api       / api       API base URL (default: the origin of this script)
+ *   data-stream    / stream    "false" turns streaming off: plain POST /api/chat (default on)
  *
  * Host-page API:
  *   SDRWidget.open(), SDRWidget.close(), SDRWidget.toggle()
@@ -26,7 +37,8 @@
  *   SDRWidget.reset()         forget the conversation and start a new one
  * Events on window:
  *   "sdr:ready"  once mounted;  "sdr:turn" detail = parsed JSON response of each successful turn;
- *   "sdr:error"  detail = {status, code, message} when a turn fails.
+ *   "sdr:error"  detail = {status, code, message} when a turn fails (status is 200 for an error
+ *                reported inside a stream that had already started).
  *
  * Security: every piece of text that comes from the server or the visitor is inserted with
  * textContent / createTextNode. Links are built with createElement and only get an href when
@@ -81,6 +93,7 @@
     "Hi there! Ask me anything \u2014 pricing, features, integrations, or whether we're a fit for your team.";
   var ACCENT = setting("color");
   var OPEN_ON_LOAD = /^(1|true|yes)$/i.test(setting("open") || "");
+  var STREAM = !/^(0|false|no|off)$/i.test(setting("stream") || "");
 
   // ---------------------------------------------------------------- storage
   // localStorage can throw (privacy modes, blocked third-party storage): fall back to memory.
