@@ -57,10 +57,16 @@ def _ingest(sdr: Any, paths: list[str], prune: bool, progress: bool = True) -> N
     click.echo(f"Ingested {report.summary()}. The content store holds {sdr.kb.count()} chunks.")
 
 
-def _serve(sdr: Any, host: str, port: int) -> None:
+def _serve(sdr: Any, host: str, port: int, worker: bool = True) -> None:
+    from integrations.outbox import make_outbox_worker
     from integrations.web.app import create_app
 
     app = create_app(sdr)
+    if worker:
+        w, notes = make_outbox_worker(sdr)
+        for note in notes:
+            click.secho(f"  {note}", fg="yellow")
+        w.start()
     url = f"http://{host}:{port}"
     click.secho(f"\n  Chat with the SDR at {url}\n", fg="green", bold=True)
     click.echo(f"  widget for any site: <script src=\"{url}/widget.js\" defer></script>")
@@ -115,8 +121,9 @@ def demo(ctx: click.Context, host: str, port: int, no_serve: bool) -> None:
 @main.command()
 @click.option("--host", default="127.0.0.1", show_default=True, help="Interface to listen on (0.0.0.0 for all).")
 @click.option("--port", default=8000, show_default=True, help="Port to listen on.")
+@click.option("--no-worker", is_flag=True, help="Don't deliver the outbox in this process (run `sdr worker` instead).")
 @click.pass_context
-def serve(ctx: click.Context, host: str, port: int) -> None:
+def serve(ctx: click.Context, host: str, port: int, no_worker: bool) -> None:
     """Serve the chat API, the chat page (/) and the embeddable widget (/widget.js).
 
     \b
@@ -129,7 +136,61 @@ def serve(ctx: click.Context, host: str, port: int) -> None:
     if sdr.kb.count() == 0:
         click.secho("The content store is empty: the SDR will say it doesn't know. Load content with "
                     "`sdr ingest PATH` (or `sdr demo` for the sample).", fg="yellow", err=True)
-    _serve(sdr, host, port)
+    _serve(sdr, host, port, worker=not no_worker)
+
+
+@main.command()
+@click.option("--poll", default=1.0, show_default=True, help="Seconds between looks at the outbox when idle.")
+@click.pass_context
+def worker(ctx: click.Context, poll: float) -> None:
+    """Deliver the outbox (Slack handoffs, invitations) on its own, for deployments with several web
+    processes started with `sdr serve --no-worker`. Any number of workers may run: each entry is
+    claimed with a lease, so none is delivered twice."""
+    from integrations.outbox import make_outbox_worker
+
+    sdr = _sdr(ctx, load_knowledge=False)
+    w, notes = make_outbox_worker(sdr)
+    for note in notes:
+        click.secho(note, fg="yellow")
+    click.echo(f"worker {w.worker_id} delivering: {', '.join(w.handlers) or 'nothing (see above)'} · Ctrl+C stops")
+    try:
+        w.run_forever(poll)
+    except KeyboardInterrupt:
+        pass
+
+
+@main.group(invoke_without_command=True)
+@click.pass_context
+def outbox(ctx: click.Context) -> None:
+    """Side effects waiting or failed (handoffs, invitations): what, for whom, attempts, last error.
+    `sdr outbox retry ID` makes one due again now."""
+    if ctx.invoked_subcommand:
+        return
+    from .outbox import list_entries
+
+    sdr = _sdr(ctx, load_knowledge=False)
+    rows = list_entries(sdr.store)
+    if not rows:
+        click.echo("The outbox is empty: nothing waiting, nothing failed.")
+        return
+    click.echo(f"{'id':>5}  {'kind':<10} {'status':<8} {'lead':<22} {'tries':>5}  {'next try':<19}  last error")
+    for r in rows:
+        nxt = r.next_attempt_at.strftime("%Y-%m-%d %H:%M:%S") if r.status == "pending" else "-"
+        click.echo(f"{r.id:>5}  {r.kind:<10} {r.status:<8} {str(r.lead_id):<22} {r.attempts:>5}  {nxt:<19}  {(r.last_error or '')[:70]}")
+
+
+@outbox.command("retry")
+@click.argument("entry_id", type=int)
+@click.pass_context
+def outbox_retry(ctx: click.Context, entry_id: int) -> None:
+    """Make outbox entry ENTRY_ID due now (after fixing what made it fail)."""
+    from .outbox import retry_entry
+
+    sdr = _sdr(ctx, load_knowledge=False)
+    row = retry_entry(sdr.store, entry_id)
+    if row is None:
+        raise click.ClickException(f"no outbox entry {entry_id}; list them with `sdr outbox`")
+    click.echo(f"entry {entry_id} ({row.kind}) is {row.status}" + (" — due now" if row.status == "pending" else ""))
 
 
 @main.command()

@@ -42,7 +42,9 @@ class Lead(Base):
     disqualified_reason: Mapped[str | None] = mapped_column(String(200))
     human_requested_at: Mapped[datetime | None] = mapped_column(DateTime)
     handed_off_at: Mapped[datetime | None] = mapped_column(DateTime)
-    owner: Mapped[str | None] = mapped_column(String(200))
+    owner: Mapped[str | None] = mapped_column(String(200))            # the rep id the lead is assigned to
+    owner_assigned_at: Mapped[datetime | None] = mapped_column(DateTime)
+    claimed_by: Mapped[str | None] = mapped_column(String(200))       # the Slack user who claimed it
     unsubscribed: Mapped[int] = mapped_column(Integer, default=0)
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)

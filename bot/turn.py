@@ -536,7 +536,8 @@ class SDR:
             current += d.points
         lead.fit_score = sum(p for kind, p, _ in rows if kind == "fit")
         lead.engagement_score = current
-        lead.score = lead.fit_score + lead.engagement_score
+        other = sum(p for kind, p, _ in rows if kind not in ("fit", "engagement", "decay"))   # e.g. a rep's verdict
+        lead.score = lead.fit_score + lead.engagement_score + other
         return changes
 
     def _restage(self, lead: Lead, engaged: bool) -> None:
@@ -544,6 +545,8 @@ class SDR:
         seniority = (lead.fields or {}).get("seniority")
         if seniority in self.playbook.disqualify.seniority:
             disq = "student"
+        elif lead.disqualified_reason == "not_a_fit":
+            disq = "not_a_fit"
         elif lead.disqualified_reason in ("job_seeker", "competitor"):
             disq = lead.disqualified_reason if (lead.disqualified_reason != "job_seeker" or self.playbook.disqualify.job_seekers) else None
         lead.disqualified_reason = disq

@@ -284,4 +284,38 @@ def create_app(sdr: SDR | None = None) -> Flask:
         return jsonify({"leads": [{"id": r["lead"].id, "stage": r["lead"].stage, "score": round(r["lead"].score, 1),
                                    "fields": r["lead"].fields, "last_message": r["last_message"]} for r in rows]})
 
+    from integrations.slack import SlackConfig, mount
+    slack_cfg = SlackConfig.from_env(sdr.playbook)
+    if slack_cfg is not None:
+        mount(app, sdr, slack_cfg)
+
+    @app.get("/leads/<lead_id>")
+    def lead_page(lead_id: str) -> Response:
+        """The transcript a rep opens from Slack (protected by SDR_ADMIN_TOKEN as ?token= when set)."""
+        token = sdr.settings.admin_token
+        if token and request.args.get("token") != token and request.headers.get("Authorization") != f"Bearer {token}":
+            raise ApiError(401, "unauthorized", "add ?token=<SDR_ADMIN_TOKEN> to open lead pages")
+        try:
+            d = sdr.lead_detail(lead_id)
+        except NotFound as e:
+            raise ApiError(404, "lead_not_found", str(e)) from None
+        from flask import render_template_string
+        return Response(render_template_string(LEAD_PAGE, d=d), mimetype="text/html")
+
     return app
+
+
+LEAD_PAGE = """<!doctype html><html><head><meta charset="utf-8"><title>Lead {{ d.id }}</title>
+<style>body{font:15px/1.5 system-ui,sans-serif;max-width:860px;margin:2rem auto;padding:0 1rem;color:#1f2937}
+h1{font-size:1.3rem} table{border-collapse:collapse} td{padding:2px 10px 2px 0;vertical-align:top}
+.v{color:#6b7280}.m{margin:.4rem 0;padding:.5rem .7rem;border-radius:8px;background:#f3f4f6}
+.agent{background:#eef2ff}.pos{color:#047857}.neg{color:#b91c1c}</style></head><body>
+<h1>{{ d.fields.get('name') or d.fields.get('email') or 'Lead' }} · {{ d.stage }} · score {{ d.score }}</h1>
+<table>{% for k, v in d.fields.items() %}<tr><td class="v">{{ k }}</td><td>{{ v }}</td></tr>{% endfor %}</table>
+<h2>Why the score is {{ d.score }}</h2><table>{% for e in d.score_events %}<tr>
+<td class="{{ 'pos' if e.points >= 0 else 'neg' }}">{{ '%+.1f'|format(e.points) }}</td><td>{{ e.reason }}</td>
+<td class="v">{{ e.at[:16] }}</td></tr>{% endfor %}</table>
+<h2>Transcript</h2>{% for m in d.messages %}<div class="m {{ m.role }}"><b>{{ 'Visitor' if m.role == 'visitor' else 'SDR' }}</b>
+<span class="v">{{ m.at[11:16] }}</span><br>{{ m.text }}</div>{% endfor %}
+{% if d.actions %}<h2>Actions</h2><ul>{% for a in d.actions %}<li>{{ a.type }} · {{ a.status }}{% if a.last_error %} · {{ a.last_error }}{% endif %}</li>{% endfor %}</ul>{% endif %}
+</body></html>"""

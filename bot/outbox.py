@@ -1,0 +1,221 @@
+"""The outbox worker: delivers side effects (Slack handoffs, invitations) until they succeed or are
+dead-lettered with a visible reason.
+
+An entry is written in the same transaction as the state change that caused it; the worker claims
+entries with a lease (on PostgreSQL with FOR UPDATE SKIP LOCKED), so two workers never deliver the
+same entry at once, and a worker that dies mid-delivery leaves an entry another worker picks up when
+the lease ends. Each delivery attempt retries quickly with tenacity (exponential backoff, jitter,
+Retry-After honoured); after that the entry is rescheduled with a growing backoff and dead-lettered
+after `max_attempts`. Delivery handlers are given by the integrations (this module imports none).
+"""
+from __future__ import annotations
+
+import logging
+import os
+import random
+import socket
+import threading
+import time
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, Callable
+
+from sqlalchemy import and_, or_, select, update
+from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_after_attempt, wait_exponential_jitter
+
+from .store import OutboxEntry, Store, utcnow
+
+log = logging.getLogger("sdr.outbox")
+
+
+class RetryLater(Exception):
+    """A temporary failure; `after_s` is how long the other side asked us to wait (Retry-After)."""
+
+    def __init__(self, message: str, after_s: float | None = None):
+        super().__init__(message)
+        self.after_s = after_s
+
+
+class PermanentError(Exception):
+    """Retrying cannot help (bad channel, revoked token): dead-letter now, with this reason."""
+
+
+@dataclass
+class Delivery:
+    """What a handler gets: the entry as plain data (no database session held while delivering)."""
+    id: int
+    kind: str
+    lead_id: str | None
+    idempotency_key: str
+    payload: dict[str, Any]
+    attempts: int
+    result: dict[str, Any]
+
+
+Handler = Callable[[Delivery], dict[str, Any]]
+
+
+class OutboxWorker:
+    def __init__(self, store: Store, handlers: dict[str, Handler], *, worker_id: str | None = None,
+                 lease_s: float = 60.0, max_attempts: int = 8, quick_tries: int = 3,
+                 max_backoff_s: float = 600.0, on_delivered: Callable[[Delivery, dict[str, Any]], None] | None = None):
+        self.store = store
+        self.handlers = handlers
+        self.worker_id = worker_id or f"{socket.gethostname()}:{os.getpid()}:{threading.get_ident() % 10000}"
+        self.lease_s = lease_s
+        self.max_attempts = max_attempts
+        self.quick_tries = quick_tries
+        self.max_backoff_s = max_backoff_s
+        self.on_delivered = on_delivered
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    # -- claiming ----------------------------------------------------------------------------------
+
+    def claim(self, limit: int = 10, now: datetime | None = None) -> list[Delivery]:
+        now = now or utcnow()
+        kinds = list(self.handlers)
+        if not kinds:
+            return []
+        due = and_(OutboxEntry.status == "pending", OutboxEntry.next_attempt_at <= now, OutboxEntry.kind.in_(kinds),
+                   or_(OutboxEntry.locked_until.is_(None), OutboxEntry.locked_until < now))
+        until = now + timedelta(seconds=self.lease_s)
+        with self.store.session() as s:
+            q = select(OutboxEntry.id).where(due).order_by(OutboxEntry.id).limit(limit)
+            if s.bind.dialect.name == "postgresql":
+                q = q.with_for_update(skip_locked=True)
+            ids = list(s.scalars(q))
+            if not ids:
+                return []
+            # The conditional UPDATE is the claim: a row another worker took in between is not ours.
+            s.execute(update(OutboxEntry).where(OutboxEntry.id.in_(ids), due)
+                      .values(locked_by=self.worker_id, locked_until=until))
+            rows = s.scalars(select(OutboxEntry).where(OutboxEntry.id.in_(ids), OutboxEntry.locked_by == self.worker_id,
+                                                       OutboxEntry.locked_until == until)).all()
+            return [Delivery(r.id, r.kind, r.lead_id, r.idempotency_key, dict(r.payload or {}), r.attempts,
+                             dict(r.result or {})) for r in rows]
+
+    # -- delivering --------------------------------------------------------------------------------
+
+    def _attempt(self, d: Delivery) -> dict[str, Any]:
+        handler = self.handlers[d.kind]
+
+        def wait(rs: RetryCallState) -> float:
+            exc = rs.outcome.exception() if rs.outcome else None
+            after = getattr(exc, "after_s", None)
+            if after is not None:
+                return min(float(after), 30.0)
+            return wait_exponential_jitter(initial=0.5, max=5.0, jitter=0.5)(rs)
+
+        for attempt in Retrying(stop=stop_after_attempt(self.quick_tries), wait=wait,
+                                retry=retry_if_exception_type(RetryLater), reraise=True):
+            with attempt:
+                return handler(d)
+        raise RetryLater("no attempt ran")  # pragma: no cover
+
+    def deliver(self, d: Delivery) -> str:
+        """Deliver one claimed entry; returns its new status."""
+        try:
+            result = self._attempt(d)
+        except PermanentError as e:
+            return self._finish(d, "dead", error=f"permanent: {e}")
+        except RetryLater as e:
+            return self._reschedule(d, str(e), e.after_s)
+        except Exception as e:  # noqa: BLE001 - any failure is retried, then dead-lettered with its reason
+            log.exception("outbox entry %s (%s) failed", d.id, d.kind)
+            return self._reschedule(d, f"{type(e).__name__}: {e}", None)
+        status = self._finish(d, "delivered", result=result)
+        if status == "delivered" and self.on_delivered:
+            try:
+                self.on_delivered(d, result)
+            except Exception:  # noqa: BLE001
+                log.exception("after-delivery hook failed for outbox entry %s", d.id)
+        return status
+
+    def _finish(self, d: Delivery, status: str, *, result: dict[str, Any] | None = None, error: str | None = None) -> str:
+        with self.store.session() as s:
+            row = s.get(OutboxEntry, d.id)
+            if row is None or row.locked_by != self.worker_id:
+                log.warning("outbox entry %s: lease lost before finishing", d.id)
+                return row.status if row else "missing"
+            row.status = status
+            row.attempts = d.attempts + 1
+            row.locked_by = None
+            row.locked_until = None
+            if result is not None:
+                row.result = result
+                row.delivered_at = utcnow()
+            if error:
+                row.last_error = error[:2000]
+            return status
+
+    def _reschedule(self, d: Delivery, error: str, after_s: float | None) -> str:
+        attempts = d.attempts + 1
+        if attempts >= self.max_attempts:
+            return self._finish(d, "dead", error=f"gave up after {attempts} attempts: {error}")
+        backoff = min(self.max_backoff_s, 5.0 * 2 ** (attempts - 1)) * (0.75 + random.random() * 0.5)
+        delay = max(backoff, after_s or 0.0)
+        with self.store.session() as s:
+            row = s.get(OutboxEntry, d.id)
+            if row is None or row.locked_by != self.worker_id:
+                return row.status if row else "missing"
+            row.attempts = attempts
+            row.last_error = error[:2000]
+            row.next_attempt_at = utcnow() + timedelta(seconds=delay)
+            row.locked_by = None
+            row.locked_until = None
+        log.info("outbox entry %s: attempt %d failed (%s); next in %.0fs", d.id, attempts, error, delay)
+        return "pending"
+
+    def run_once(self, limit: int = 10) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        for d in self.claim(limit):
+            status = self.deliver(d)
+            counts[status] = counts.get(status, 0) + 1
+        return counts
+
+    # -- running ------------------------------------------------------------------------------------
+
+    def run_forever(self, poll_s: float = 1.0) -> None:
+        log.info("outbox worker %s started (%s)", self.worker_id, ", ".join(self.handlers) or "no handlers")
+        while not self._stop.is_set():
+            try:
+                worked = self.run_once()
+            except Exception:  # noqa: BLE001 - a database hiccup must not kill the worker
+                log.exception("outbox worker loop failed; retrying")
+                worked = {}
+            if not worked:
+                self._stop.wait(poll_s)
+
+    def start(self, poll_s: float = 1.0) -> "OutboxWorker":
+        self._thread = threading.Thread(target=self.run_forever, args=(poll_s,), daemon=True, name="sdr-outbox")
+        self._thread.start()
+        return self
+
+    def stop(self, timeout: float = 10.0) -> None:
+        self._stop.set()
+        if self._thread:
+            self._thread.join(timeout)
+
+
+def retry_entry(store: Store, entry_id: int) -> OutboxEntry | None:
+    """Make a dead or waiting entry due now (sdr outbox retry ID)."""
+    with store.session() as s:
+        row = s.get(OutboxEntry, entry_id)
+        if row is None:
+            return None
+        if row.status == "delivered":
+            return row
+        row.status = "pending"
+        row.next_attempt_at = utcnow()
+        row.locked_by = None
+        row.locked_until = None
+        if row.attempts >= 1:
+            row.last_error = (row.last_error or "") + " · retried by hand"
+        return row
+
+
+def list_entries(store: Store, statuses: tuple[str, ...] = ("pending", "dead"), limit: int = 100) -> list[OutboxEntry]:
+    with store.session() as s:
+        return list(s.scalars(select(OutboxEntry).where(OutboxEntry.status.in_(statuses))
+                              .order_by(OutboxEntry.id.desc()).limit(limit)))

@@ -1,0 +1,257 @@
+"""Slack: the handoff message a rep reads, its buttons, and the /sdr command (slack-bolt).
+
+Handoffs leave through the outbox: `SlackHandoff` is the outbox handler that assigns a rep, posts
+the Block Kit message and reports Slack's answer (429 → retry after Retry-After; a revoked token or
+unknown channel → dead-lettered with the reason). The bolt app verifies every request's signature
+(bad or older than 5 minutes → 401), acks within Slack's 3 seconds, and updates the lead.
+"""
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+from typing import Any
+
+from slack_sdk import WebClient
+from slack_sdk.errors import SlackApiError
+
+from bot.handoff import assign_rep, claim, not_a_fit, stats_today, story
+from bot.outbox import Delivery, PermanentError, RetryLater
+from bot.store import Lead, utcnow
+
+log = logging.getLogger("sdr.slack")
+PERMANENT = {"channel_not_found", "not_in_channel", "invalid_auth", "account_inactive", "token_revoked",
+             "is_archived", "missing_scope", "not_authed", "invalid_blocks", "msg_too_long"}
+
+
+@dataclass
+class SlackConfig:
+    token: str
+    signing_secret: str
+    api_url: str
+    channel: str
+    public_url: str | None = None
+
+    @classmethod
+    def from_env(cls, playbook: Any = None) -> "SlackConfig | None":
+        token = os.environ.get("SLACK_BOT_TOKEN")
+        secret = os.environ.get("SLACK_SIGNING_SECRET")
+        if not token or not secret:
+            return None
+        channel = os.environ.get("SLACK_HANDOFF_CHANNEL") or (playbook.handoff.channel if playbook else None) or "#sales"
+        api = os.environ.get("SLACK_API_URL") or "https://slack.com/api/"
+        return cls(token=token, signing_secret=secret, api_url=api if api.endswith("/") else api + "/",
+                   channel=channel, public_url=os.environ.get("SDR_PUBLIC_URL"))
+
+    def client(self) -> WebClient:
+        return WebClient(token=self.token, base_url=self.api_url, timeout=10, retry_handlers=[])
+
+
+# ---------------------------------------------------------------------------------------------
+# The message
+
+
+def _who(f: dict[str, Any]) -> str:
+    name = f.get("name") or f.get("email") or "A visitor"
+    parts = [p for p in (f.get("role"), f.get("company")) if p]
+    line = f"*{name}*" + (f" — {', '.join(str(p) for p in parts)}" if parts else "")
+    facts = []
+    if f.get("company_size"):
+        facts.append(f"{f['company_size']:,} people" if isinstance(f["company_size"], int) else str(f["company_size"]))
+    if f.get("industry"):
+        facts.append(str(f["industry"]).replace("_", " "))
+    if f.get("timeline"):
+        facts.append("timeline: " + str(f["timeline"]).replace("_", " "))
+    if f.get("budget") not in (None, ""):
+        b = f["budget"]
+        facts.append(f"budget: ${b:,.0f}" if isinstance(b, (int, float)) else f"budget: {b}")
+    return line + ("\n" + " · ".join(facts) if facts else "")
+
+
+def handoff_blocks(st: dict[str, Any], rep: Any, public_url: str | None, status: str | None = None) -> list[dict[str, Any]]:
+    f = st["fields"]
+    mention = f"<@{rep.slack_user_id}>" if rep is not None and rep.slack_user_id else (rep.name if rep else "team")
+    why = "\n".join(f"• {r['points']:+g} {r['reason']}" for r in st["top_reasons"]) or "• (no score reasons)"
+    reason = {"sql": "crossed the SQL threshold", "asked_for_human": "asked to talk to a person",
+              "meeting_requested": "asked for a meeting"}.get(st["reason"], st["reason"])
+    link = f"{public_url.rstrip('/')}/leads/{st['lead_id']}" if public_url else None
+    blocks: list[dict[str, Any]] = [
+        {"type": "header", "text": {"type": "plain_text", "text": f"New lead: {reason}"[:150]}},
+        {"type": "section", "text": {"type": "mrkdwn", "text": f"{mention} — {_who(f)}"}},
+        {"type": "section", "fields": [
+            {"type": "mrkdwn", "text": f"*Score* {st['score']:g} (SQL at {st['thresholds']['sql']:g})"},
+            {"type": "mrkdwn", "text": f"*Fit* {st['fit_score']:g} · *Engagement* {st['engagement_score']:g}"}]},
+        {"type": "section", "text": {"type": "mrkdwn", "text": f"*Why they qualified*\n{why}"}},
+    ]
+    if st["asked"]:
+        blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": "*They asked*\n" + "\n".join(f"> {q[:200]}" for q in st["asked"])}})
+    if f.get("need"):
+        blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": f"*Need* {str(f['need'])[:300]}"}})
+    if st["content"]:
+        blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": "*Content they received*\n" + "\n".join(
+            f"• <{c['url']}|{c['title']}>" for c in st["content"][:5])}})
+    blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": f"*Next step* {st['next_step']}"}})
+    transcript = f"<{link}|Full transcript>" if link else f"Transcript: `sdr lead {st['lead_id']}`"
+    if f.get("email"):
+        transcript += f" · {f['email']}"
+    blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": transcript}]})
+    if status:
+        blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": status}]})
+    blocks.append({"type": "actions", "block_id": "sdr_lead_actions", "elements": [
+        {"type": "button", "action_id": "sdr_claim", "text": {"type": "plain_text", "text": "Claim"}, "style": "primary", "value": st["lead_id"]},
+        {"type": "button", "action_id": "sdr_book", "text": {"type": "plain_text", "text": "Book meeting"}, "value": st["lead_id"]},
+        {"type": "button", "action_id": "sdr_not_fit", "text": {"type": "plain_text", "text": "Not a fit"}, "style": "danger", "value": st["lead_id"]},
+    ]})
+    return blocks
+
+
+def _fallback_text(st: dict[str, Any], rep: Any) -> str:
+    f = st["fields"]
+    who = f.get("name") or f.get("email") or "a visitor"
+    tag = f"<@{rep.slack_user_id}> " if rep is not None and rep.slack_user_id else ""
+    return f"{tag}New lead: {who} (score {st['score']:g})"
+
+
+# ---------------------------------------------------------------------------------------------
+# Delivering a handoff (the outbox handler)
+
+
+class SlackHandoff:
+    def __init__(self, sdr: Any, cfg: SlackConfig):
+        self.sdr, self.cfg = sdr, cfg
+        self.client = cfg.client()
+
+    def _already_posted(self, key: str) -> dict[str, Any] | None:
+        """After a crash between Slack's answer and our bookkeeping: find the message we posted."""
+        try:
+            resp = self.client.conversations_history(channel=self.cfg.channel, limit=100, include_all_metadata=True)
+        except SlackApiError:
+            return None
+        for m in resp.get("messages", []):
+            meta = m.get("metadata") or {}
+            if meta.get("event_type") == "sdr_handoff" and (meta.get("event_payload") or {}).get("key") == key:
+                return {"channel": resp.get("channel") or self.cfg.channel, "ts": m.get("ts")}
+        return None
+
+    def __call__(self, d: Delivery) -> dict[str, Any]:
+        with self.sdr.store.session() as s:
+            lead = s.get(Lead, d.lead_id)
+            if lead is None:
+                raise PermanentError(f"lead {d.lead_id} no longer exists")
+            rep = assign_rep(s, self.sdr.playbook, lead)
+            st = story(s, self.sdr.playbook, lead, d.payload.get("reason", "sql"))
+        if d.attempts > 0 or d.result:
+            found = self._already_posted(d.idempotency_key)
+            if found:
+                return {**found, "rep": rep.id if rep else None, "deduplicated": True}
+        try:
+            resp = self.client.chat_postMessage(
+                channel=self.cfg.channel, text=_fallback_text(st, rep), blocks=handoff_blocks(st, rep, self.cfg.public_url),
+                metadata={"event_type": "sdr_handoff", "event_payload": {"key": d.idempotency_key, "lead_id": d.lead_id}},
+                unfurl_links=False)
+        except SlackApiError as e:
+            status = getattr(e.response, "status_code", 200)
+            error = (e.response.data or {}).get("error") if hasattr(e.response, "data") and isinstance(e.response.data, dict) else str(e)
+            if status == 429 or error == "ratelimited":
+                raise RetryLater("Slack rate limited the handoff", float(e.response.headers.get("Retry-After", 1))) from None
+            if error in PERMANENT:
+                raise PermanentError(f"Slack said {error}: fix SLACK_BOT_TOKEN / the channel ({self.cfg.channel})") from None
+            raise RetryLater(f"Slack error {status} {error}") from None
+        except Exception as e:  # noqa: BLE001 - network: Slack is down or unreachable
+            raise RetryLater(f"Slack unreachable: {type(e).__name__}") from None
+        return {"channel": resp.get("channel"), "ts": resp.get("ts"), "rep": rep.id if rep else None}
+
+
+# ---------------------------------------------------------------------------------------------
+# The bolt app: buttons and /sdr
+
+
+def make_bolt_app(sdr: Any, cfg: SlackConfig) -> Any:
+    from slack_bolt import App
+
+    app = App(token=cfg.token, signing_secret=cfg.signing_secret, client=cfg.client(),
+              token_verification_enabled=False, raise_error_for_unhandled_request=False)
+
+    def _restatus(body: dict[str, Any], client: Any, status: str) -> None:
+        lead_id = body["actions"][0]["value"]
+        with sdr.store.session() as s:
+            lead = s.get(Lead, lead_id)
+            if lead is None:
+                return
+            rep = next((r for r in sdr.playbook.reps if r.id == lead.owner), None)
+            st = story(s, sdr.playbook, lead, "sql")
+        channel = (body.get("channel") or {}).get("id") or body.get("container", {}).get("channel_id")
+        ts = (body.get("message") or {}).get("ts") or body.get("container", {}).get("message_ts")
+        client.chat_update(channel=channel, ts=ts, text=status, blocks=handoff_blocks(st, rep, cfg.public_url, status=status))
+
+    @app.action("sdr_claim")
+    def on_claim(ack: Any, body: dict[str, Any], client: Any) -> None:
+        ack()
+        user = body["user"]["id"]
+        lead_id = body["actions"][0]["value"]
+        ok, holder = claim(sdr.store, lead_id, user)
+        if not ok:
+            channel = (body.get("channel") or {}).get("id")
+            client.chat_postEphemeral(channel=channel, user=user, text=f"<@{holder}> already claimed this lead.")
+            return
+        _restatus(body, client, f":white_check_mark: Claimed by <@{user}> at {utcnow():%H:%M} UTC")
+
+    @app.action("sdr_book")
+    def on_book(ack: Any, body: dict[str, Any], client: Any) -> None:
+        ack()
+        user = body["user"]["id"]
+        lead_id = body["actions"][0]["value"]
+        claim(sdr.store, lead_id, user)
+        sdr.record_event("meeting_booked", lead_id=lead_id, properties={"by": user, "source": "slack"})
+        with sdr.store.session() as s:
+            lead = s.get(Lead, lead_id)
+            if lead is not None and lead.stage != "disqualified":
+                lead.stage = "meeting_booked"
+        _restatus(body, client, f":calendar: <@{user}> is booking the meeting")
+
+    @app.action("sdr_not_fit")
+    def on_not_fit(ack: Any, body: dict[str, Any], client: Any) -> None:
+        ack()
+        user = body["user"]["id"]
+        not_a_fit(sdr.store, body["actions"][0]["value"], f"<@{user}>")
+        _restatus(body, client, f":no_entry_sign: <@{user}> marked this lead not a fit")
+
+    @app.command("/sdr")
+    def on_command(ack: Any, command: dict[str, Any], respond: Any) -> None:
+        ack()
+        words = (command.get("text") or "").split()
+        if words[:1] == ["stats"]:
+            st = stats_today(sdr.store)
+            respond(f"Today: {st['leads']} new leads, {st['handoffs']} handed off, {st['meetings']} meetings booked.")
+            return
+        if len(words) == 2 and words[0] == "lead":
+            email = words[1].strip("<>").split("|")[-1].replace("mailto:", "").lower()
+            with sdr.store.session() as s:
+                from sqlalchemy import select
+                lead = s.scalars(select(Lead).where(Lead.email == email)).first()
+                if lead is None:
+                    respond(f"No lead with email {email}.")
+                    return
+                rep = next((r for r in sdr.playbook.reps if r.id == lead.owner), None)
+                st = story(s, sdr.playbook, lead, "sql")
+            respond(blocks=handoff_blocks(st, rep, cfg.public_url, status=f"Stage: {st['stage']}"), text=f"Lead {email}")
+            return
+        respond("Usage: `/sdr lead <email>` shows a lead's card · `/sdr stats` today's leads, handoffs and meetings.")
+
+    return app
+
+
+def mount(flask_app: Any, sdr: Any, cfg: SlackConfig) -> Any:
+    """Mount the bolt app at /slack/events (and /slack/commands, /slack/actions)."""
+    from flask import request
+    from slack_bolt.adapter.flask import SlackRequestHandler
+
+    bolt = make_bolt_app(sdr, cfg)
+    handler = SlackRequestHandler(bolt)
+
+    def slack_events() -> Any:
+        return handler.handle(request)
+
+    for path in ("/slack/events", "/slack/commands", "/slack/actions"):
+        flask_app.add_url_rule(path, endpoint=f"slack_{path.rsplit('/', 1)[1]}", view_func=slack_events, methods=["POST"])
+    return bolt

@@ -1,0 +1,242 @@
+"""Sales gets the lead: the outbox delivers a handoff to a local Slack-compatible server exactly once,
+whatever Slack does; signed button clicks and /sdr update the lead."""
+import time
+from datetime import datetime
+
+import pytest
+from sqlalchemy import select
+
+from bot.outbox import OutboxWorker
+from bot.store import Lead, OutboxEntry
+from bot.turn import Inbound
+from fake_slack import sign
+
+SECRET = "test-signing-secret"
+
+
+@pytest.fixture
+def slack_env(monkeypatch, fake_slack):
+    monkeypatch.setenv("SLACK_BOT_TOKEN", fake_slack.token)
+    monkeypatch.setenv("SLACK_SIGNING_SECRET", SECRET)
+    monkeypatch.setenv("SLACK_API_URL", fake_slack.base_url)
+    monkeypatch.setenv("SLACK_HANDOFF_CHANNEL", "#sales-handoffs")
+    monkeypatch.setenv("SDR_PUBLIC_URL", "https://sdr.example")
+    return fake_slack
+
+
+def hot_lead(sdr, email="dana@acmehealth.example"):
+    r = sdr.handle(Inbound(text="Hi, I'm Dana, VP of Sales at Acme Health, a 450 person hospital network. "
+                                "We need better forecasting this quarter. How much does it cost?"))
+    sdr.handle(Inbound(text=email, session_id=r.session_id))
+    assert r.lead["stage"] == "sql"
+    return r.lead["id"]
+
+
+def worker_for(sdr, **kw):
+    from integrations.outbox import make_outbox_worker
+    w, notes = make_outbox_worker(sdr, **kw)
+    return w
+
+
+def outbox_rows(sdr):
+    with sdr.store.session() as s:
+        return list(s.scalars(select(OutboxEntry)))
+
+
+def test_handoff_message_tells_the_rep_the_story(sdr, slack_env):
+    lead_id = hot_lead(sdr)
+    assert worker_for(sdr).run_once() == {"delivered": 1}
+    [call] = slack_env.calls_to("chat.postMessage")
+    text = str(call.body["blocks"])
+    assert "<@U0MAYA>" in text                                   # the assigned rep is mentioned
+    assert "Dana" in text and "VP of Sales" in text and "Acme Health" in text and "450 people" in text
+    assert "healthcare" in text and "decision-maker seniority" in text and "Fit" in text
+    assert "How much does it cost?" in text                      # what they asked
+    assert "https://sdr.example/leads/" + lead_id in text        # the transcript link
+    assert "Next step" in text
+    assert [e["action_id"] for e in call.body["blocks"][-1]["elements"]] == ["sdr_claim", "sdr_book", "sdr_not_fit"]
+    assert call.body["metadata"]["event_payload"]["key"] == f"handoff:{lead_id}"
+    [row] = outbox_rows(sdr)
+    assert row.status == "delivered" and row.result["ts"]
+    with sdr.store.session() as s:
+        assert s.get(Lead, lead_id).owner == "maya"
+    assert worker_for(sdr).run_once() == {}                      # nothing left: delivered once
+
+
+def test_round_robin_and_returning_lead(sdr):
+    from bot.handoff import assign_rep
+    both_working = datetime(2026, 11, 24, 15, 0)   # Tuesday: 10:00 New York, 15:00 London
+    with sdr.store.session() as s:
+        leads = [Lead(id=f"lead_{i}", email=f"p{i}@x.example", fields={}, field_sources={}, fit_rules={}) for i in range(4)]
+        s.add_all(leads)
+        s.flush()
+        got = []
+        for i, lead in enumerate(leads):
+            got.append(assign_rep(s, sdr.playbook, lead, now=both_working.replace(minute=i)).id)
+            s.flush()
+        assert got == ["maya", "tom", "maya", "tom"]
+        # the same person back later (same lead, found by email) goes to the rep who owns them
+        assert assign_rep(s, sdr.playbook, leads[1], now=both_working.replace(minute=9)).id == "tom"
+
+
+def test_outside_working_hours_the_rep_is_skipped(sdr):
+    from bot.handoff import in_working_hours
+    maya, tom = sdr.playbook.reps
+    eight_utc = datetime(2026, 11, 24, 10, 0)   # a Tuesday: 10:00 London (Tom in), 05:00 New York (Maya out)
+    assert in_working_hours(tom, eight_utc) and not in_working_hours(maya, eight_utc)
+    with sdr.store.session() as s:
+        from bot.handoff import assign_rep
+        lead = Lead(id="lead_x", fields={}, field_sources={}, fit_rules={})
+        s.add(lead)
+        assert assign_rep(s, sdr.playbook, lead, now=eight_utc).id == "tom"
+
+
+def test_slack_429_then_200_is_delivered_once(sdr, slack_env):
+    hot_lead(sdr)
+    slack_env.fail("chat.postMessage", {"status": 429, "headers": {"Retry-After": "1"}})
+    t = time.monotonic()
+    assert worker_for(sdr).run_once() == {"delivered": 1}
+    assert time.monotonic() - t >= 0.9                           # waited as Slack asked
+    assert [c.status for c in slack_env.calls_to("chat.postMessage")] == [429, 200]
+    assert len(slack_env._messages) == 1                          # one message in the channel
+
+
+def test_slack_down_for_a_while_then_back_is_delivered_once(sdr, slack_env):
+    lead_id = hot_lead(sdr)
+    slack_env.stop()
+    w = worker_for(sdr, quick_tries=2)
+    assert w.run_once() == {"pending": 1}                        # kept, not lost
+    [row] = outbox_rows(sdr)
+    assert row.status == "pending" and row.attempts == 1 and "unreachable" in row.last_error
+    slack_env.restart()
+    from bot.outbox import retry_entry
+    retry_entry(sdr.store, row.id)                               # (instead of waiting for the backoff)
+    assert w.run_once() == {"delivered": 1}
+    assert len(slack_env.calls_to("chat.postMessage")) == 1
+    assert outbox_rows(sdr)[0].status == "delivered" and lead_id
+
+
+def test_a_worker_killed_mid_delivery_is_redelivered_once_after_restart(sdr, slack_env):
+    hot_lead(sdr)
+    dying = worker_for(sdr, lease_s=0.5)
+    [d] = dying.claim()                                          # claimed, then the process dies
+    assert worker_for(sdr).run_once() == {}                      # someone else can't take it yet (lease)
+    time.sleep(0.6)
+    assert worker_for(sdr).run_once() == {"delivered": 1}
+    assert len(slack_env.calls_to("chat.postMessage")) == 1
+
+
+def test_a_crash_after_slack_answered_does_not_post_twice(sdr, slack_env):
+    """The message went out but the worker died before writing it down: the retry finds it."""
+    hot_lead(sdr)
+    w = worker_for(sdr, lease_s=0.5)
+    [d] = w.claim()
+    w.handlers["handoff"](d)                                     # posted ... and the process dies here
+    time.sleep(0.6)
+    from bot.store import utcnow
+    with sdr.store.session() as s:                               # the restarted worker sees one failed attempt
+        row = s.get(OutboxEntry, d.id)
+        row.attempts = 1
+        row.next_attempt_at = utcnow()
+    assert worker_for(sdr).run_once() == {"delivered": 1}
+    assert len(slack_env.calls_to("chat.postMessage")) == 1
+    assert outbox_rows(sdr)[0].result.get("deduplicated") is True
+
+
+def test_bad_channel_is_dead_lettered_with_the_reason(sdr, slack_env):
+    hot_lead(sdr)
+    slack_env.fail("chat.postMessage", {"ok": False, "error": "channel_not_found"})
+    assert worker_for(sdr).run_once() == {"dead": 1}
+    assert "channel_not_found" in outbox_rows(sdr)[0].last_error
+
+
+def test_without_slack_handoffs_wait_visibly(sdr):
+    from click.testing import CliRunner
+
+    from bot.cli import main
+    from integrations.outbox import make_outbox_worker
+    hot_lead(sdr)
+    w, notes = make_outbox_worker(sdr)
+    assert w.run_once() == {} and "SLACK_BOT_TOKEN" in notes[0]
+    out = CliRunner().invoke(main, ["outbox"]).output
+    assert "handoff" in out and "pending" in out
+
+
+# -- the buttons and /sdr, as Slack sends them: signed HTTP requests to /slack/events ------------------
+
+@pytest.fixture
+def slack_app(sdr, slack_env):
+    from integrations.web.app import create_app
+    app = create_app(sdr)
+    return app.test_client()
+
+
+def post_signed(client, body, secret=SECRET, timestamp=None):
+    headers = sign(body, secret, timestamp=timestamp)
+    return client.post("/slack/events", data=body, headers=headers)
+
+
+def delivered_lead(sdr):
+    lead_id = hot_lead(sdr)
+    worker_for(sdr).run_once()
+    return lead_id
+
+
+def test_claim_and_double_claim(sdr, slack_env, slack_app):
+    lead_id = delivered_lead(sdr)
+    slack_env.add_user("U0MAYA", "maya", "maya@pipelark.example", "America/New_York") if hasattr(slack_env, "add_user") else None
+    r = post_signed(slack_app, slack_env.block_action_body("sdr_claim", user_id="U0MAYA"))
+    assert r.status_code == 200
+    [update] = slack_env.wait_for("chat.update")
+    assert "Claimed by <@U0MAYA>" in str(update.body["blocks"])
+    with sdr.store.session() as s:
+        assert s.get(Lead, lead_id).claimed_by == "U0MAYA"
+    r = post_signed(slack_app, slack_env.block_action_body("sdr_claim", user_id="U0TOM"))
+    assert r.status_code == 200
+    [eph] = slack_env.wait_for("chat.postEphemeral")
+    assert eph.body["user"] == "U0TOM" and "<@U0MAYA> already claimed" in eph.body["text"]
+    with sdr.store.session() as s:
+        assert s.get(Lead, lead_id).claimed_by == "U0MAYA"
+
+
+def test_not_a_fit_button(sdr, slack_env, slack_app):
+    lead_id = delivered_lead(sdr)
+    assert post_signed(slack_app, slack_env.block_action_body("sdr_not_fit", user_id="U0TOM")).status_code == 200
+    slack_env.wait_for("chat.update")
+    detail = sdr.lead_detail(lead_id)
+    assert detail["stage"] == "disqualified" and detail["score"] == 0
+    assert detail["score_events"][-1]["rule"] == "rep.not_a_fit" and "not a fit" in detail["score_events"][-1]["reason"]
+    assert abs(sum(e["points"] for e in detail["score_events"]) - detail["score"]) < 0.1
+
+
+def test_book_meeting_button(sdr, slack_env, slack_app):
+    lead_id = delivered_lead(sdr)
+    assert post_signed(slack_app, slack_env.block_action_body("sdr_book", user_id="U0MAYA")).status_code == 200
+    [update] = slack_env.wait_for("chat.update")
+    assert "booking the meeting" in str(update.body["blocks"])
+    detail = sdr.lead_detail(lead_id)
+    assert detail["stage"] == "meeting_booked" and any(e["rule"] == "engagement.meeting_booked" for e in detail["score_events"])
+
+
+def test_bad_and_stale_signatures_are_401(sdr, slack_env, slack_app):
+    delivered_lead(sdr)
+    body = slack_env.block_action_body("sdr_claim", user_id="U0MAYA")
+    assert post_signed(slack_app, body, secret="wrong").status_code == 401
+    assert post_signed(slack_app, body, timestamp=int(time.time()) - 600).status_code == 401
+    assert slack_app.post("/slack/events", data=body,
+                          headers={"Content-Type": "application/x-www-form-urlencoded"}).status_code == 401
+    assert slack_env.calls_to("chat.update") == []
+
+
+def test_slash_command_lead_and_stats(sdr, slack_env, slack_app):
+    delivered_lead(sdr)
+    r = post_signed(slack_app, slack_env.slash_command_body("/sdr", "lead dana@acmehealth.example"))
+    assert r.status_code == 200
+    deadline = time.monotonic() + 5
+    while not slack_env.responses and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert "Acme Health" in str(slack_env.responses[-1])
+    r = post_signed(slack_app, slack_env.slash_command_body("/sdr", "stats"))
+    while len(slack_env.responses) < 2 and time.monotonic() < deadline + 5:
+        time.sleep(0.05)
+    assert "handed off" in str(slack_env.responses[-1])
