@@ -8,6 +8,9 @@ downloads a browser here. Skipped, with the reason, when either is missing:
     apt-get install -y chromium && pip install playwright
     pytest tests/test_widget_browser.py
 
+The widget streams replies (POST /api/chat/stream, server-sent events) and falls back to POST
+/api/chat; `Tab.endpoints` records which one each turn used, and the tests check it.
+
 Every wait is on observable DOM state or on a network event; there are no sleeps.
 Set SDR_DEMO_SCREENSHOT=PATH to choose where the demo-page screenshot goes ("" to skip it);
 the default is /tmp/demo.png.
@@ -17,7 +20,9 @@ from __future__ import annotations
 import json
 import os
 import re
+import threading
 from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import urlsplit
 
 import pytest
@@ -43,6 +48,8 @@ UI_TIMEOUT_MS = 5_000
 
 AGENT = '[data-sdr="msg"][data-role="agent"]'
 VISITOR = '[data-sdr="msg"][data-role="visitor"]'
+CHAT, STREAM = "/api/chat", "/api/chat/stream"
+SHADOW_COUNT = "sel => document.getElementById('sdr-widget-host').shadowRoot.querySelectorAll(sel).length"
 
 # A plain third-party page with hostile CSS, to check the shadow DOM keeps the widget intact.
 EMBED_PAGE = """<!doctype html><html><head><meta charset="utf-8"><title>Customer site</title>
@@ -53,11 +60,65 @@ EMBED_PAGE = """<!doctype html><html><head><meta charset="utf-8"><title>Customer
 </style>
 <script>
   window.__turns = [];
+  window.__errors = [];
   window.addEventListener("sdr:turn", function (e) {{ window.__turns.push(e.detail); }});
+  window.addEventListener("sdr:error", function (e) {{ window.__errors.push(e.detail); }});
+  {config}
 </script>
 </head><body><h1>Acme customer site</h1><p>Some page content.</p>
-<script src="{widget}" defer></script>
+<script src="{widget}" {attrs} defer></script>
 </body></html>"""
+
+
+def is_post(path: str):
+    """A predicate for Playwright's expect_request/expect_response: a POST to exactly this API path."""
+    def match(r) -> bool:
+        req = getattr(r, "request", r)
+        return req.method == "POST" and urlsplit(req.url).path == path
+    return match
+
+
+def parse_sse(body: str) -> list[tuple[str, dict]]:
+    """(event, data) for each event of a text/event-stream body."""
+    events = []
+    for block in re.split(r"\r?\n\r?\n", body.replace("\r\n", "\n")):
+        name, data = "message", []
+        for line in block.split("\n"):
+            if line.startswith("event:"):
+                name = line[6:].strip()
+            elif line.startswith("data:"):
+                data.append(line[5:].removeprefix(" "))
+        if data:
+            events.append((name, json.loads("\n".join(data))))
+    return events
+
+
+def sse(*events: tuple[str, dict]) -> str:
+    return "".join(f"event: {name}\ndata: {json.dumps(data)}\n\n" for name, data in events)
+
+
+def as_shown(reply: str) -> str:
+    """The text a bubble shows for `reply`: markdown links as their label, **bold** without stars."""
+    reply = re.sub(r"\[([^\]\n]{1,300})\]\((https?://[^\s)]+)\)", r"\1", reply)
+    return re.sub(r"\*\*([^*\n]{1,300})\*\*", r"\1", reply)
+
+
+def wait_until(page: Page, condition, what: str) -> None:
+    """Poll a Python-side condition (e.g. a route handler having run on Playwright's side)."""
+    for _ in range(500):
+        if condition():
+            return
+        page.wait_for_timeout(10)
+    pytest.fail(f"timed out waiting for {what}")
+
+
+def turn_json(response) -> dict:
+    """The turn's JSON from a /api/chat response or from the `done` event of a /api/chat/stream one."""
+    if "text/event-stream" in (response.headers.get("content-type") or ""):
+        done = [data for name, data in parse_sse(response.text()) if name == "done"]
+        assert len(done) == 1, f"expected one done event, got: {response.text()[:500]}"
+        return done[0]
+    return response.json()
 
 
 @dataclass
@@ -65,11 +126,15 @@ class Tab:
     page: Page
     dialogs: list[str] = field(default_factory=list)
     page_errors: list[str] = field(default_factory=list)
-    chat_requests: list[dict] = field(default_factory=list)
+    chat_requests: list[dict] = field(default_factory=list)   # bodies POSTed to /api/chat or /api/chat/stream
+    endpoints: list[str] = field(default_factory=list)        # the path of each, in order
 
     def sdr(self, name: str):
         """A widget element by its data-sdr name (Playwright's CSS locators pierce open shadow roots)."""
         return self.page.locator(f'[data-sdr="{name}"]')
+
+    def assert_streamed(self) -> None:
+        assert self.endpoints and set(self.endpoints) == {STREAM}, f"turns did not all stream: {self.endpoints}"
 
     def assert_clean(self) -> None:
         assert self.dialogs == [], f"a dialog fired: {self.dialogs}"
@@ -96,7 +161,9 @@ def tab(browser):
         d.dismiss()
 
     def on_request(req: Request):
-        if req.method == "POST" and req.url.split("?")[0].endswith("/api/chat"):
+        path = urlsplit(req.url).path
+        if req.method == "POST" and path in (CHAT, STREAM):
+            t.endpoints.append(path)
             try:
                 t.chat_requests.append(req.post_data_json or {})
             except (ValueError, json.JSONDecodeError):
@@ -110,27 +177,38 @@ def tab(browser):
     context.close()
 
 
-def open_embed_page(tab: Tab, base: str, url: str | None = None) -> None:
-    """Serve a customer page (via Playwright routing) that embeds <base>/widget.js with one tag."""
+def open_embed_page(tab: Tab, base: str, url: str | None = None, attrs: str = "", config: str = "") -> None:
+    """Serve a customer page (via Playwright routing) that embeds <base>/widget.js with one tag
+    (plus `attrs` on that tag, and `config` as script run before it)."""
     url = url or f"{base}/__embed_test__.html"
-    html = EMBED_PAGE.format(widget=f"{base}/widget.js")
+    html = EMBED_PAGE.format(widget=f"{base}/widget.js", attrs=attrs, config=config)
     tab.page.route(url, lambda route: route.fulfill(status=200, content_type="text/html; charset=utf-8", body=html))
     tab.page.goto(url)
     expect(tab.sdr("launcher")).to_be_visible()
 
 
-def send_and_wait(tab: Tab, text: str) -> dict:
-    """Type into the widget, press Enter, wait for the agent bubble of this turn; return the JSON."""
+def send_and_wait(tab: Tab, text: str, endpoint: str = STREAM) -> dict:
+    """Type into the widget, press Enter, wait for the agent bubble of this turn (its reply on
+    `endpoint`) to be final; return the turn's JSON."""
     agents_before = tab.page.locator(AGENT).count()
     box = tab.sdr("input")
     box.fill(text)
-    with tab.page.expect_response(lambda r: r.url.endswith("/api/chat") and r.request.method == "POST",
-                                  timeout=REPLY_TIMEOUT_MS) as info:
+    with tab.page.expect_response(is_post(endpoint), timeout=REPLY_TIMEOUT_MS) as info:
         box.press("Enter")
     response = info.value
-    assert response.ok, f"/api/chat answered {response.status}: {response.text()[:500]}"
-    expect(tab.page.locator(AGENT)).to_have_count(agents_before + 1, timeout=REPLY_TIMEOUT_MS)
-    return response.json()
+    assert response.ok, f"{endpoint} answered {response.status}: {response.text()[:500]}"
+    data = turn_json(response)
+    agents = tab.page.locator(AGENT)
+    expect(agents).to_have_count(agents_before + 1, timeout=REPLY_TIMEOUT_MS)
+    expect(tab.sdr("send")).to_be_enabled(timeout=REPLY_TIMEOUT_MS)      # the turn is over
+    expect(agents.last).not_to_have_attribute("data-streaming", "true")
+    return data
+
+
+def agent_text(tab: Tab, index: int = -1) -> str:
+    agents = tab.page.locator(AGENT)
+    bubble = (agents.last if index == -1 else agents.nth(index)).locator('[data-sdr="text"]')
+    return bubble.text_content() or ""
 
 
 # ---------------------------------------------------------------------------------------------
@@ -152,11 +230,15 @@ def test_chat_turn_shows_reply_and_source_links(live_server, tab):
     assert box.input_value() == "Hi! How does Pipelark forecasting work,\nand what does it cost?"
     assert tab.chat_requests == []
 
-    with page.expect_response(lambda r: r.url.endswith("/api/chat"), timeout=REPLY_TIMEOUT_MS) as info:
+    with page.expect_response(is_post(STREAM), timeout=REPLY_TIMEOUT_MS) as info:
         box.press("Enter")
-    data = info.value.json()
+    data = turn_json(info.value)
+    deltas = [d["text"] for name, d in parse_sse(info.value.text()) if name == "delta"]
+    assert deltas, "the server streamed no delta"
     agent = page.locator(AGENT)
     expect(agent).to_have_count(1, timeout=REPLY_TIMEOUT_MS)
+    expect(tab.sdr("send")).to_be_enabled(timeout=REPLY_TIMEOUT_MS)
+    expect(agent).not_to_have_attribute("data-streaming", "true")
     expect(box).to_have_value("")
 
     visitor = page.locator(VISITOR)
@@ -165,6 +247,7 @@ def test_chat_turn_shows_reply_and_source_links(live_server, tab):
 
     text = agent.locator('[data-sdr="text"]').text_content() or ""
     assert text.strip(), "the agent bubble is empty"
+    assert text == as_shown(data["reply"])
 
     sources = agent.locator('[data-sdr="source"]')
     assert sources.count() >= 1, f"no source link rendered; response sources: {data.get('sources')}"
@@ -181,6 +264,8 @@ def test_chat_turn_shows_reply_and_source_links(live_server, tab):
     assert sent["message"] == "Hi! How does Pipelark forecasting work,\nand what does it cost?"
     assert sent["visitor"]["page_url"] == page.url
     assert sent["visitor"]["timezone"] == "Europe/Berlin"
+    assert isinstance(sent.get("message_id"), str) and 0 < len(sent["message_id"]) <= 100
+    tab.assert_streamed()
 
     # The host page hears about the turn.
     turns = page.evaluate("window.__turns")
@@ -198,9 +283,11 @@ def test_html_in_reply_and_message_is_shown_as_text(live_server, tab):
     page = tab.page
 
     def tamper(route):
-        # Take the server's real reply and add hostile markup to every text field we render.
+        # Take the server's real stream, put hostile markup in a delta and in every text field of
+        # the final `done` JSON that the widget renders.
         upstream = route.fetch()
-        data = upstream.json()
+        events = parse_sse(upstream.text())
+        data = next(d for name, d in events if name == "done")
         data["reply"] = (data.get("reply") or "") + (
             "\n<img src=x onerror=alert(1)><script>alert(2)</script> More at https://example.com/ok.")
         data["sources"] = list(data.get("sources") or []) + [
@@ -208,23 +295,25 @@ def test_html_in_reply_and_message_is_shown_as_text(live_server, tab):
             {"title": "Good <b>doc</b>", "url": "https://example.com/good", "type": "doc"},
         ]
         data["actions"] = list(data.get("actions") or []) + [{"type": "offer_meeting", "url": "javascript:alert(5)"}]
-        route.fulfill(response=upstream, json=data)
+        body = sse(("delta", {"text": "<img src=x onerror=alert(7)><script>alert(8)</script>"}),
+                   *[(name, d) for name, d in events if name != "done"], ("done", data))
+        route.fulfill(response=upstream, body=body)
 
-    page.route("**/api/chat", tamper)
+    page.route("**/api/chat/stream", tamper)
     open_embed_page(tab, live_server)
     tab.sdr("launcher").click()
     hostile = '<img src=x onerror=alert(6)><script>alert("visitor")</script>'
     send_and_wait(tab, hostile)
 
-    shadow_count = ("sel => document.getElementById('sdr-widget-host').shadowRoot.querySelectorAll(sel).length")
-    assert page.evaluate(shadow_count, "img") == 0
-    assert page.evaluate(shadow_count, "script") == 0
+    assert page.evaluate(SHADOW_COUNT, "img") == 0
+    assert page.evaluate(SHADOW_COUNT, "script") == 0
     assert page.evaluate("document.querySelectorAll('img').length") == 0
 
     assert page.locator(VISITOR).locator('[data-sdr="text"]').text_content() == hostile
     agent = page.locator(AGENT)
     agent_text = agent.locator('[data-sdr="text"]').text_content() or ""
     assert "<img src=x onerror=alert(1)><script>alert(2)</script>" in agent_text
+    assert "alert(7)" not in agent_text      # the streamed text was replaced by the final reply
 
     # Only http(s) links exist; the javascript: source is text, the good one a link with literal title.
     hrefs = page.evaluate("""() => Array.from(document.getElementById('sdr-widget-host').shadowRoot
@@ -236,6 +325,7 @@ def test_html_in_reply_and_message_is_shown_as_text(live_server, tab):
     assert agent.locator('[data-sdr="meeting"]').count() == 0
     # A URL inside the reply text is linkified safely, without the trailing full stop.
     expect(agent.locator('[data-sdr="link"][href="https://example.com/ok"]')).to_have_count(1)
+    tab.assert_streamed()
     tab.assert_clean()
 
 
@@ -252,7 +342,9 @@ def test_reload_keeps_the_session(live_server, tab):
     expect(tab.sdr("launcher")).to_be_visible()
     assert page.evaluate("localStorage.getItem('sdr_session_id')") == session_id
     # The transcript is shown again after the reload.
-    expect(page.locator('[data-sdr="msg"][data-restored="true"]')).to_have_count(2)
+    restored = page.locator('[data-sdr="msg"][data-restored="true"]')
+    expect(restored).to_have_count(2)
+    expect(restored.last.locator('[data-sdr="text"]')).to_have_text(as_shown(first["reply"]))
 
     tab.sdr("launcher").click()
     second = send_and_wait(tab, "We're a team of about 40 reps.")
@@ -260,6 +352,8 @@ def test_reload_keeps_the_session(live_server, tab):
     assert second["session_id"] == session_id
     assert page.evaluate("localStorage.getItem('sdr_session_id')") == session_id
     expect(page.locator(AGENT)).to_have_count(2)
+    assert agent_text(tab) == as_shown(second["reply"])
+    tab.assert_streamed()
     tab.assert_clean()
 
 
@@ -295,6 +389,7 @@ def test_demo_page_panel_shows_stage_score_and_reasons(live_server, tab):
     shot = os.environ.get("SDR_DEMO_SCREENSHOT", "/tmp/demo.png")
     if shot:
         page.screenshot(path=shot)
+    tab.assert_streamed()
     tab.assert_clean()
 
 
@@ -306,7 +401,7 @@ def test_server_error_is_shown_and_page_stays_usable(live_server, tab):
     too_long = "word " * 1000      # 5,000 characters: the server answers 413 with a JSON error
 
     box.fill(too_long)
-    with page.expect_response(lambda r: r.url.endswith("/api/chat"), timeout=REPLY_TIMEOUT_MS) as info:
+    with page.expect_response(is_post(STREAM), timeout=REPLY_TIMEOUT_MS) as info:
         box.press("Enter")
     response = info.value
     assert response.status == 413, response.status
@@ -327,10 +422,12 @@ def test_server_error_is_shown_and_page_stays_usable(live_server, tab):
     expect(tab.sdr("send")).to_be_enabled()
     expect(box).to_have_value(too_long)
     expect(page.locator(VISITOR)).to_have_count(0)
+    assert tab.endpoints == [STREAM], "an error answer must not be resent to /api/chat"
 
     data = send_and_wait(tab, "Sorry, short version: do you integrate with HubSpot?")
     assert data["reply"]
     expect(error).to_be_hidden()
+    tab.assert_streamed()
     tab.assert_clean()
 
 
@@ -339,37 +436,50 @@ def test_waiting_state_and_retry_after_network_error(live_server, tab):
     open_embed_page(tab, live_server)
     tab.sdr("launcher").click()
     held = []
+    page.route("**/api/chat/stream", lambda route: held.append(route))
     page.route("**/api/chat", lambda route: held.append(route))
 
     box = tab.sdr("input")
     box.fill("Do you work with Salesforce?")
-    with page.expect_request(lambda r: r.url.endswith("/api/chat")):
+    with page.expect_request(is_post(STREAM)):
         box.press("Enter")
     expect(tab.sdr("typing")).to_be_visible()
     expect(tab.sdr("send")).to_be_disabled()
     box.press("Enter")                          # Enter while waiting sends nothing more
-    for _ in range(500):                        # the route callback runs on Playwright's side
-        if held:
-            break
-        page.wait_for_timeout(10)
-    assert held, "the request never reached the route handler"
-    held[0].abort("internetdisconnected")
+    wait_until(page, lambda: len(held) == 1, "the stream request to reach the route handler")
+
+    # The stream fails on the network before any byte: the widget resends the turn to /api/chat.
+    with page.expect_request(is_post(CHAT)):
+        held[0].abort("internetdisconnected")
+    expect(tab.sdr("typing")).to_be_visible()
+    expect(tab.sdr("send")).to_be_disabled()
+    wait_until(page, lambda: len(held) == 2, "the fallback request to reach the route handler")
+    held[1].abort("internetdisconnected")       # and that fails too: now it is an error
 
     error = tab.sdr("error")
     expect(error).to_be_visible()
     expect(tab.sdr("typing")).to_be_hidden()
     expect(tab.sdr("send")).to_be_enabled()
     expect(tab.sdr("retry")).to_be_visible()
-    assert len(tab.chat_requests) == 1
+    expect(page.locator(AGENT)).to_have_count(0)
+    assert tab.endpoints == [STREAM, CHAT]
+    message_id = tab.chat_requests[0].get("message_id")
+    assert message_id and tab.chat_requests[1].get("message_id") == message_id
 
+    page.unroute("**/api/chat/stream")
     page.unroute("**/api/chat")
-    with page.expect_response(lambda r: r.url.endswith("/api/chat"), timeout=REPLY_TIMEOUT_MS) as info:
+    with page.expect_response(is_post(STREAM), timeout=REPLY_TIMEOUT_MS) as info:
         tab.sdr("retry").click()
     assert info.value.ok
+    data = turn_json(info.value)
     expect(page.locator(AGENT)).to_have_count(1, timeout=REPLY_TIMEOUT_MS)
+    expect(tab.sdr("send")).to_be_enabled()
+    assert agent_text(tab) == as_shown(data["reply"])
     expect(error).to_be_hidden()
     expect(page.locator(VISITOR)).to_have_count(1)    # the retry reused the bubble
     expect(page.locator(f"{VISITOR}.failed")).to_have_count(0)
+    assert tab.endpoints == [STREAM, CHAT, STREAM]
+    assert tab.chat_requests[2].get("message_id") == message_id, "a retry keeps the message id"
     tab.assert_clean()
 
 
@@ -399,11 +509,233 @@ def test_cross_origin_embed_and_host_api(live_server, tab):
         pytest.fail("cross-origin chat failed, the widget shows: "
                     f"{tab.sdr('error').text_content()!r}. The API must send CORS headers "
                     "(Access-Control-Allow-Origin) and answer the OPTIONS preflight for "
-                    "Content-Type: application/json on /api/chat.")
+                    "Content-Type: application/json on /api/chat/stream and /api/chat.")
     assert data["reply"]
     expect(tab.sdr("panel")).to_be_visible()           # send() opens the panel
     expect(page.locator(AGENT)).to_have_count(1)
     assert tab.chat_requests[0]["visitor"]["page_url"] == customer_url
     assert page.evaluate("localStorage.getItem('sdr_session_id')") == data["session_id"]
     assert page.evaluate("window.__turns.length") == 1
+    tab.assert_streamed()
+    tab.assert_clean()
+
+
+# ---------------------------------------------------------------------------------------------
+# Streaming: deltas as they arrive, reset, done, errors inside the stream, and the fallbacks
+
+
+class SteppedSSE:
+    """A stand-in chat API on loopback (another port than the app) for one streamed turn: it sends
+    the response headers at once, then each chunk of `chunks` only when the test calls step()."""
+
+    def __init__(self, chunks: list[bytes]):
+        self.chunks = list(chunks)
+        self.gate = threading.Semaphore(0)
+        self.bodies: list[dict] = []
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.0"      # the body ends when the connection closes
+
+            def log_message(self, *args) -> None:
+                pass
+
+            def cors(self) -> None:
+                self.send_header("Access-Control-Allow-Origin", "*")
+                self.send_header("Access-Control-Allow-Headers", "Content-Type")
+                self.send_header("Access-Control-Allow-Methods", "POST, OPTIONS")
+
+            def do_OPTIONS(self) -> None:
+                self.send_response(204)
+                self.cors()
+                self.end_headers()
+
+            def do_POST(self) -> None:
+                n = int(self.headers.get("Content-Length") or 0)
+                outer.bodies.append(json.loads(self.rfile.read(n) or b"{}"))
+                if self.path != STREAM:
+                    self.send_response(404)
+                    self.cors()
+                    self.end_headers()
+                    return
+                self.send_response(200)
+                self.send_header("Content-Type", "text/event-stream; charset=utf-8")
+                self.send_header("Cache-Control", "no-cache")
+                self.cors()
+                self.end_headers()
+                self.wfile.flush()
+                for chunk in outer.chunks:
+                    if not outer.gate.acquire(timeout=REPLY_TIMEOUT_MS / 1000):
+                        return
+                    self.wfile.write(chunk)
+                    self.wfile.flush()
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.server.server_port}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def step(self) -> None:
+        self.gate.release()
+
+    def close(self) -> None:
+        for _ in self.chunks:           # never leave a handler waiting
+            self.gate.release()
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def test_reply_streams_in_as_deltas_and_done_is_final(live_server, tab):
+    """Deltas show as they arrive (as text), a reset withdraws them, and `done` has the last word."""
+    page = tab.page
+    hostile = "Checking <img src=x onerror=alert(1)> now."
+    reply = "Pipelark costs $45 per seat per month \u2014 billed yearly. Details: https://example.com/pricing."
+    done = {"session_id": "s_stream_test_01", "reply": reply,
+            "lead": {"id": "lead_x", "stage": "engaged", "score": 7.0, "fields": {}},
+            "sources": [{"title": "Pricing", "url": "https://example.com/pricing", "type": "doc"}],
+            "actions": [{"type": "offer_meeting", "url": "https://example.com/book", "minutes": 30}],
+            "score_changes": [{"kind": "engagement", "rule": "engagement.pricing_question", "points": 5.0,
+                               "reason": "pricing question (+5)"}]}
+    # The last delta is cut in two inside the UTF-8 bytes of the em dash; CRLF line ends and a
+    # keep-alive comment whose CR and LF land in different chunks.
+    tail = ("\nevent: delta\ndata: " + json.dumps({"text": " per month \u2014 billed yearly."}, ensure_ascii=False)
+            + "\n\n").encode()
+    cut = tail.index("\u2014".encode()) + 2
+    chunks = [
+        sse(("delta", {"text": hostile})).encode(),
+        sse(("reset", {})).encode(),
+        b'event: delta\r\ndata: {"text": "Pipelark costs $45 per seat"}\r\n\r\n: keep-alive\r',
+        tail[:cut],
+        tail[cut:] + sse(("done", done)).encode(),
+    ]
+    stub = SteppedSSE(chunks)
+    try:
+        try:   # the stand-in API is another loopback origin: see test_cross_origin_embed_and_host_api
+            page.context.grant_permissions(["local-network-access"])
+        except Exception:
+            pass
+        open_embed_page(tab, live_server, attrs=f'data-api="{stub.url}"')
+        tab.sdr("launcher").click()
+        agents, typing, send = page.locator(AGENT), tab.sdr("typing"), tab.sdr("send")
+        bubble = agents.locator('[data-sdr="text"]')
+        box = tab.sdr("input")
+        box.fill("How much is it?")
+        with page.expect_response(is_post(STREAM)):       # the headers come at once, no event yet
+            box.press("Enter")
+        expect(typing).to_be_visible()
+        expect(send).to_be_disabled()
+        expect(agents).to_have_count(0)
+
+        stub.step()       # a first delta, with markup in it: shown as text, the typing dots go
+        expect(agents).to_have_count(1)
+        expect(bubble).to_have_text(hostile)
+        expect(agents).to_have_attribute("data-streaming", "true")
+        expect(typing).to_be_hidden()
+        expect(send).to_be_disabled()
+        assert bubble.text_content() == hostile
+        assert page.evaluate(SHADOW_COUNT, "img") == 0
+        assert page.evaluate("document.querySelectorAll('img').length") == 0
+
+        stub.step()       # reset: what was shown is withdrawn, the typing dots are back
+        expect(agents).to_have_count(0)
+        expect(typing).to_be_visible()
+        expect(send).to_be_disabled()
+
+        stub.step()       # the safe reply starts
+        expect(bubble).to_have_text("Pipelark costs $45 per seat")
+        expect(typing).to_be_hidden()
+        expect(send).to_be_disabled()
+
+        stub.step()       # half an event: nothing new to show yet
+        page.evaluate("0")
+        assert bubble.text_content() == "Pipelark costs $45 per seat"
+
+        stub.step()       # the rest of the delta, then done
+        expect(send).to_be_enabled()
+        expect(agents).to_have_count(1)
+        expect(agents).not_to_have_attribute("data-streaming", "true")
+        assert bubble.text_content() == reply            # done.reply is authoritative
+        expect(agents.locator('[data-sdr="link"][href="https://example.com/pricing"]')).to_have_count(1)
+        expect(agents.locator('[data-sdr="source"]')).to_have_attribute("href", "https://example.com/pricing")
+        expect(agents.locator('[data-sdr="meeting"]')).to_have_attribute("href", "https://example.com/book")
+        expect(typing).to_be_hidden()
+        assert page.evaluate(SHADOW_COUNT, "img") == 0
+        assert page.evaluate("document.querySelectorAll('img').length") == 0
+
+        # The turn is recorded like any other.
+        assert page.evaluate("window.__turns") == [done]
+        assert page.evaluate("localStorage.getItem('sdr_session_id')") == done["session_id"]
+        saved = json.loads(page.evaluate("localStorage.getItem('sdr_transcript')"))
+        assert saved["session_id"] == done["session_id"]
+        assert [(i["role"], i["text"]) for i in saved["items"]] == [("visitor", "How much is it?"), ("agent", reply)]
+        assert stub.bodies[0]["message"] == "How much is it?" and stub.bodies[0].get("message_id")
+        assert tab.endpoints == [STREAM]
+        tab.assert_clean()
+    finally:
+        stub.close()
+
+
+def test_error_event_inside_the_stream_is_shown_and_retry_works(live_server, tab):
+    page = tab.page
+    body = sse(("delta", {"text": "Half a rep"}),
+               ("error", {"error": {"code": "internal_error", "message": "the reply failed; please resend"}}))
+    page.route("**/api/chat/stream", lambda route: route.fulfill(
+        status=200, headers={"Content-Type": "text/event-stream", "Access-Control-Allow-Origin": "*"}, body=body))
+    open_embed_page(tab, live_server)
+    tab.sdr("launcher").click()
+    box = tab.sdr("input")
+    box.fill("Does Pipelark work with HubSpot?")
+    box.press("Enter")
+
+    error = tab.sdr("error")
+    expect(error).to_be_visible()
+    expect(error).to_contain_text("the reply failed; please resend")
+    expect(tab.sdr("retry")).to_be_visible()
+    expect(tab.sdr("send")).to_be_enabled()
+    expect(tab.sdr("typing")).to_be_hidden()
+    expect(page.locator(AGENT)).to_have_count(0)             # the half reply is not kept
+    expect(page.locator(f"{VISITOR}.failed")).to_have_count(1)
+    assert page.evaluate("window.__errors.map(e => e.code)") == ["internal_error"]
+    assert page.evaluate("window.__turns.length") == 0
+    assert tab.endpoints == [STREAM]                         # an answered stream is never resent by itself
+
+    page.unroute("**/api/chat/stream")
+    with page.expect_response(is_post(STREAM), timeout=REPLY_TIMEOUT_MS) as info:
+        tab.sdr("retry").click()
+    data = turn_json(info.value)
+    expect(page.locator(AGENT)).to_have_count(1, timeout=REPLY_TIMEOUT_MS)
+    expect(tab.sdr("send")).to_be_enabled()
+    assert agent_text(tab) == as_shown(data["reply"])
+    expect(error).to_be_hidden()
+    expect(page.locator(VISITOR)).to_have_count(1)
+    assert tab.endpoints == [STREAM, STREAM]
+    assert tab.chat_requests[1]["message_id"] == tab.chat_requests[0]["message_id"]
+    tab.assert_clean()
+
+
+@pytest.mark.parametrize("how", ["data-stream-false", "config-stream-false", "stream-network-error",
+                                 "no-readable-stream"])
+def test_falls_back_to_plain_chat(live_server, tab, how):
+    page = tab.page
+    attrs = config = ""
+    if how == "data-stream-false":
+        attrs = 'data-stream="false"'
+    elif how == "config-stream-false":
+        config = "window.SDRWidgetConfig = { stream: false };"
+    elif how == "stream-network-error":
+        page.route("**/api/chat/stream", lambda route: route.abort("connectionreset"))
+    else:   # a browser without streams
+        page.add_init_script("window.ReadableStream = undefined;")
+    open_embed_page(tab, live_server, attrs=attrs, config=config)
+    tab.sdr("launcher").click()
+
+    data = send_and_wait(tab, "Hi, does Pipelark integrate with HubSpot?", endpoint=CHAT)
+    assert data["reply"]
+    assert agent_text(tab) == as_shown(data["reply"])
+    expect(tab.sdr("error")).to_be_hidden()
+    assert tab.endpoints == ([STREAM, CHAT] if how == "stream-network-error" else [CHAT])
+    if how == "stream-network-error":   # the same turn, resent: the server can tell it is a resend
+        assert tab.chat_requests[1]["message_id"] == tab.chat_requests[0]["message_id"]
+    assert page.evaluate("window.__turns.length") == 1
+    assert page.evaluate("localStorage.getItem('sdr_session_id')") == data["session_id"]
     tab.assert_clean()

@@ -333,6 +333,7 @@
   var sendChain = Promise.resolve();
   var retryText = null;          // message to resend from the error line's Retry button
   var retryBubble = null;
+  var retryId = null;            // and its message_id, so the server answers it only once
   var visitorInfo = {};          // set by SDRWidget.identify()
   var transcript = [];
 
@@ -432,26 +433,93 @@
   }
 
   function addMessage(role, text, extras) {
-    var bubble = h("div", { className: "bubble", "data-sdr": "text" });
-    appendRichText(bubble, text);
-    var msg = h("div", { className: "msg", "data-sdr": "msg", "data-role": role }, bubble);
+    var msg = createMessage(role, text);
     if (extras && extras.restored) msg.setAttribute("data-restored", "true");
-    if (role === "agent" && extras) {
-      var src = renderSources(extras.sources);
-      if (src) msg.appendChild(src);
-      var meetingUrl = safeHref(extras.meeting_url);
-      if (meetingUrl) {
-        var a = link(meetingUrl, "", { "data-sdr": "meeting" });
-        a.className = "meeting";
-        a.appendChild(icon(ICON_CAL, 16));
-        a.appendChild(document.createTextNode("Book a meeting"));
-        msg.appendChild(a);
-      }
-    }
+    if (role === "agent" && extras) addAgentExtras(msg, extras);
     ui.messages.insertBefore(msg, ui.typing);
     scrollToBottom();
     return msg;
   }
+
+  function createMessage(role, text) {
+    var bubble = h("div", { className: "bubble", "data-sdr": "text" });
+    appendRichText(bubble, text);
+    return h("div", { className: "msg", "data-sdr": "msg", "data-role": role }, bubble);
+  }
+
+  function addAgentExtras(msg, extras) {
+    var src = renderSources(extras.sources);
+    if (src) msg.appendChild(src);
+    var meetingUrl = safeHref(extras.meeting_url);
+    if (meetingUrl) {
+      var a = link(meetingUrl, "", { "data-sdr": "meeting" });
+      a.className = "meeting";
+      a.appendChild(icon(ICON_CAL, 16));
+      a.appendChild(document.createTextNode("Book a meeting"));
+      msg.appendChild(a);
+    }
+  }
+
+  /** Replace a bubble's content with `text` (rich text, never HTML), keeping its scroll position. */
+  function setBubbleText(bubble, text) {
+    var top = bubble.scrollTop;
+    while (bubble.firstChild) bubble.removeChild(bubble.firstChild);
+    appendRichText(bubble, text);
+    bubble.scrollTop = top;
+  }
+
+  function nearBottom(el) {
+    return el.scrollHeight - el.scrollTop - el.clientHeight < 32;
+  }
+
+  /**
+   * The agent bubble of a reply being streamed. It is created by the first delta (until then the
+   * typing indicator shows), withdrawn by a reset (the typing indicator comes back), and given the
+   * authoritative text, sources and meeting link by finish(). Send stays disabled throughout.
+   */
+  function StreamView() {
+    this.msg = null;
+    this.text = "";
+  }
+
+  StreamView.prototype.delta = function (text) {
+    if (!text) return;
+    var follow = nearBottom(ui.messages);
+    if (!this.msg) {
+      this.msg = createMessage("agent", "");
+      this.msg.setAttribute("data-streaming", "true");
+      ui.messages.insertBefore(this.msg, ui.typing);
+      ui.typing.hidden = true;
+    }
+    var bubble = this.msg.firstChild;
+    var followBubble = nearBottom(bubble);
+    this.text += text;
+    setBubbleText(bubble, this.text);
+    if (followBubble) bubble.scrollTop = bubble.scrollHeight;  // a long reply scrolls inside its bubble
+    if (follow) scrollToBottom();                              // unless the visitor scrolled up to read
+  };
+
+  StreamView.prototype.reset = function () {
+    this.discard();
+    if (pending) ui.typing.hidden = false;
+  };
+
+  StreamView.prototype.discard = function () {
+    if (this.msg && this.msg.parentNode) this.msg.parentNode.removeChild(this.msg);
+    this.msg = null;
+    this.text = "";
+  };
+
+  StreamView.prototype.finish = function (reply, extras) {
+    var msg = this.msg;
+    this.msg = null;
+    if (!msg) return addMessage("agent", reply, extras);
+    msg.removeAttribute("data-streaming");
+    if (reply !== this.text) setBubbleText(msg.firstChild, reply);   // the done reply is authoritative
+    addAgentExtras(msg, extras);
+    scrollToBottom();
+    return msg;
+  };
 
   function renderSources(sources) {
     if (!Array.isArray(sources) || !sources.length) return null;
@@ -511,6 +579,7 @@
     ui.retryBtn.hidden = true;
     retryText = null;
     retryBubble = null;
+    retryId = null;
   }
 
   function setPending(on) {
@@ -591,8 +660,8 @@
 
   function onRetry() {
     if (pending || retryText === null) return;
-    var text = retryText, bubble = retryBubble;
-    queueSend(text, bubble);
+    var text = retryText, bubble = retryBubble, id = retryId;
+    queueSend(text, bubble, id);
   }
 
   // ---------------------------------------------------------------- network
@@ -623,57 +692,283 @@
     return m.length > 300 ? m.slice(0, 297) + "\u2026" : m;
   }
 
-  function postChat(text, allowFreshRetry) {
-    var sessionId = getSessionId();
+  function newMessageId() {
+    var rnd = "";
+    try {
+      var a = new Uint32Array(2);
+      window.crypto.getRandomValues(a);
+      rnd = a[0].toString(36) + a[1].toString(36);
+    } catch (e) {
+      rnd = Math.random().toString(36).slice(2) + Math.random().toString(36).slice(2);
+    }
+    return "w" + Date.now().toString(36) + "-" + rnd;
+  }
+
+  function requestBody(text, messageId) {
     var visitor = { page_url: String(location.href).slice(0, 2000) };
     var tz = timezone();
     if (tz) visitor.timezone = tz;
     for (var k in visitorInfo) if (Object.prototype.hasOwnProperty.call(visitorInfo, k)) visitor[k] = visitorInfo[k];
     var body = { message: text, visitor: visitor };
+    var sessionId = getSessionId();
     if (sessionId) body.session_id = sessionId;
+    if (messageId) body.message_id = messageId;
+    return body;
+  }
 
+  function networkError(err) {
+    if (err instanceof WidgetError) return err;
+    var timedOut = err && err.name === "AbortError";
+    return new WidgetError(timedOut
+      ? "The reply is taking longer than usual. Please try again."
+      : "Can't reach the chat right now. Check your connection and try again.", 0, timedOut ? "timeout" : "network", "network");
+  }
+
+  /**
+   * POST `body` as JSON. The request is aborted after REQUEST_TIMEOUT_MS without progress;
+   * touch() restarts that clock (every chunk of a stream), stop() ends it. `promise` resolves to
+   * the Response once its headers are in, or rejects with a network/timeout WidgetError.
+   */
+  function timedPost(path, body, accept) {
     var controller = typeof AbortController === "function" ? new AbortController() : null;
-    var timer = controller ? setTimeout(function () { controller.abort(); }, REQUEST_TIMEOUT_MS) : null;
-
-    return fetch(API_BASE + "/api/chat", {
+    var timer = null;
+    var req = {
+      touch: function () {
+        if (!controller) return;
+        if (timer) clearTimeout(timer);
+        timer = setTimeout(function () { controller.abort(); }, REQUEST_TIMEOUT_MS);
+      },
+      stop: function () {
+        if (timer) clearTimeout(timer);
+        timer = null;
+      }
+    };
+    req.touch();
+    req.promise = fetch(API_BASE + path, {
       method: "POST",
       mode: "cors",
       credentials: "omit",
-      headers: { "Content-Type": "application/json", "Accept": "application/json" },
+      headers: { "Content-Type": "application/json", "Accept": accept },
       body: JSON.stringify(body),
       signal: controller ? controller.signal : undefined
-    }).then(function (res) {
-      return res.text().then(function (raw) {
-        var data = null;
-        try { data = raw ? JSON.parse(raw) : null; } catch (e) { data = null; }
-        return { res: res, data: data };
+    }).then(null, function (err) {
+      req.stop();
+      throw networkError(err);
+    });
+    return req;
+  }
+
+  function readJson(res) {
+    return res.text().then(function (raw) {
+      try { return raw ? JSON.parse(raw) : null; } catch (e) { return null; }
+    });
+  }
+
+  function errorCode(data) {
+    return data && data.error && typeof data.error.code === "string" ? data.error.code : null;
+  }
+
+  function httpError(res, data) {
+    return new WidgetError(serverMessage(data) || fallbackFor(res.status), res.status, errorCode(data) || "http_" + res.status,
+      (res.status === 400 || res.status === 413 || res.status === 415) ? "client" : "server");
+  }
+
+  function checkReply(data, status) {
+    if (!data || typeof data !== "object" || typeof data.reply !== "string") {
+      throw new WidgetError("Sorry, we got an unexpected answer. Please try again.", status, "bad_response", "server");
+    }
+    return data;
+  }
+
+  function canStream() {
+    return STREAM && typeof fetch === "function" && typeof TextDecoder === "function" &&
+      typeof ReadableStream === "function" && !!ReadableStream.prototype &&
+      typeof ReadableStream.prototype.getReader === "function";
+  }
+
+  /** One turn over POST /api/chat (JSON). Resolves to the parsed reply or rejects with a WidgetError. */
+  function postChat(text, messageId, allowFreshRetry) {
+    var sessionId = getSessionId();
+    var req = timedPost("/api/chat", requestBody(text, messageId), "application/json");
+    return req.promise.then(function (res) {
+      return readJson(res).then(function (data) {
+        req.stop();
+        if (!res.ok) {
+          if (res.status === 404 && sessionId && allowFreshRetry) {
+            // The server no longer knows this conversation: start a new one and resend once.
+            forgetSession();
+            return postChat(text, messageId, false);
+          }
+          throw httpError(res, data);
+        }
+        return checkReply(data, res.status);
+      }, function (err) {
+        req.stop();
+        throw networkError(err);
+      });
+    });
+  }
+
+  /**
+   * One turn over POST /api/chat/stream. Deltas and resets go to `view` as they arrive; resolves to
+   * the `done` JSON (the same as /api/chat returns) or rejects with a WidgetError. Errors before the
+   * stream starts are the usual JSON error responses. If the request fails on the network before
+   * anything arrived, the turn is sent again to /api/chat (same message_id: answered only once).
+   */
+  function streamChat(text, messageId, allowFreshRetry, view) {
+    var sessionId = getSessionId();
+    var fallback = function () { return postChat(text, messageId, allowFreshRetry); };
+    var req = timedPost("/api/chat/stream", requestBody(text, messageId), "text/event-stream");
+    return req.promise.then(function (res) {
+      var type = (res.headers.get("Content-Type") || "").toLowerCase();
+      if (res.ok && type.indexOf("text/event-stream") >= 0) return readEvents(res, req, view, fallback);
+      return readJson(res).then(function (data) {
+        req.stop();
+        if (res.ok) return checkReply(data, res.status);   // answered as plain JSON (a proxy, an old server)
+        var code = errorCode(data);
+        var noRoute = !code || code === "not_found" || code === "method_not_allowed";
+        if (res.status === 404 && sessionId && allowFreshRetry && !noRoute) {
+          forgetSession();
+          return streamChat(text, messageId, false, view);
+        }
+        if ((res.status === 404 || res.status === 405) && noRoute) return fallback();  // a server without streaming
+        throw httpError(res, data);
+      }, function (err) {
+        req.stop();
+        throw networkError(err);
       });
     }, function (err) {
-      var timedOut = err && err.name === "AbortError";
-      throw new WidgetError(timedOut
-        ? "The reply is taking longer than usual. Please try again."
-        : "Can't reach the chat right now. Check your connection and try again.", 0, timedOut ? "timeout" : "network", "network");
-    }).then(function (r) {
-      if (timer) clearTimeout(timer);
-      var res = r.res, data = r.data;
-      if (!res.ok) {
-        if (res.status === 404 && sessionId && allowFreshRetry) {
-          // The server no longer knows this conversation: start a new one and resend once.
-          forgetSession();
-          return postChat(text, false);
-        }
-        var code = data && data.error && typeof data.error.code === "string" ? data.error.code : "http_" + res.status;
-        throw new WidgetError(serverMessage(data) || fallbackFor(res.status), res.status, code,
-          (res.status === 400 || res.status === 413 || res.status === 415) ? "client" : "server");
-      }
-      if (!data || typeof data !== "object" || typeof data.reply !== "string") {
-        throw new WidgetError("Sorry, we got an unexpected answer. Please try again.", res.status, "bad_response", "server");
-      }
-      return data;
-    }, function (err) {
-      if (timer) clearTimeout(timer);
-      throw err;
+      // A timeout means the server may still be working on it: report that rather than resend.
+      if (err.code === "timeout") throw err;
+      return fallback();
     });
+  }
+
+  /** Read a text/event-stream body: `event:`/`data:` lines, one event per blank-line-ended block. */
+  function readEvents(res, req, view, fallback) {
+    var result = null, failure = null, gotBytes = false;
+    var decoder = new TextDecoder("utf-8");
+    var parser = sseParser(function (type, raw) {
+      if (result || failure) return;
+      var data = null;
+      try { data = JSON.parse(raw); } catch (e) { data = null; }
+      if (type === "delta") {
+        if (data && typeof data.text === "string") view.delta(data.text);
+      } else if (type === "reset") {
+        view.reset();
+      } else if (type === "done") {
+        try { result = checkReply(data, res.status); } catch (e) { failure = e; }
+      } else if (type === "error") {
+        failure = new WidgetError(serverMessage(data) || fallbackFor(500), res.status, errorCode(data) || "stream_error", "server");
+      }
+    });
+
+    function settle() {
+      if (failure) throw failure;
+      if (result) return result;
+      throw new WidgetError("The reply was cut off. Please try again.", res.status, "incomplete_stream", "server");
+    }
+
+    var reader = (res.body && typeof res.body.getReader === "function") ? res.body.getReader() : null;
+    if (!reader) {
+      // No incremental reads here: take the body in one piece.
+      return res.text().then(function (raw) {
+        req.stop();
+        parser.push(raw);
+        parser.end();
+        return settle();
+      }, function (err) {
+        req.stop();
+        throw networkError(err);
+      });
+    }
+
+    // After `done` the turn is over; read the (normally empty) rest of the body in the background
+    // so the connection ends cleanly, and give up on it after a while.
+    function drain() {
+      var cap = setTimeout(function () {
+        try { reader.cancel().then(null, function () {}); } catch (e) { /* already closed */ }
+      }, 10000);
+      (function next() {
+        reader.read().then(function (step) {
+          if (step.done) clearTimeout(cap); else next();
+        }, function () { clearTimeout(cap); });
+      })();
+    }
+
+    function pump() {
+      return reader.read().then(function (step) {
+        if (step.done) {
+          req.stop();
+          parser.push(decoder.decode());
+          parser.end();
+          return settle();
+        }
+        req.touch();
+        if (step.value && step.value.length) gotBytes = true;
+        parser.push(decoder.decode(step.value, { stream: true }));
+        if (result || failure) {
+          req.stop();
+          drain();
+          return settle();
+        }
+        return pump();
+      }, function (err) {
+        req.stop();
+        if (err && err.name === "AbortError") throw networkError(err);
+        if (!gotBytes) return fallback();
+        throw new WidgetError("The connection dropped before the reply was finished. Please try again.", 0,
+          "stream_interrupted", "network");
+      });
+    }
+    return pump();
+  }
+
+  function sseParser(onEvent) {
+    var buf = "", type = "", data = [];
+
+    function line(l) {
+      if (l === "") {                       // end of an event
+        if (data.length) onEvent(type || "message", data.join("\n"));
+        type = "";
+        data = [];
+        return;
+      }
+      if (l.charAt(0) === ":") return;      // a comment (keep-alive)
+      var i = l.indexOf(":");
+      var field = i < 0 ? l : l.slice(0, i);
+      var value = i < 0 ? "" : l.slice(i + 1);
+      if (value.charAt(0) === " ") value = value.slice(1);
+      if (field === "event") type = value;
+      else if (field === "data") data.push(value);
+    }
+
+    function scan(final) {
+      var start = 0;
+      for (var i = 0; i < buf.length; i++) {
+        var c = buf.charCodeAt(i);
+        if (c !== 10 && c !== 13) continue;
+        if (c === 13 && i + 1 === buf.length && !final) break;   // maybe a \r\n split across chunks
+        line(buf.slice(start, i));
+        if (c === 13 && buf.charCodeAt(i + 1) === 10) i++;
+        start = i + 1;
+      }
+      buf = buf.slice(start);
+    }
+
+    return {
+      push: function (chunk) {
+        if (!chunk) return;
+        buf += chunk;
+        scan(false);
+      },
+      end: function () {
+        scan(true);
+        if (buf) line(buf);
+        buf = "";
+        line("");                           // a last event without its blank line still counts
+      }
+    };
   }
 
   function forgetSession() {
@@ -682,13 +977,14 @@
     transcript = [];
   }
 
-  function queueSend(text, existingBubble) {
-    var p = sendChain.then(function () { return doSend(text, existingBubble); });
+  function queueSend(text, existingBubble, messageId) {
+    var id = messageId || newMessageId();
+    var p = sendChain.then(function () { return doSend(text, existingBubble, id); });
     sendChain = p.then(function () {}, function () {});
     return p;
   }
 
-  function doSend(text, existingBubble) {
+  function doSend(text, existingBubble, messageId) {
     clearError();
     var bubble = existingBubble;
     if (bubble && bubble.parentNode) {
@@ -700,14 +996,16 @@
     }
     setPending(true);
 
-    return postChat(text, true).then(function (data) {
+    var view = new StreamView();
+    var turn = canStream() ? streamChat(text, messageId, true, view) : postChat(text, messageId, true);
+    return turn.then(function (data) {
       setPending(false);
       if (typeof data.session_id === "string" && data.session_id && data.session_id.length <= 200) {
         if (data.session_id !== getSessionId()) transcript = [];
         store.set(SESSION_KEY, data.session_id);
       }
       var meetingUrl = meetingUrlFrom(data.actions);
-      addMessage("agent", data.reply, { sources: data.sources, meeting_url: meetingUrl });
+      view.finish(data.reply, { sources: data.sources, meeting_url: meetingUrl });
       if (!isOpen) ui.unread.hidden = false;
 
       var keptSources = [];
@@ -726,6 +1024,7 @@
       } catch (e) { /* a host listener threw: not our problem */ }
       return data;
     }, function (err) {
+      view.discard();                     // a half-streamed reply is not kept
       setPending(false);
       var message = (err instanceof WidgetError) ? err.message : "Sorry, something went wrong. Please try again.";
       if (err instanceof WidgetError && err.kind === "client") {
@@ -739,6 +1038,7 @@
         showError(message, true);
         retryText = text;     // resent as-is by the Retry button
         retryBubble = bubble;
+        retryId = messageId;
       }
       try {
         window.dispatchEvent(new CustomEvent("sdr:error", {
