@@ -156,7 +156,17 @@ class RuleBrain:
                     parts.append(self._t("human"))
                     if lead.fields.get("email"):
                         parts.append(self._t("human_known_email", email=lead.fields["email"]))
-                if d.meeting_accepted and not self.playbook.meeting.url:
+                if d.booked_text:
+                    parts.append(self._t("booked_pending" if d.booked_pending else "booked", rep=d.meeting_rep or "our team",
+                                         when=d.booked_text, ics_url=d.ics_url or ""))
+                elif d.slots_text:
+                    if d.slot_taken:
+                        parts.append(self._t("slot_taken"))
+                    parts.append(self._t("offer_slots" if d.offer_meeting else "offer_slots_plain",
+                                         rep=d.meeting_rep or "our team", slots=d.slots_text))
+                elif d.calendar_down:
+                    parts.append(self._t("calendar_down", rep=d.meeting_rep or "our team"))
+                elif d.meeting_accepted and not self.playbook.meeting.url:
                     parts.append(self._t("meeting_accepted"))
                 elif d.book:
                     parts.append(self._t("book_link" if self.playbook.meeting.url else "book"))
@@ -166,7 +176,7 @@ class RuleBrain:
                     key = ("objection_price" if d.recommend.type == "roi_calculator" and d.objection else
                            "recommend_case_study" if d.recommend.type == "case_study" else "recommend_other")
                     parts.append(self._t(key, title=d.recommend.title, url=d.recommend.url))
-                if d.ask_question:
+                if d.ask_question and not d.slots_text:
                     if d.human and d.ask_field == "email":
                         parts.append(self._t("human_email"))
                     else:
@@ -174,5 +184,6 @@ class RuleBrain:
             if not parts:
                 parts.append(self._t("fallback"))
         text = " ".join(p.strip() for p in parts if p.strip())
+        extra = [t for t in (d.slots_text, d.booked_text, d.ics_url, d.meeting_rep) if t]
         return Reply(text=text, prompt="replies", prompt_version=self.templates.get("version"), model="rules",
-                     evidence=self._evidence)
+                     evidence=self._evidence + extra)

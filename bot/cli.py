@@ -33,9 +33,15 @@ def _sdr(ctx: click.Context, load_knowledge: bool = True) -> Any:
     except PlaybookError as e:
         raise click.ClickException(str(e)) from None
     if load_knowledge:
-        from integrations.llm import make_brain   # the composition root picks the brain
+        from integrations.calendar import CalendarConfigError, make_calendar
+        from integrations.llm import make_brain   # the composition root picks the brain and the calendar
 
         sdr.brain = make_brain(sdr)
+        if sdr.playbook.reps:
+            try:
+                sdr.calendar = make_calendar(sdr.playbook, sdr.store)
+            except CalendarConfigError as e:
+                raise click.ClickException(str(e)) from None
     return sdr
 
 
@@ -61,6 +67,8 @@ def _serve(sdr: Any, host: str, port: int, worker: bool = True) -> None:
     from integrations.outbox import make_outbox_worker
     from integrations.web.app import create_app
 
+    if not sdr.settings.public_url:
+        sdr.settings.public_url = f"http://{host}:{port}"
     app = create_app(sdr)
     if worker:
         w, notes = make_outbox_worker(sdr)

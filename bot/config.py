@@ -44,6 +44,7 @@ class Settings:
     max_message_chars: int = 4000
     max_body_bytes: int = 64 * 1024
     turn_deadline_s: float = 8.0               # a visitor never waits longer than this for a reply
+    public_url: str | None = None              # where this SDR is reachable (links to invites, transcripts)
     extra: dict = field(default_factory=dict)
 
     @classmethod
@@ -61,6 +62,7 @@ class Settings:
             rate_per_session=_int("SDR_RATE_PER_SESSION", 20),
             rate_per_ip=_int("SDR_RATE_PER_IP", 60),
             turn_deadline_s=_float("SDR_TURN_DEADLINE_S", 8.0),
+            public_url=(os.environ.get("SDR_PUBLIC_URL") or "").rstrip("/") or None,
         )
         for k, v in overrides.items():
             setattr(s, k, v)

@@ -324,7 +324,7 @@ def extract_timeline(text: str, today: date | None = None, asked: bool = False) 
         return Fact(v, certain=certain, evidence=ev)
 
     simple = [
-        ("now", r"\b(?:asap|a\.s\.a\.p|right away|immediately|urgent(?:ly)?|this week|this month|next week|"
+        ("now", r"\b(?:(?:need|want|start|buy)\w*\b[^.?!]{0,40}\bnow|asap|a\.s\.a\.p|right away|immediately|urgent(?:ly)?|this week|this month|next week|"
                 r"(?:in|within) (?:the next )?(?:a |two |2 |few |couple(?: of)? )weeks?|yesterday|right now|as soon as possible)\b"),
         ("this_quarter", r"\b(?:this quarter|end of (?:the |this )?quarter|(?:in|within) (?:the next )?(?:a|one|1) month|"
                          r"next month|in (?:a )?month or two|within (?:the next )?(?:1|one|two|2) months?|this qtr)\b"),

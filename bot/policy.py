@@ -45,6 +45,13 @@ class Decision:
     meeting_accepted: bool = False
     handed_off: bool = False          # this lead's handoff is (now or already) queued
     close_reason: str | None = None   # student | job_seeker | competitor
+    slots_text: str | None = None     # concrete meeting times offered this reply (from the calendar)
+    booked_text: str | None = None    # the meeting just booked: when, in the visitor's time zone
+    booked_pending: bool = False      # the calendar holds it until the rep confirms
+    meeting_rep: str | None = None    # who the meeting is with
+    ics_url: str | None = None        # the invitation
+    slot_taken: bool = False          # the picked time went to someone else a moment ago
+    calendar_down: bool = False       # the calendar could not be reached; the rep will follow up
 
     def sources(self) -> list[Hit]:
         out = [a.hit for a in self.answers if a.hit is not None]

@@ -13,13 +13,16 @@ import threading
 import time
 import zlib
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from typing import Any, Iterator
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from .booking import CalendarUnavailable, Slot, SlotTaken, choose_offer, format_offer, parse_pick
 from .brain import Brain, LeadView, Reply, RuleBrain
+from .handoff import assign_rep
 from .config import Settings
 from .extract import Fact, Understanding
 from .guard import redact_secrets, ungrounded_claims
@@ -29,6 +32,20 @@ from .scoring import ScoreChange, decay_change, engagement_change, fit_changes, 
 from .store import Activity, ContentSent, Conversation, Lead, Message, OutboxEntry, ScoreEvent, Store, new_id, utcnow
 
 log = logging.getLogger("sdr.turn")
+
+
+def _valid_tz(name: Any) -> str | None:
+    if not isinstance(name, str) or not name:
+        return None
+    try:
+        ZoneInfo(name)
+        return name
+    except (ZoneInfoNotFoundError, ValueError):
+        return None
+
+
+def _aware(dt: datetime) -> datetime:
+    return dt.replace(tzinfo=timezone.utc) if dt.tzinfo is None else dt
 
 
 def _sentences(text: str) -> list[str]:
@@ -108,6 +125,7 @@ class SDR:
         self.kb = knowledge
         self.brain: Brain = brain or RuleBrain(self.playbook)
         self.fallback_brain = RuleBrain(self.playbook)
+        self.calendar: Any = None   # a CalendarBackend (integrations/calendar), set by the composition root
         self._locks = [threading.Lock() for _ in range(64)]
         self.counters: dict[str, int] = {"turns": 0, "guard_fallbacks": 0}
 
@@ -242,6 +260,21 @@ class SDR:
                 if hit.url and hit.url not in sent:
                     s.add(ContentSent(lead_id=lead.id, url=hit.url, title=hit.title, type=hit.type, at=now))
                     sent.add(hit.url)
+            tz = _valid_tz((inbound.visitor or {}).get("timezone")) or state.get("visitor_tz") or "UTC"
+            state["visitor_tz"] = tz
+            pick, rep, want_slots = None, None, False
+            if self.calendar is not None and self.playbook.reps and lead.stage != "disqualified" and not injection:
+                offered = state.get("offered_slots") or []
+                if offered and turn - int(state.get("offered_turn", 0)) <= 4:
+                    pick = parse_pick(text, [Slot.from_dict(x) for x in offered], tz, _aware(now))
+                want_slots = pick is None and (decision.offer_meeting or decision.book) and not lead.unsubscribed
+                if pick is not None or want_slots:
+                    rep = assign_rep(s, self.playbook, lead, now)
+                    decision.meeting_rep = rep.name if rep else None
+                    if pick is not None:
+                        decision.ask_field = decision.ask_question = None   # booking is this reply's business
+            attendee = {"name": (lead.fields or {}).get("name") or "", "email": (lead.fields or {}).get("email") or "",
+                        "timezone": tz}
             self._note_decision(state, decision, actions, lead, turn)
             lead.updated_at = now
             conv.updated_at = now
@@ -250,6 +283,10 @@ class SDR:
             view = LeadView(id=lead.id, fields=dict(lead.fields or {}), stage=lead.stage, score=lead.score,
                             asking=decision.ask_field, today=now.date(), message=text, deadline=deadline, usage=usage)
             conv_id, lead_id = conv.id, lead.id
+
+        # 5b. meetings: book the time they picked, or offer concrete times (calendar calls outside transactions)
+        if pick is not None or want_slots:
+            lead_after = self._meetings(decision, actions, rep, pick, want_slots, attendee, tz, lead_id, conv_id, turn, now)
 
         # 6-7. compose and guard (no transaction open)
         if stream:
@@ -288,6 +325,58 @@ class SDR:
             self.counters[f"fallback_{cause}"] = self.counters.get(f"fallback_{cause}", 0) + 1
         result.timings_ms = {**timings, "total": (time.perf_counter() - t0) * 1000}
         yield {"type": "done", "turn": result, "result": result.as_dict()}
+
+    def _meetings(self, decision: Decision, actions: list[dict[str, Any]], rep: Any, pick: Any, want_slots: bool,
+                  attendee: dict[str, Any], tz: str, lead_id: str, conv_id: str, turn: int, now: datetime) -> dict[str, Any]:
+        booking = None
+        offer: list[Any] = []
+        if pick is not None:
+            try:
+                booking = self.calendar.book(rep, pick, attendee, title=f"{self.playbook.company.name} intro call",
+                                             description=f"Booked by the {self.playbook.company.name} website assistant.",
+                                             lead_id=lead_id)
+            except SlotTaken:
+                decision.slot_taken, want_slots = True, True
+            except CalendarUnavailable:
+                decision.calendar_down = True
+        if want_slots:
+            try:
+                offer = choose_offer(self.calendar.free_slots(rep, _aware(now)), tz)
+            except CalendarUnavailable:
+                decision.calendar_down = True
+            if offer:
+                decision.slots_text = format_offer(offer, tz)
+                decision.ask_field = decision.ask_question = None   # "which suits you?" is the question
+        with self.store.session() as s:
+            conv = s.get(Conversation, conv_id)
+            lead = s.get(Lead, lead_id)
+            state = dict(conv.state or {})
+            if offer:
+                state["offered_slots"] = [x.to_dict() for x in offer]
+                state["offered_turn"] = turn
+                actions.append({"type": "offer_slots", "rep": rep.name, "timezone": tz,
+                                "slots": [{"start": x.to_dict()["start"], "label": x.label(tz)} for x in offer]})
+            if booking is not None:
+                state.pop("offered_slots", None)
+                base = self.settings.public_url or ""
+                decision.ics_url = f"{base}/meetings/{booking.meeting_id}.ics?lead={lead_id}"
+                decision.booked_text = f"{pick.label(tz)} ({tz})"
+                decision.booked_pending = booking.status == "pending"
+                if lead.stage != "meeting_booked":
+                    self._engage(s, lead, "meeting_booked", {"meeting_id": booking.meeting_id, "rep": rep.id}, now) \
+                        if "meeting_booked" in self.playbook.engagement else None
+                    self._rescore(s, lead, now)
+                    lead.stage = "meeting_booked"
+                s.add(OutboxEntry(lead_id=lead_id, kind="meeting_invite", idempotency_key=f"invite:{booking.meeting_id}",
+                                  payload={"meeting_id": booking.meeting_id, "rep": rep.id, "rep_email": rep.email,
+                                           "attendee": attendee, "status": booking.status},
+                                  created_at=now, next_attempt_at=now))
+                if lead.handed_off_at is None:
+                    self._queue_handoff(s, lead, "meeting_requested", now)
+                actions.append({"type": "meeting", "status": booking.status, "rep": rep.name,
+                                "start": pick.to_dict()["start"], "label": decision.booked_text, "ics_url": decision.ics_url})
+            conv.state = state
+            return lead_view(lead, self.playbook)
 
     def _note_decision(self, state: dict[str, Any], decision: Decision, actions: list[dict[str, Any]], lead: Lead,
                        turn: int) -> None:

@@ -297,7 +297,8 @@ class ModelBrain:
 
     def _uses_rules(self, d: Decision) -> bool:
         # Refusals, polite closes and "no thanks" are fixed words; a model adds risk and cost, nothing else.
-        return d.mode in ("refuse", "close", "unsubscribe") or d.not_interested
+        return (d.mode in ("refuse", "close", "unsubscribe") or d.not_interested
+                or bool(d.slots_text or d.booked_text or d.calendar_down))   # times and invites are exact words
 
     def _evidence(self, lead: LeadView, sources: list[Any]) -> str:
         return "\n".join([self.playbook.grounding_text(), lead.message, json.dumps(lead.fields, default=str)]

@@ -289,6 +289,18 @@ def create_app(sdr: SDR | None = None) -> Flask:
     if slack_cfg is not None:
         mount(app, sdr, slack_cfg)
 
+    @app.get("/meetings/<int:meeting_id>.ics")
+    def meeting_invite(meeting_id: int) -> Response:
+        """The calendar invitation for a booked meeting (the lead id in the link is the key)."""
+        from bot.store import Meeting
+        with sdr.store.session() as s:
+            m = s.get(Meeting, meeting_id)
+            if m is None or m.lead_id != request.args.get("lead") or not m.ics:
+                raise ApiError(404, "meeting_not_found", "no such meeting invitation")
+            resp = Response(m.ics, mimetype="text/calendar")
+            resp.headers["Content-Disposition"] = f'attachment; filename="meeting-{meeting_id}.ics"'
+            return resp
+
     @app.get("/leads/<lead_id>")
     def lead_page(lead_id: str) -> Response:
         """The transcript a rep opens from Slack (protected by SDR_ADMIN_TOKEN as ?token= when set)."""

@@ -1,0 +1,65 @@
+"""In the chat: a qualified lead is offered three real times in their own time zone, picks one in
+plain words, is booked, gets an .ics, and the lead becomes meeting_booked — once."""
+from datetime import datetime, timezone
+
+import pytest
+from icalendar import Calendar
+
+from conftest import chat
+
+
+@pytest.fixture
+def booking_client(sdr):
+    from integrations.calendar import make_calendar
+    from integrations.web.app import create_app
+    sdr.calendar = make_calendar(sdr.playbook, sdr.store)
+    sdr.settings.public_url = "http://127.0.0.1:8000"
+    c = create_app(sdr).test_client()
+    c.sdr = sdr
+    return c
+
+
+def test_qualify_offer_pick_book(booking_client):
+    c = booking_client
+    d = chat(c, "I'm the CRO of a 600 person company; we need better forecasting this quarter",
+             visitor={"timezone": "Europe/Berlin"})
+    offer = next(a for a in d["actions"] if a["type"] == "offer_slots")
+    assert len(offer["slots"]) == 3 and offer["timezone"] == "Europe/Berlin"
+    assert "(Europe/Berlin)" in d["reply"] and "which suits you?" in d["reply"]
+    assert d["reply"].count("?") == 1
+    d = chat(c, "the second one works, I'm at cro@bigco.example", d["session_id"])
+    meeting = next(a for a in d["actions"] if a["type"] == "meeting")
+    assert meeting["status"] == "booked" and meeting["start"] == offer["slots"][1]["start"]
+    assert d["lead"]["stage"] == "meeting_booked" and "booked" in d["reply"]
+    assert meeting["ics_url"].startswith("http://127.0.0.1:8000/meetings/")
+    path = meeting["ics_url"].split("8000")[1]
+    r = c.get(path)
+    assert r.status_code == 200 and r.mimetype == "text/calendar"
+    ev = Calendar.from_ical(r.data).walk("VEVENT")[0]
+    assert ev.decoded("dtstart").astimezone(timezone.utc).isoformat().startswith(meeting["start"][:16])
+    assert c.get(path.split("?")[0] + "?lead=lead_someoneelse").status_code == 404
+    detail = c.get(f"/api/leads/{d['lead']['id']}").get_json()
+    assert any(e["rule"] == "engagement.meeting_booked" for e in detail["score_events"])
+    kinds = [a["type"] for a in detail["actions"]]
+    assert kinds.count("handoff") == 1 and kinds.count("meeting_invite") == 1
+
+
+def test_a_taken_slot_gets_fresh_times(booking_client):
+    c = booking_client
+    first = chat(c, "I'm the CEO of a 900 person company, we need forecasting now", visitor={"timezone": "UTC"})
+    second = chat(c, "I'm the VP of Sales at a 700 person company, we need forecasting now", visitor={"timezone": "UTC"})
+    s1 = next(a for a in first["actions"] if a["type"] == "offer_slots")["slots"]
+    s2 = next(a for a in second["actions"] if a["type"] == "offer_slots")["slots"]
+    assert s1[0]["start"] == s2[0]["start"]                      # both were offered the same first time
+    chat(c, "the first one", first["session_id"])
+    d = chat(c, "the first one", second["session_id"])           # too late
+    assert "just taken" in d["reply"]
+    fresh = next(a for a in d["actions"] if a["type"] == "offer_slots")["slots"]
+    assert s1[0]["start"] not in [x["start"] for x in fresh]
+    assert not any(a["type"] == "meeting" for a in d["actions"])
+
+
+def test_without_a_calendar_the_meeting_offer_stays_generic(client):
+    d = chat(client, "I'm the CRO of a 600 person company; we need better forecasting this quarter")
+    assert any(a["type"] == "offer_meeting" for a in d["actions"])
+    assert not any(a["type"] == "offer_slots" for a in d["actions"])
