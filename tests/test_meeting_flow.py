@@ -63,3 +63,20 @@ def test_without_a_calendar_the_meeting_offer_stays_generic(client):
     d = chat(client, "I'm the CRO of a 600 person company; we need better forecasting this quarter")
     assert any(a["type"] == "offer_meeting" for a in d["actions"])
     assert not any(a["type"] == "offer_slots" for a in d["actions"])
+
+
+def test_the_rep_gets_the_invitation_in_slack(booking_client, monkeypatch, fake_slack):
+    monkeypatch.setenv("SLACK_BOT_TOKEN", fake_slack.token)
+    monkeypatch.setenv("SLACK_SIGNING_SECRET", "s")
+    monkeypatch.setenv("SLACK_API_URL", fake_slack.base_url)
+    from integrations.outbox import make_outbox_worker
+    c = booking_client
+    d = chat(c, "I'm the CRO of a 600 person company; we need better forecasting this quarter",
+             visitor={"timezone": "America/Chicago"})
+    d = chat(c, "the first one", d["session_id"])
+    assert any(a["type"] == "meeting" for a in d["actions"])
+    w, _ = make_outbox_worker(c.sdr)
+    assert w.run_once() == {"delivered": 2}                      # the handoff and the invitation
+    texts = [str(call.body.get("text")) for call in fake_slack.calls_to("chat.postMessage")]
+    invite = next(t for t in texts if "Meeting booked" in t)
+    assert "/meetings/" in invite and "America/Chicago" in invite

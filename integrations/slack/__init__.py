@@ -162,6 +162,46 @@ class SlackHandoff:
         return {"channel": resp.get("channel"), "ts": resp.get("ts"), "rep": rep.id if rep else None}
 
 
+class SlackMeetingInvite:
+    """Tell the rep about a meeting the SDR booked for them (a DM, or the handoff channel), with the
+    invitation link. The visitor got the same link in the chat."""
+
+    def __init__(self, sdr: Any, cfg: SlackConfig):
+        self.sdr, self.cfg = sdr, cfg
+        self.client = cfg.client()
+
+    def __call__(self, d: Delivery) -> dict[str, Any]:
+        from bot.store import Meeting
+        p = d.payload
+        with self.sdr.store.session() as s:
+            m = s.get(Meeting, p.get("meeting_id"))
+            lead = s.get(Lead, d.lead_id)
+            if m is None or lead is None:
+                raise PermanentError("the meeting or lead no longer exists")
+            start, tz = m.start, m.timezone
+            who = (lead.fields or {}).get("name") or (lead.fields or {}).get("email") or "a lead"
+        rep = next((r for r in self.sdr.playbook.reps if r.id == p.get("rep")), None)
+        base = self.cfg.public_url or self.sdr.settings.public_url or ""
+        link = f"{base}/meetings/{p.get('meeting_id')}.ics?lead={d.lead_id}"
+        mention = f"<@{rep.slack_user_id}> " if rep and rep.slack_user_id else ""
+        text = (f"{mention}:calendar: Meeting {'requested' if p.get('status') == 'pending' else 'booked'} with {who}: "
+                f"{start:%a %d %b %H:%M} UTC (their time zone: {tz}). Invitation: {link}")
+        channel = rep.slack_user_id if rep and rep.slack_user_id else self.cfg.channel
+        try:
+            resp = self.client.chat_postMessage(channel=channel, text=text, unfurl_links=False)
+        except SlackApiError as e:
+            status = getattr(e.response, "status_code", 200)
+            if status == 429:
+                raise RetryLater("Slack rate limited the invite", float(e.response.headers.get("Retry-After", 1))) from None
+            error = e.response.get("error") if hasattr(e.response, "get") else str(e)
+            if error in PERMANENT:
+                raise PermanentError(f"Slack said {error}") from None
+            raise RetryLater(f"Slack error {status} {error}") from None
+        except Exception as e:  # noqa: BLE001
+            raise RetryLater(f"Slack unreachable: {type(e).__name__}") from None
+        return {"channel": resp.get("channel"), "ts": resp.get("ts")}
+
+
 # ---------------------------------------------------------------------------------------------
 # The bolt app: buttons and /sdr
 
