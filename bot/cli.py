@@ -181,10 +181,10 @@ def outbox(ctx: click.Context) -> None:
     if not rows:
         click.echo("The outbox is empty: nothing waiting, nothing failed.")
         return
-    click.echo(f"{'id':>5}  {'kind':<10} {'status':<8} {'lead':<22} {'tries':>5}  {'next try':<19}  last error")
+    click.echo(f"{'id':>5}  {'kind':<15} {'status':<8} {'lead':<22} {'tries':>5}  {'next try':<19}  last error")
     for r in rows:
         nxt = r.next_attempt_at.strftime("%Y-%m-%d %H:%M:%S") if r.status == "pending" else "-"
-        click.echo(f"{r.id:>5}  {r.kind:<10} {r.status:<8} {str(r.lead_id):<22} {r.attempts:>5}  {nxt:<19}  {(r.last_error or '')[:70]}")
+        click.echo(f"{r.id:>5}  {r.kind:<15} {r.status:<8} {str(r.lead_id):<22} {r.attempts:>5}  {nxt:<19}  {(r.last_error or '')[:70]}")
 
 
 @outbox.command("retry")
