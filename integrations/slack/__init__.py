@@ -116,6 +116,24 @@ def _fallback_text(st: dict[str, Any], rep: Any) -> str:
 # Delivering a handoff (the outbox handler)
 
 
+def post(client: WebClient, **kwargs: Any) -> Any:
+    """chat.postMessage, with Slack's answer translated for the outbox: 429 → retry after Retry-After,
+    a configuration error → dead letter with the reason, anything else (5xx, network) → retry."""
+    try:
+        return client.chat_postMessage(unfurl_links=False, **kwargs)
+    except SlackApiError as e:
+        status = getattr(e.response, "status_code", 200)
+        data = getattr(e.response, "data", None)
+        error = data.get("error") if isinstance(data, dict) else str(e)
+        if status == 429 or error == "ratelimited":
+            raise RetryLater("Slack rate limited us", float(e.response.headers.get("Retry-After", 1))) from None
+        if error in PERMANENT:
+            raise PermanentError(f"Slack said {error}: check SLACK_BOT_TOKEN and the channel ({kwargs.get('channel')})") from None
+        raise RetryLater(f"Slack error {status} {error}") from None
+    except Exception as e:  # noqa: BLE001 - network: Slack is down or unreachable
+        raise RetryLater(f"Slack unreachable: {type(e).__name__}") from None
+
+
 class SlackHandoff:
     def __init__(self, sdr: Any, cfg: SlackConfig):
         self.sdr, self.cfg = sdr, cfg
@@ -144,21 +162,9 @@ class SlackHandoff:
             found = self._already_posted(d.idempotency_key)
             if found:
                 return {**found, "rep": rep.id if rep else None, "deduplicated": True}
-        try:
-            resp = self.client.chat_postMessage(
-                channel=self.cfg.channel, text=_fallback_text(st, rep), blocks=handoff_blocks(st, rep, self.cfg.public_url),
-                metadata={"event_type": "sdr_handoff", "event_payload": {"key": d.idempotency_key, "lead_id": d.lead_id}},
-                unfurl_links=False)
-        except SlackApiError as e:
-            status = getattr(e.response, "status_code", 200)
-            error = (e.response.data or {}).get("error") if hasattr(e.response, "data") and isinstance(e.response.data, dict) else str(e)
-            if status == 429 or error == "ratelimited":
-                raise RetryLater("Slack rate limited the handoff", float(e.response.headers.get("Retry-After", 1))) from None
-            if error in PERMANENT:
-                raise PermanentError(f"Slack said {error}: fix SLACK_BOT_TOKEN / the channel ({self.cfg.channel})") from None
-            raise RetryLater(f"Slack error {status} {error}") from None
-        except Exception as e:  # noqa: BLE001 - network: Slack is down or unreachable
-            raise RetryLater(f"Slack unreachable: {type(e).__name__}") from None
+        resp = post(self.client, channel=self.cfg.channel, text=_fallback_text(st, rep),
+                    blocks=handoff_blocks(st, rep, self.cfg.public_url),
+                    metadata={"event_type": "sdr_handoff", "event_payload": {"key": d.idempotency_key, "lead_id": d.lead_id}})
         return {"channel": resp.get("channel"), "ts": resp.get("ts"), "rep": rep.id if rep else None}
 
 
@@ -187,18 +193,7 @@ class SlackMeetingInvite:
         text = (f"{mention}:calendar: Meeting {'requested' if p.get('status') == 'pending' else 'booked'} with {who}: "
                 f"{start:%a %d %b %H:%M} UTC (their time zone: {tz}). Invitation: {link}")
         channel = rep.slack_user_id if rep and rep.slack_user_id else self.cfg.channel
-        try:
-            resp = self.client.chat_postMessage(channel=channel, text=text, unfurl_links=False)
-        except SlackApiError as e:
-            status = getattr(e.response, "status_code", 200)
-            if status == 429:
-                raise RetryLater("Slack rate limited the invite", float(e.response.headers.get("Retry-After", 1))) from None
-            error = e.response.get("error") if hasattr(e.response, "get") else str(e)
-            if error in PERMANENT:
-                raise PermanentError(f"Slack said {error}") from None
-            raise RetryLater(f"Slack error {status} {error}") from None
-        except Exception as e:  # noqa: BLE001
-            raise RetryLater(f"Slack unreachable: {type(e).__name__}") from None
+        resp = post(self.client, channel=channel, text=text)
         return {"channel": resp.get("channel"), "ts": resp.get("ts")}
 
 
