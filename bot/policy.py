@@ -11,7 +11,7 @@ from typing import Any
 
 from knowledge.retrieve import Hit, KnowledgeBase, LeadContext, best_sentences, keywords
 
-from .extract import Understanding
+from .extract import Understanding, integrations_asked
 from .playbook import Playbook
 
 ANSWER_MIN_SIMILARITY = 0.83   # below this, the best chunk is about something else (measured on the sample)
@@ -103,7 +103,7 @@ def next_field(playbook: Playbook, fields: dict[str, Any], state: dict[str, Any]
 
 def _answer(kb: KnowledgeBase, question: str, u: Understanding, ctx: LeadContext) -> list[Answer]:
     answers: list[Answer] = []
-    targets = [t for t in u.integrations_asked if t]
+    targets = [t for t in integrations_asked(question) if t] if u.integrations_asked else []
     for target in targets[:2]:
         mentions = kb.mentions(target)
         mentions.sort(key=lambda h: (h.type != "integration", h.type != "faq"))

@@ -289,13 +289,17 @@ class SDR:
             lead_after = self._meetings(decision, actions, rep, pick, want_slots, attendee, tz, lead_id, conv_id, turn, now)
 
         # 6-7. compose and guard (no transaction open)
+        gone = False   # the visitor closed the stream: finish the reply anyway, so nothing is lost
         if stream:
             reply = None
             for event in self._compose_streamed(decision, view, sources, history, text):
                 if event["type"] == "reply":
                     reply = event["reply"]
-                else:
-                    yield event
+                elif not gone:
+                    try:
+                        yield event
+                    except GeneratorExit:
+                        gone = True
             assert reply is not None
         else:
             reply = self._compose_guarded(decision, view, sources, history, text)
@@ -324,7 +328,8 @@ class SDR:
         for cause in usage["fallbacks"]:
             self.counters[f"fallback_{cause}"] = self.counters.get(f"fallback_{cause}", 0) + 1
         result.timings_ms = {**timings, "total": (time.perf_counter() - t0) * 1000}
-        yield {"type": "done", "turn": result, "result": result.as_dict()}
+        if not gone:
+            yield {"type": "done", "turn": result, "result": result.as_dict()}
 
     def _meetings(self, decision: Decision, actions: list[dict[str, Any]], rep: Any, pick: Any, want_slots: bool,
                   attendee: dict[str, Any], tz: str, lead_id: str, conv_id: str, turn: int, now: datetime) -> dict[str, Any]:

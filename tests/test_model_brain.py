@@ -202,3 +202,18 @@ def test_config_from_the_environment(monkeypatch):
     monkeypatch.setenv("SDR_LLM_MODEL", "gpt-4o-mini")
     cfg = llm_config()
     assert cfg.provider == "openai" and cfg.model == "gpt-4o-mini"
+
+
+def test_a_visitor_who_leaves_mid_stream_loses_nothing(make_sdr):
+    """Closing the stream after the first sentence still stores the whole reply."""
+    sdr = make_sdr()
+    events = sdr.handle_stream(Inbound(text="How much does it cost? And do you integrate with HubSpot?"))
+    first = next(e for e in events if e["type"] == "delta")
+    assert first["text"]
+    events.close()                                   # the browser went away
+    from bot.store import Message
+    from sqlalchemy import select
+    with sdr.store.session() as s:
+        roles = [m.role for m in s.scalars(select(Message).order_by(Message.id))]
+        reply = s.scalars(select(Message).where(Message.role == "agent")).one().text
+    assert roles == ["visitor", "agent"] and "$39" in reply and "HubSpot" in reply
