@@ -167,3 +167,12 @@ def test_concurrent_visitors_lose_and_double_nothing(live_server):
         assert [m["role"] for m in detail["messages"]] == ["visitor", "agent"] * 3
         assert len([a for a in detail["actions"] if a["type"] == "handoff"]) == 1
         assert abs(sum(e["points"] for e in detail["score_events"]) - detail["score"]) < 0.1
+
+
+def test_team_pages_show_the_funnel_and_the_score_history_as_text(client):
+    d = client.post("/api/chat", json={"message": "I'm the CRO of a 600 person company, we need forecasting now"}).get_json()
+    client.post("/api/chat", json={"message": "<script>alert(1)</script>"})
+    page = client.get("/leads").get_data(as_text=True)
+    assert "Funnel" in page and d["lead"]["id"] in page and "<script>alert(1)</script>" not in page
+    lead = client.get(f"/leads/{d['lead']['id']}").get_data(as_text=True)
+    assert "<polyline" in lead and "SQL" in lead and "decision-maker seniority" in lead

@@ -301,21 +301,60 @@ def create_app(sdr: SDR | None = None) -> Flask:
             resp.headers["Content-Disposition"] = f'attachment; filename="meeting-{meeting_id}.ics"'
             return resp
 
-    @app.get("/leads/<lead_id>")
-    def lead_page(lead_id: str) -> Response:
-        """The transcript a rep opens from Slack (protected by SDR_ADMIN_TOKEN as ?token= when set)."""
+    def _page_auth() -> None:
         token = sdr.settings.admin_token
         if token and request.args.get("token") != token and request.headers.get("Authorization") != f"Bearer {token}":
             raise ApiError(401, "unauthorized", "add ?token=<SDR_ADMIN_TOKEN> to open lead pages")
+
+    @app.get("/leads")
+    def leads_page() -> Response:
+        """The funnel and the latest leads, for the team."""
+        _page_auth()
+        from flask import render_template_string
+        rows = sdr.store.list_leads(limit=200)
+        stages = ["new", "engaged", "mql", "sql", "meeting_booked", "human", "disqualified"]
+        counts = {st: sum(1 for r in rows if r["lead"].stage == st) for st in stages}
+        # a funnel counts everyone who reached a stage, not only those still in it
+        order = ["new", "engaged", "mql", "sql", "meeting_booked"]
+        reached = {st: sum(counts[o] for o in order[i:]) + (counts["human"] if st in ("new", "engaged") else 0)
+                   + (counts["disqualified"] if st in ("new", "engaged") else 0) for i, st in enumerate(order)}
+        top = max(reached.values()) or 1
+        return Response(render_template_string(LEADS_PAGE, rows=rows[:50], reached=reached, top=top, counts=counts,
+                                               token=request.args.get("token", "")), mimetype="text/html")
+
+    @app.get("/leads/<lead_id>")
+    def lead_page(lead_id: str) -> Response:
+        """The transcript a rep opens from Slack (protected by SDR_ADMIN_TOKEN as ?token= when set)."""
+        _page_auth()
         try:
             d = sdr.lead_detail(lead_id)
         except NotFound as e:
             raise ApiError(404, "lead_not_found", str(e)) from None
         from flask import render_template_string
-        return Response(render_template_string(LEAD_PAGE, d=d), mimetype="text/html")
+        running, points = 0.0, []
+        for e in d["score_events"]:
+            running += e["points"]
+            points.append(running)
+        hi = max([d["thresholds"]["sql"] * 1.2] + points)
+        lo = min([0.0] + points)
+        n = max(len(points) - 1, 1)
+        xy = " ".join(f"{10 + 580 * i / n:.1f},{150 - 140 * (v - lo) / (hi - lo):.1f}" for i, v in enumerate(points))
+        lines = {k: 150 - 140 * (d["thresholds"][k] - lo) / (hi - lo) for k in ("mql", "sql")}
+        return Response(render_template_string(LEAD_PAGE, d=d, xy=xy, lines=lines), mimetype="text/html")
 
     return app
 
+
+LEADS_PAGE = """<!doctype html><html><head><meta charset="utf-8"><title>Leads</title>
+<style>body{font:15px/1.5 system-ui,sans-serif;max-width:960px;margin:2rem auto;padding:0 1rem;color:#1f2937}
+.bar{height:22px;background:#4f46e5;border-radius:4px;color:#fff;font-size:12px;padding-left:6px;white-space:nowrap}
+td{padding:3px 10px 3px 0} a{color:#4338ca} .v{color:#6b7280}</style></head><body>
+<h1>Funnel</h1><table>{% for st, n in reached.items() %}<tr><td class="v">{{ st }}</td>
+<td style="width:600px"><div class="bar" style="width:{{ (100 * n / top) | round(1) }}%">{{ n }}</div></td></tr>{% endfor %}
+<tr><td class="v">asked for a person</td><td>{{ counts.human }}</td></tr><tr><td class="v">disqualified</td><td>{{ counts.disqualified }}</td></tr></table>
+<h1>Latest leads</h1><table>{% for r in rows %}<tr><td><a href="/leads/{{ r.lead.id }}{% if token %}?token={{ token }}{% endif %}">
+{{ r.lead.fields.get('name') or r.lead.email or r.lead.id }}</a></td><td>{{ r.lead.stage }}</td><td>{{ '%.1f'|format(r.lead.score) }}</td>
+<td class="v">{{ (r.last_message or '')[:80] }}</td></tr>{% endfor %}</table></body></html>"""
 
 LEAD_PAGE = """<!doctype html><html><head><meta charset="utf-8"><title>Lead {{ d.id }}</title>
 <style>body{font:15px/1.5 system-ui,sans-serif;max-width:860px;margin:2rem auto;padding:0 1rem;color:#1f2937}
@@ -324,6 +363,12 @@ h1{font-size:1.3rem} table{border-collapse:collapse} td{padding:2px 10px 2px 0;v
 .agent{background:#eef2ff}.pos{color:#047857}.neg{color:#b91c1c}</style></head><body>
 <h1>{{ d.fields.get('name') or d.fields.get('email') or 'Lead' }} · {{ d.stage }} · score {{ d.score }}</h1>
 <table>{% for k, v in d.fields.items() %}<tr><td class="v">{{ k }}</td><td>{{ v }}</td></tr>{% endfor %}</table>
+<svg width="600" height="160" role="img" aria-label="score over time" style="background:#fafafa;border-radius:8px">
+<line x1="10" x2="590" y1="{{ lines.mql }}" y2="{{ lines.mql }}" stroke="#d97706" stroke-dasharray="4"/>
+<text x="14" y="{{ lines.mql - 3 }}" font-size="11" fill="#d97706">MQL {{ d.thresholds.mql }}</text>
+<line x1="10" x2="590" y1="{{ lines.sql }}" y2="{{ lines.sql }}" stroke="#059669" stroke-dasharray="4"/>
+<text x="14" y="{{ lines.sql - 3 }}" font-size="11" fill="#059669">SQL {{ d.thresholds.sql }}</text>
+<polyline points="{{ xy }}" fill="none" stroke="#4f46e5" stroke-width="2.5"/></svg>
 <h2>Why the score is {{ d.score }}</h2><table>{% for e in d.score_events %}<tr>
 <td class="{{ 'pos' if e.points >= 0 else 'neg' }}">{{ '%+.1f'|format(e.points) }}</td><td>{{ e.reason }}</td>
 <td class="v">{{ e.at[:16] }}</td></tr>{% endfor %}</table>
