@@ -6,8 +6,10 @@ evidence — the retrieved content, the playbook, or what the visitor said thems
 """
 from __future__ import annotations
 
+import json
 import os
 import re
+from typing import Any
 
 from .extract import INJECTION_RE
 
@@ -26,6 +28,14 @@ _INTEGRATES_RE = re.compile(r"\b(?:integrates?|integration|connects?|syncs?|work
 
 _INTERNAL_RE = re.compile(r"\b(?:(?:your|lead|the)\s+score|scored|SQL|MQL|sales[- ]qualified|marketing[- ]qualified|"
                           r"system prompt|my instructions)\b", re.I)
+
+
+def evidence_text(playbook: Any, visitor_text: str, fields: dict[str, Any], sources: list[Any],
+                  extra: list[str] | None = None) -> str:
+    """What a reply may state as fact: the playbook, what the visitor said, what we know about them,
+    and the retrieved content (title, heading, text, the quoted snippet, link)."""
+    return "\n".join([playbook.grounding_text(), visitor_text, json.dumps(fields, default=str)]
+                     + [f"{h.title}\n{h.heading}\n{h.text}\n{h.snippet}\n{h.url}" for h in sources] + list(extra or []))
 
 
 def is_injection(text: str) -> bool:

@@ -3,7 +3,7 @@
 """
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -32,12 +32,8 @@ def assign_rep(s: Session, playbook: Playbook, lead: Lead, now: datetime | None 
         return None
     now = now or utcnow()
     by_id = {r.id: r for r in playbook.reps}
-    if lead.owner in by_id:
+    if lead.owner in by_id:   # a returning lead (one lead per email) keeps its rep
         return by_id[lead.owner]
-    if lead.email:   # a returning person under another lead record (another email session)
-        prev = s.scalars(select(Lead.owner).where(Lead.email == lead.email, Lead.owner.is_not(None), Lead.id != lead.id)).first()
-        if prev in by_id:
-            return by_id[prev]
     last = dict(s.execute(select(Lead.owner, func.max(Lead.owner_assigned_at)).where(Lead.owner.is_not(None))
                           .group_by(Lead.owner)).all())
     working = [r for r in playbook.reps if in_working_hours(r, now)] or list(playbook.reps)
@@ -101,7 +97,6 @@ def not_a_fit(store: Store, lead_id: str, user: str) -> float:
         points = -lead.score
         s.add(ScoreEvent(lead_id=lead.id, kind="rep", rule="rep.not_a_fit", points=points,
                          reason=f"marked not a fit by {user}", at=utcnow()))
-        lead.fit_score = lead.fit_score   # fit/engagement stay as computed; the rep event zeroes the total
         lead.score = 0.0
         lead.stage = "disqualified"
         lead.disqualified_reason = "not_a_fit"
@@ -118,7 +113,3 @@ def stats_today(store: Store, now: datetime | None = None) -> dict[str, int]:
         meetings = s.scalar(select(func.count()).select_from(Meeting).where(Meeting.created_at >= start,
                                                                              Meeting.status != "cancelled")) or 0
     return {"leads": int(leads), "handoffs": int(sqls), "meetings": int(meetings)}
-
-
-def week_ago() -> datetime:
-    return utcnow() - timedelta(days=7)

@@ -15,7 +15,6 @@ import os
 import random
 import socket
 import threading
-import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Callable

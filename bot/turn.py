@@ -7,6 +7,7 @@ and tracked events. It imports no web framework, Slack or SMTP code: channels ca
 """
 from __future__ import annotations
 
+import dataclasses
 import logging
 import re
 import threading
@@ -25,7 +26,7 @@ from .brain import Brain, LeadView, Reply, RuleBrain
 from .handoff import assign_rep
 from .config import Settings
 from .extract import Fact, Understanding
-from .guard import redact_secrets, ungrounded_claims
+from .guard import evidence_text, redact_secrets, ungrounded_claims
 from .playbook import Playbook, load_playbook
 from .policy import Decision, decide
 from .scoring import ScoreChange, decay_change, engagement_change, fit_changes, stage_for
@@ -368,8 +369,8 @@ class SDR:
                 decision.booked_text = f"{pick.label(tz)} ({tz})"
                 decision.booked_pending = booking.status == "pending"
                 if lead.stage != "meeting_booked":
-                    self._engage(s, lead, "meeting_booked", {"meeting_id": booking.meeting_id, "rep": rep.id}, now) \
-                        if "meeting_booked" in self.playbook.engagement else None
+                    if "meeting_booked" in self.playbook.engagement:
+                        self._engage(s, lead, "meeting_booked", {"meeting_id": booking.meeting_id, "rep": rep.id}, now)
                     self._rescore(s, lead, now)
                     lead.stage = "meeting_booked"
                 s.add(OutboxEntry(lead_id=lead_id, kind="meeting_invite", idempotency_key=f"invite:{booking.meeting_id}",
@@ -689,7 +690,7 @@ class SDR:
             pieces = _sentences(buffer)
             complete, buffer = (pieces[:-1], pieces[-1]) if pieces and not re.search(r"[.!?…]\s*$", buffer) else (pieces, "")
             for piece in complete:
-                if ungrounded_claims(shown + piece, evidence + "\n" + "\n".join(getattr(final, "evidence", []) or [])):
+                if ungrounded_claims(shown + piece, evidence):
                     yield from self._reset_to_safe(decision, view, history, shown, view.usage)
                     return
                 shown += piece
@@ -727,14 +728,11 @@ class SDR:
 
     @staticmethod
     def _safe_decision(decision: Decision) -> Decision:
-        return Decision(mode=decision.mode, ask_field=decision.ask_field, ask_question=decision.ask_question,
-                        human=decision.human, book=decision.book, offer_meeting=decision.offer_meeting,
-                        meeting_accepted=decision.meeting_accepted, not_interested=decision.not_interested,
-                        close_reason=decision.close_reason, answers=[a for a in decision.answers if a.hit is None])
+        """The same decision without anything quoted from content (answers, recommendation)."""
+        return dataclasses.replace(decision, answers=[a for a in decision.answers if a.hit is None], recommend=None)
 
     def _evidence(self, view: LeadView, sources: list[Any], visitor_text: str, extra: list[str]) -> str:
-        return "\n".join([self.playbook.grounding_text(), visitor_text, str(view.fields)]
-                         + [f"{h.title}\n{h.heading}\n{h.text}\n{h.snippet}\n{h.url}" for h in sources] + extra)
+        return evidence_text(self.playbook, visitor_text, view.fields, sources, extra)
 
     def _compose_guarded(self, decision: Decision, view: LeadView, sources: list[Any], history: list[dict[str, str]],
                          visitor_text: str) -> Reply:

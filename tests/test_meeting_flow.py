@@ -1,6 +1,6 @@
 """In the chat: a qualified lead is offered three real times in their own time zone, picks one in
 plain words, is booked, gets an .ics, and the lead becomes meeting_booked — once."""
-from datetime import datetime, timezone
+from datetime import timezone
 
 import pytest
 from icalendar import Calendar

@@ -6,7 +6,6 @@ from datetime import datetime
 import pytest
 from sqlalchemy import select
 
-from bot.outbox import OutboxWorker
 from bot.store import Lead, OutboxEntry
 from bot.turn import Inbound
 from fake_slack import sign

@@ -14,7 +14,6 @@ from __future__ import annotations
 import json
 import logging
 import queue
-import re
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -29,7 +28,7 @@ from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_at
 
 from bot.brain import LeadView, Reply, RuleBrain, load_prompt, summarize
 from bot.extract import EMAIL_RE, Fact, Understanding
-from bot.guard import ungrounded_claims
+from bot.guard import evidence_text, ungrounded_claims
 from bot.playbook import SENIORITIES, TIMELINES, Playbook
 from bot.policy import Decision
 
@@ -300,15 +299,12 @@ class ModelBrain:
         return (d.mode in ("refuse", "close", "unsubscribe") or d.not_interested
                 or bool(d.slots_text or d.booked_text or d.calendar_down))   # times and invites are exact words
 
-    def _evidence(self, lead: LeadView, sources: list[Any]) -> str:
-        return "\n".join([self.playbook.grounding_text(), lead.message, json.dumps(lead.fields, default=str)]
-                         + [f"{h.title}\n{h.heading}\n{h.text}\n{h.snippet}\n{h.url}" for h in sources])
 
     def compose(self, decision: Decision, lead: LeadView, sources: list[Any], history: list[dict[str, str]]) -> Reply:
         if self._uses_rules(decision):
             return self.rules.compose(decision, lead, sources, history)
         msgs = self._reply_messages(decision, lead, sources, history)
-        evidence = self._evidence(lead, sources)
+        evidence = evidence_text(self.playbook, lead.message, lead.fields, sources)
         try:
             out = self._call(lambda: self.model.invoke(msgs), lead)
             self._count_tokens(lead, out)
@@ -384,7 +380,3 @@ class ModelBrain:
             yield self.rules.compose(decision, lead, sources, history)
             return
         yield Reply(text=text, prompt="reply", prompt_version=self.reply_prompt.get("version"), model=self.model_name)
-
-
-def _squash(text: str) -> str:
-    return re.sub(r"\s+", " ", text).strip()

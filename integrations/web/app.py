@@ -261,10 +261,16 @@ def create_app(sdr: SDR | None = None) -> Flask:
             raise ApiError(404, "lead_not_found", str(e)) from None
         return jsonify(result)
 
-    def _admin() -> None:
+    def _admin(allow_query: bool = False) -> None:
+        """SDR_ADMIN_TOKEN, when set, guards lead data: a Bearer header, or ?token= on the team pages
+        (links a rep opens from Slack)."""
         token = sdr.settings.admin_token
-        if token and request.headers.get("Authorization", "") != f"Bearer {token}":
-            raise ApiError(401, "unauthorized", "send 'Authorization: Bearer <SDR_ADMIN_TOKEN>' to read leads")
+        if not token or request.headers.get("Authorization", "") == f"Bearer {token}":
+            return
+        if allow_query and request.args.get("token") == token:
+            return
+        raise ApiError(401, "unauthorized", "send 'Authorization: Bearer <SDR_ADMIN_TOKEN>'"
+                       + (" or add ?token=<SDR_ADMIN_TOKEN>" if allow_query else "") + " to read leads")
 
     @app.get("/api/leads/<lead_id>")
     def lead(lead_id: str) -> Response:
@@ -301,15 +307,10 @@ def create_app(sdr: SDR | None = None) -> Flask:
             resp.headers["Content-Disposition"] = f'attachment; filename="meeting-{meeting_id}.ics"'
             return resp
 
-    def _page_auth() -> None:
-        token = sdr.settings.admin_token
-        if token and request.args.get("token") != token and request.headers.get("Authorization") != f"Bearer {token}":
-            raise ApiError(401, "unauthorized", "add ?token=<SDR_ADMIN_TOKEN> to open lead pages")
-
     @app.get("/leads")
     def leads_page() -> Response:
         """The funnel and the latest leads, for the team."""
-        _page_auth()
+        _admin(allow_query=True)
         from flask import render_template_string
         rows = sdr.store.list_leads(limit=200)
         stages = ["new", "engaged", "mql", "sql", "meeting_booked", "human", "disqualified"]
@@ -325,7 +326,7 @@ def create_app(sdr: SDR | None = None) -> Flask:
     @app.get("/leads/<lead_id>")
     def lead_page(lead_id: str) -> Response:
         """The transcript a rep opens from Slack (protected by SDR_ADMIN_TOKEN as ?token= when set)."""
-        _page_auth()
+        _admin(allow_query=True)
         try:
             d = sdr.lead_detail(lead_id)
         except NotFound as e:
