@@ -150,7 +150,8 @@ def _overlaps(a: set[str], b: set[str]) -> bool:
 
 def decide(*, playbook: Playbook, kb: KnowledgeBase | None, u: Understanding, fields: dict[str, Any],
            learned: list[str], stage: str, crossed_sql: bool, handed_off: bool, state: dict[str, Any],
-           turn: int, first_turn: bool, sent_urls: set[str], text: str) -> Decision:
+           turn: int, first_turn: bool, sent_urls: set[str], text: str,
+           disqualified_reason: str | None = None) -> Decision:
     d = Decision(learned=learned, handed_off=handed_off)
     if "injection" in u.intents:
         d.mode = "refuse"
@@ -176,7 +177,7 @@ def decide(*, playbook: Playbook, kb: KnowledgeBase | None, u: Understanding, fi
         return d
     if stage == "disqualified":
         d.mode = "close"
-        d.close_reason = state.get("disqualified_reason") or "student"
+        d.close_reason = disqualified_reason or "student"
         d.answers = [a for a in d.answers if a.hit is not None][:1]
         return d
     d.human = "human" in u.intents

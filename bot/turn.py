@@ -244,10 +244,10 @@ class SDR:
                     handoff_reason = "meeting_requested"
 
             sent = set(s.scalars(select(ContentSent.url).where(ContentSent.lead_id == lead.id)).all())
-            state["disqualified_reason"] = lead.disqualified_reason
             decision = decide(playbook=self.playbook, kb=self.kb, u=u, fields=dict(lead.fields or {}), learned=learned,
                               stage=lead.stage, crossed_sql=crossed_sql, handed_off=lead.handed_off_at is not None,
-                              state=state, turn=turn, first_turn=first_turn, sent_urls=sent, text=text)
+                              state=state, turn=turn, first_turn=first_turn, sent_urls=sent, text=text,
+                              disqualified_reason=lead.disqualified_reason)
             timings["decide"] = (time.perf_counter() - t0) * 1000
             if decision.meeting_accepted and not handoff_reason:
                 handoff_reason = "meeting_requested"
