@@ -11,7 +11,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from .playbook import Playbook, Rep
-from .store import ContentSent, Lead, Meeting, Message, ScoreEvent, Store, utcnow
+from .store import ContentSent, Lead, Meeting, Message, OutboxEntry, ScoreEvent, Store, utcnow
 
 DAYS = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
 
@@ -45,8 +45,12 @@ def assign_rep(s: Session, playbook: Playbook, lead: Lead, now: datetime | None 
     return rep
 
 
-def story(s: Session, playbook: Playbook, lead: Lead, reason: str) -> dict[str, Any]:
-    """Everything a rep needs to open the conversation warm."""
+def story(s: Session, playbook: Playbook, lead: Lead, reason: str | None = None) -> dict[str, Any]:
+    """Everything a rep needs to open the conversation warm. `reason` defaults to why the lead was
+    handed off (so a re-rendered message keeps saying it)."""
+    if reason is None:
+        entry = s.scalars(select(OutboxEntry).where(OutboxEntry.idempotency_key == f"handoff:{lead.id}")).first()
+        reason = (entry.payload or {}).get("reason", "sql") if entry else "sql"
     f = dict(lead.fields or {})
     events = s.scalars(select(ScoreEvent).where(ScoreEvent.lead_id == lead.id)).all()
     top = sorted((e for e in events if e.points > 0), key=lambda e: -e.points)[:4]

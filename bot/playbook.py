@@ -250,6 +250,9 @@ class Playbook(_Strict):
     def field(self, name: str) -> QualificationField | None:
         return next((f for f in self.fields if f.name == name), None)
 
+    def rep(self, rep_id: str | None) -> Rep | None:
+        return next((r for r in self.reps if r.id == rep_id), None)
+
     def question_for(self, name: str) -> str | None:
         f = self.field(name)
         if f is None:

@@ -239,3 +239,12 @@ def test_slash_command_lead_and_stats(sdr, slack_env, slack_app):
     while len(slack_env.responses) < 2 and time.monotonic() < deadline + 5:
         time.sleep(0.05)
     assert "handed off" in str(slack_env.responses[-1])
+
+
+def test_a_click_keeps_why_the_lead_was_handed_off(sdr, slack_env, slack_app):
+    r = sdr.handle(Inbound(text="can I talk to a person? I'm jo@example.org"))
+    assert worker_for(sdr).run_once() == {"delivered": 1}
+    assert "asked to talk to a person" in str(slack_env.calls_to("chat.postMessage")[0].body["blocks"])
+    post_signed(slack_app, slack_env.block_action_body("sdr_claim", user_id="U0TOM"))
+    [update] = slack_env.wait_for("chat.update")
+    assert "asked to talk to a person" in str(update.body["blocks"]) and r.lead["id"]

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from slack_sdk import WebClient
+from sqlalchemy import select
 from slack_sdk.errors import SlackApiError
 
 from bot.handoff import assign_rep, claim, not_a_fit, stats_today, story
@@ -186,7 +187,7 @@ class SlackMeetingInvite:
                 raise PermanentError("the meeting or lead no longer exists")
             start, tz = m.start, m.timezone
             who = (lead.fields or {}).get("name") or (lead.fields or {}).get("email") or "a lead"
-        rep = next((r for r in self.sdr.playbook.reps if r.id == p.get("rep")), None)
+        rep = self.sdr.playbook.rep(p.get("rep"))
         base = self.cfg.public_url or self.sdr.settings.public_url or ""
         link = f"{base}/meetings/{p.get('meeting_id')}.ics?lead={d.lead_id}"
         mention = f"<@{rep.slack_user_id}> " if rep and rep.slack_user_id else ""
@@ -213,8 +214,8 @@ def make_bolt_app(sdr: Any, cfg: SlackConfig) -> Any:
             lead = s.get(Lead, lead_id)
             if lead is None:
                 return
-            rep = next((r for r in sdr.playbook.reps if r.id == lead.owner), None)
-            st = story(s, sdr.playbook, lead, "sql")
+            rep = sdr.playbook.rep(lead.owner)
+            st = story(s, sdr.playbook, lead)
         channel = (body.get("channel") or {}).get("id") or body.get("container", {}).get("channel_id")
         ts = (body.get("message") or {}).get("ts") or body.get("container", {}).get("message_ts")
         client.chat_update(channel=channel, ts=ts, text=status, blocks=handoff_blocks(st, rep, cfg.public_url, status=status))
@@ -262,13 +263,12 @@ def make_bolt_app(sdr: Any, cfg: SlackConfig) -> Any:
         if len(words) == 2 and words[0] == "lead":
             email = words[1].strip("<>").split("|")[-1].replace("mailto:", "").lower()
             with sdr.store.session() as s:
-                from sqlalchemy import select
                 lead = s.scalars(select(Lead).where(Lead.email == email)).first()
                 if lead is None:
                     respond(f"No lead with email {email}.")
                     return
-                rep = next((r for r in sdr.playbook.reps if r.id == lead.owner), None)
-                st = story(s, sdr.playbook, lead, "sql")
+                rep = sdr.playbook.rep(lead.owner)
+                st = story(s, sdr.playbook, lead)
             respond(blocks=handoff_blocks(st, rep, cfg.public_url, status=f"Stage: {st['stage']}"), text=f"Lead {email}")
             return
         respond("Usage: `/sdr lead <email>` shows a lead's card · `/sdr stats` today's leads, handoffs and meetings.")
