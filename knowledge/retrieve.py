@@ -97,18 +97,21 @@ class KnowledgeBase:
         self._corpus: dict[str, tuple[str, dict[str, Any]]] | None = None
         self._corpus_lock = threading.Lock()
         self._kw: dict[str, tuple[set[str], set[str]]] = {}
+        self._sections: dict[str, list[tuple[str, str]]] | None = None
 
     # -- ingest -----------------------------------------------------------------------------
 
     def ingest(self, paths: Iterable[str | Path], *, prune: bool = False, progress: bool = True) -> IngestReport:
         report = ingest(paths, self.collection, self.embedder, prune=prune, progress=progress)
-        with self._corpus_lock:
-            self._corpus = None
-            self._kw = {}
+        self._forget_corpus()
         return report
 
     def count(self) -> int:
         return int(self.collection.count())
+
+    def _forget_corpus(self) -> None:
+        with self._corpus_lock:
+            self._corpus, self._sections, self._kw = None, None, {}
 
     def _load_corpus(self) -> dict[str, tuple[str, dict[str, Any]]]:
         with self._corpus_lock:
@@ -134,8 +137,7 @@ class KnowledgeBase:
     def _chunks(self, ids: list[str]) -> list[tuple[str, dict[str, Any]]]:
         corpus = self._load_corpus()
         if any(i not in corpus for i in ids):   # another process ingested since we loaded: reload once
-            with self._corpus_lock:
-                self._corpus = None
+            self._forget_corpus()
             corpus = self._load_corpus()
         return [corpus.get(i, ("", {})) for i in ids]
 
@@ -143,7 +145,7 @@ class KnowledgeBase:
         """Pieces whose text names `term` (case-insensitive, whole words): what we really say about it."""
         rx = re.compile(r"(?<![\w-])" + re.escape(term.strip()) + r"(?![\w-])", re.I)
         hits: dict[str, Hit] = {}
-        for text, meta in self.corpus():
+        for text, meta in self._load_corpus().values():
             if rx.search(text) or rx.search(meta.get("title", "")):
                 sentence = next((s for s in re.split(r"(?<=[.!?])\s+|\n+", text) if rx.search(s)), text[:200])
                 doc = meta.get("doc_id", "")
@@ -155,27 +157,26 @@ class KnowledgeBase:
 
     def headings(self, doc_id: str) -> list[str]:
         """The section headings of one piece, in order (e.g. the plans and prices of a pricing page)."""
-        seen: dict[int, str] = {}
-        for _text, meta in self.corpus():
-            if meta.get("doc_id") == doc_id and meta.get("heading"):
-                seen.setdefault(int(meta.get("chunk", 0)), meta["heading"])
-        out: list[str] = []
-        for _, h in sorted(seen.items()):
-            if h not in out:
-                out.append(h)
-        return out
+        return [h for h, _ in self.sections(doc_id) if h]
 
     def sections(self, doc_id: str) -> list[tuple[str, str]]:
-        """(heading, text) of each section of one piece, in order."""
-        chunks = sorted(((int(m.get("chunk", 0)), m.get("heading", ""), t) for t, m in self.corpus()
-                         if m.get("doc_id") == doc_id))
-        out: list[tuple[str, str]] = []
-        for _, heading, text in chunks:
-            if out and out[-1][0] == heading:
-                out[-1] = (heading, out[-1][1] + "\n\n" + text)
-            else:
-                out.append((heading, text))
-        return out
+        """(heading, text) of each section of one piece, in order; indexed by piece once per load."""
+        corpus = self._load_corpus()
+        with self._corpus_lock:
+            if self._sections is None:
+                by_doc: dict[str, list[tuple[int, str, str]]] = {}
+                for text, meta in corpus.values():
+                    by_doc.setdefault(meta.get("doc_id", ""), []).append((int(meta.get("chunk", 0)), meta.get("heading", ""), text))
+                self._sections = {}
+                for doc, chunks in by_doc.items():
+                    out: list[tuple[str, str]] = []
+                    for _, heading, text in sorted(chunks):
+                        if out and out[-1][0] == heading:
+                            out[-1] = (heading, out[-1][1] + "\n\n" + text)
+                        else:
+                            out.append((heading, text))
+                    self._sections[doc] = out
+            return self._sections.get(doc_id, [])
 
     def best_section(self, hit: Hit, question: str) -> tuple[str, str]:
         """The section of the hit's piece whose heading and words match the question best
