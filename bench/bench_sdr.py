@@ -160,7 +160,7 @@ def bench_model(n_turns: int, data: Path) -> None:
     from fake_openai import FakeOpenAI
 
     from integrations.llm import LLMConfig, build_chat_model
-    from integrations.llm.brain import ModelBrain
+    from integrations.llm.model_brain import ModelBrain
 
     def answer(req: dict) -> dict:
         if req.get("tools"):

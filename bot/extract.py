@@ -11,6 +11,7 @@ from datetime import date
 from typing import Any
 
 from .playbook import Playbook
+from .text import EMAIL_RE, has_word
 
 # ---------------------------------------------------------------------------------------------
 # Result types
@@ -41,7 +42,6 @@ class Understanding:
 # ---------------------------------------------------------------------------------------------
 # Small helpers
 
-EMAIL_RE = re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}")
 FREE_MAIL = {"gmail", "yahoo", "hotmail", "outlook", "icloud", "aol", "proton", "protonmail", "gmx",
              "live", "msn", "me", "mail", "yandex", "zoho", "fastmail", "hey"}
 QUESTION_START = re.compile(
@@ -64,10 +64,6 @@ def _num(raw: str, suffix: str | None = None) -> float | None:
     elif s in ("m", "mm", "million"):
         n *= 1_000_000
     return n
-
-
-def _has_word(text: str, phrase: str) -> bool:
-    return re.search(r"(?<![\w-])" + re.escape(phrase) + r"(?![\w-])", text) is not None
 
 
 def split_sentences(text: str) -> list[str]:
@@ -259,7 +255,7 @@ def extract_industry(text: str, playbook: Playbook, asked: bool = False) -> Fact
     best: tuple[int, str, str] | None = None
     for industry, words in playbook.industries.items():
         for w in [industry.replace("_", " ")] + list(words):
-            if _has_word(low, w.lower()):
+            if has_word(low, w.lower()):
                 hit = (len(w), industry, w)
                 if best is None or hit[0] > best[0]:
                     best = hit

@@ -10,8 +10,14 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+import logging
+
+from .outbox import enqueue
 from .playbook import Playbook, Rep
-from .store import ContentSent, Lead, Meeting, Message, OutboxEntry, ScoreEvent, Store, utcnow
+from .scoring import engage, rescore, restage
+from .store import Activity, ContentSent, Lead, Meeting, Message, OutboxEntry, ScoreEvent, Store, utcnow
+
+log = logging.getLogger("sdr.handoff")
 
 DAYS = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
 
@@ -43,6 +49,25 @@ def assign_rep(s: Session, playbook: Playbook, lead: Lead, now: datetime | None 
     lead.owner = rep.id
     lead.owner_assigned_at = now
     return rep
+
+
+def queue_handoff(s: Session, playbook: Playbook, lead: Lead, reason: str, now: datetime) -> OutboxEntry | None:
+    """Queue the lead's handoff to sales in the caller's transaction: exactly one per lead (its
+    idempotency key is `handoff:<lead id>`), never for a disqualified lead. `reason` is sql,
+    asked_for_human or meeting_requested. Returns the new entry, or None when nothing was queued."""
+    if lead.disqualified_reason:
+        return None
+    events = s.scalars(select(ScoreEvent).where(ScoreEvent.lead_id == lead.id).order_by(ScoreEvent.points.desc())).all()
+    top = [{"points": round(e.points, 1), "reason": e.reason} for e in events if e.points > 0][:5]
+    entry = enqueue(s, kind="handoff", key=f"handoff:{lead.id}", lead_id=lead.id, now=now,
+                    payload={"reason": reason, "score": round(lead.score, 1), "fit_score": round(lead.fit_score, 1),
+                             "engagement_score": round(lead.engagement_score, 1), "fields": dict(lead.fields or {}),
+                             "top_reasons": top, "channel": playbook.handoff.channel})
+    if entry is None:
+        return None
+    lead.handed_off_at = now
+    log.info("handoff queued for lead %s (%s, score %.1f)", lead.id, reason, lead.score)
+    return entry
 
 
 def story(s: Session, playbook: Playbook, lead: Lead, reason: str | None = None) -> dict[str, Any]:
@@ -106,6 +131,32 @@ def not_a_fit(store: Store, lead_id: str, user: str) -> float:
         lead.disqualified_reason = "not_a_fit"
         lead.updated_at = utcnow()
         return points
+
+
+def mark_booked(store: Store, playbook: Playbook, lead_id: str, user: str, now: datetime | None = None) -> bool:
+    """A rep says a meeting is booked (Slack's "Book meeting"): the rep claims the lead, the
+    `meeting_booked` engagement is scored once per lead however often it is clicked, and the stage
+    becomes meeting_booked unless the lead is disqualified. Returns True when this call booked it,
+    False when it was already booked. Raises LookupError for an unknown lead."""
+    now = now or utcnow()
+    with store.session() as s:
+        lead = s.get(Lead, lead_id, with_for_update=True)
+        if lead is None:
+            raise LookupError(lead_id)
+        if not lead.claimed_by:
+            lead.claimed_by = user
+        already = s.scalar(select(func.count()).select_from(Activity).where(
+            Activity.lead_id == lead.id, Activity.type == "meeting_booked")) or 0
+        if already or lead.stage == "meeting_booked":
+            return False
+        if "meeting_booked" in playbook.engagement:
+            engage(s, playbook, lead, "meeting_booked", {"by": user, "source": "slack"}, now)
+        rescore(s, playbook, lead, now)
+        restage(playbook, lead, engaged=True)
+        if lead.stage != "disqualified":
+            lead.stage = "meeting_booked"
+        lead.updated_at = now
+        return True
 
 
 def stats_today(store: Store, now: datetime | None = None) -> dict[str, int]:

@@ -27,6 +27,20 @@ from .store import OutboxEntry, Store, utcnow
 log = logging.getLogger("sdr.outbox")
 
 
+def enqueue(s: Any, *, kind: str, key: str, lead_id: str | None, payload: dict[str, Any],
+            now: datetime) -> OutboxEntry | None:
+    """Queue a side effect in the caller's open transaction, so it commits with the change that
+    caused it. `key` is the idempotency key: when an entry with it exists, nothing is added and
+    None is returned (exactly once per key)."""
+    if s.scalars(select(OutboxEntry.id).where(OutboxEntry.idempotency_key == key)).first() is not None:
+        return None
+    entry = OutboxEntry(lead_id=lead_id, kind=kind, idempotency_key=key, payload=payload, created_at=now,
+                        next_attempt_at=now)
+    s.add(entry)
+    s.flush()
+    return entry
+
+
 class RetryLater(Exception):
     """A temporary failure; `after_s` is how long the other side asked us to wait (Retry-After)."""
 

@@ -11,21 +11,13 @@ from typing import Any
 
 from knowledge.retrieve import Hit, KnowledgeBase, LeadContext, best_sentences, keywords
 
-from .extract import Understanding, integrations_asked
+from .answers import Answer, answer_question
+from .extract import Understanding
 from .playbook import Playbook
+from .text import has_word
 
-ANSWER_MIN_SIMILARITY = 0.83   # below this, the best chunk is about something else (measured on the sample)
-ANSWER_MIN_SIMILARITY_ON_TOPIC = 0.80   # when the best chunk is also the right kind (pricing page for a price question)
 SKIP_COOLDOWN_TURNS = 3         # a skipped question is not asked again for this many turns
 MAX_ASKS_PER_FIELD = 2          # asked twice and ignored twice: treat as skipped
-
-
-@dataclass
-class Answer:
-    question: str
-    hit: Hit | None = None            # the content that answers it
-    unknown: bool = False             # the content does not answer it
-    integration: str | None = None    # "do you integrate with X?" — X
 
 
 @dataclass
@@ -67,7 +59,7 @@ def persona_for(playbook: Playbook, role: Any) -> str | None:
     text = str(role).lower()
     for persona, words in playbook.personas.items():
         for w in words:
-            if re.search(r"(?<![\w-])" + re.escape(w.lower()) + r"(?![\w-])", text):
+            if has_word(text, w.lower()):
                 return persona
     return None
 
@@ -101,53 +93,6 @@ def next_field(playbook: Playbook, fields: dict[str, Any], state: dict[str, Any]
     return None
 
 
-def _answer(kb: KnowledgeBase, question: str, u: Understanding, ctx: LeadContext) -> list[Answer]:
-    answers: list[Answer] = []
-    targets = [t for t in integrations_asked(question) if t] if u.integrations_asked else []
-    for target in targets[:2]:
-        mentions = kb.mentions(target)
-        mentions.sort(key=lambda h: (h.type != "integration", h.type != "faq"))
-        if mentions:
-            answers.append(Answer(question, hit=mentions[0], integration=target))
-        else:
-            answers.append(Answer(question, unknown=True, integration=target))
-    if targets:
-        return answers
-    prefer = ({"pricing": 0.03} if "pricing" in u.topics else {"case_study": 0.03} if "customers" in u.topics
-              else {"faq": 0.01} if u.topics & {"security", "onboarding"} else None)
-    query = " ".join([question] + [TOPIC_EXPANSIONS[t] for t in sorted(u.topics) if t in TOPIC_EXPANSIONS])
-    hits = kb.search(query, ctx, k=3, prefer_types=prefer)
-    top = hits[0] if hits else None
-    on_topic = top is not None and any(top.type in TOPIC_TYPES.get(t, ()) for t in u.topics)
-    if top is not None and top.similarity >= (ANSWER_MIN_SIMILARITY_ON_TOPIC if on_topic else ANSWER_MIN_SIMILARITY):
-        if on_topic or _overlaps(keywords(question), keywords(top.text + " " + top.title + " " + top.heading)):
-            heading, text = kb.best_section(top, question)
-            top.heading, top.text = heading, text
-            top.snippet = best_sentences(text, question)
-            if "pricing" in u.topics and top.type == "pricing" and PRICE_ASK_RE.search(question):
-                priced = [h for h in kb.headings(top.doc_id) if re.search(r"[$€£]\d|\bcustom\b", h, re.I)]
-                if priced:
-                    top.snippet = "; ".join(priced) + "."
-            return [Answer(question, hit=top)]
-    return [Answer(question, unknown=True)]
-
-
-TOPIC_EXPANSIONS = {"pricing": "pricing plans price per user per month", "integration": "integrations integrate with",
-                    "security": "security compliance", "onboarding": "onboarding setup implementation support",
-                    "customers": "customer case study results"}
-TOPIC_TYPES = {"pricing": ("pricing",), "integration": ("integration",), "security": ("faq",), "onboarding": ("faq",),
-               "customers": ("case_study",)}
-PRICE_ASK_RE = re.compile(r"\b(?:how much|cost|costs|price|prices|pricing|per (?:user|seat)|what (?:are )?(?:the |your )?plans)\b", re.I)
-
-
-def _overlaps(a: set[str], b: set[str]) -> bool:
-    """Shared content words, counting 'on-prem' ~ 'on-premise' and 'integrate' ~ 'integrations'."""
-    if a & b:
-        return True
-    return any(len(x) >= 5 and len(y) >= 5 and (x.startswith(y[:5]) and y.startswith(x[:5])) and (x.startswith(y) or y.startswith(x))
-               for x in a for y in b)
-
-
 def decide(*, playbook: Playbook, kb: KnowledgeBase | None, u: Understanding, fields: dict[str, Any],
            learned: list[str], stage: str, crossed_sql: bool, handed_off: bool, state: dict[str, Any],
            turn: int, first_turn: bool, sent_urls: set[str], text: str,
@@ -169,7 +114,7 @@ def decide(*, playbook: Playbook, kb: KnowledgeBase | None, u: Understanding, fi
                 continue
             # "is it secure? we need SOC 2": a short message's statements are part of its question
             asked = text if len(u.questions) == 1 and len(text) <= 240 else q
-            d.answers.extend(_answer(kb, asked, u, ctx))
+            d.answers.extend(answer_question(kb, asked, u, ctx))
             if len(d.answers) >= 2:
                 break
     if "unsubscribe" in u.intents:

@@ -7,7 +7,7 @@ to its score (fit events + engagement events + decay events).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Iterable
 
 from .playbook import FitRule, Playbook
@@ -130,3 +130,72 @@ def stage_for(playbook: Playbook, score: float, previous: str, *, engaged: bool,
     if human and order.index(best) < order.index("sql"):
         return "human"
     return best
+
+
+# ---------------------------------------------------------------------------------------------
+# Recording score changes on a lead (inside the caller's transaction)
+
+
+def engage(s: Any, playbook: Playbook, lead: Any, event_type: str, properties: dict[str, Any],
+           now: datetime) -> ScoreChange | None:
+    """Record one engagement event on `lead`: an Activity row always, a ScoreEvent when it earns
+    points (the per-type daily cap counts what was awarded on `now`'s UTC day). `s` is an open
+    SQLAlchemy session; nothing is committed here."""
+    from sqlalchemy import func, select
+
+    from .store import Activity, ScoreEvent
+
+    day_start = now.replace(hour=0, minute=0, second=0, microsecond=0)
+    awarded = float(s.scalar(select(func.coalesce(func.sum(ScoreEvent.points), 0.0)).where(
+        ScoreEvent.lead_id == lead.id, ScoreEvent.rule == f"engagement.{event_type}",
+        ScoreEvent.at >= day_start, ScoreEvent.at < day_start + timedelta(days=1))) or 0.0)
+    change = engagement_change(playbook, event_type, awarded, properties)
+    s.add(Activity(lead_id=lead.id, type=event_type, properties=properties,
+                   points_awarded=change.points if change else 0.0, at=now))
+    if change:
+        s.add(ScoreEvent(lead_id=lead.id, kind=change.kind, rule=change.rule, points=change.points,
+                         reason=change.reason, at=now))
+        s.flush()
+    return change
+
+
+def rescore(s: Any, playbook: Playbook, lead: Any, now: datetime) -> list[ScoreChange]:
+    """Record fit deltas and decay as score events, then set the lead's fit, engagement and total
+    score to the sums of its events (so the events always add up to the score)."""
+    from sqlalchemy import select
+
+    from .store import ScoreEvent
+
+    changes, applied = fit_changes(playbook, dict(lead.fields or {}), dict(lead.fit_rules or {}))
+    lead.fit_rules = applied
+    for c in changes:
+        s.add(ScoreEvent(lead_id=lead.id, kind=c.kind, rule=c.rule, points=c.points, reason=c.reason, at=now))
+    s.flush()
+    rows = s.execute(select(ScoreEvent.kind, ScoreEvent.points, ScoreEvent.at).where(ScoreEvent.lead_id == lead.id)).all()
+    eng = [(p, at) for kind, p, at in rows if kind == "engagement"]
+    current = sum(p for kind, p, _ in rows if kind in ("engagement", "decay"))
+    d = decay_change(playbook, eng, current, now)
+    if d:
+        s.add(ScoreEvent(lead_id=lead.id, kind=d.kind, rule=d.rule, points=d.points, reason=d.reason, at=now))
+        changes.append(d)
+        current += d.points
+    lead.fit_score = sum(p for kind, p, _ in rows if kind == "fit")
+    lead.engagement_score = current
+    other = sum(p for kind, p, _ in rows if kind not in ("fit", "engagement", "decay"))   # e.g. a rep's verdict
+    lead.score = lead.fit_score + lead.engagement_score + other
+    return changes
+
+
+def restage(playbook: Playbook, lead: Any, engaged: bool) -> None:
+    """Set the lead's stage (and settle its disqualification reason) from its score and flags."""
+    disq = None
+    seniority = (lead.fields or {}).get("seniority")
+    if seniority in playbook.disqualify.seniority:
+        disq = "student"
+    elif lead.disqualified_reason == "not_a_fit":
+        disq = "not_a_fit"
+    elif lead.disqualified_reason in ("job_seeker", "competitor"):
+        disq = lead.disqualified_reason if (lead.disqualified_reason != "job_seeker" or playbook.disqualify.job_seekers) else None
+    lead.disqualified_reason = disq
+    lead.stage = stage_for(playbook, lead.score, lead.stage, engaged=engaged, disqualified=disq is not None,
+                           human=lead.human_requested_at is not None)

@@ -16,7 +16,7 @@ import zlib
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
@@ -115,7 +115,7 @@ class SDR:
 
     def __init__(self, settings: Settings | None = None, *, playbook: Playbook | None = None,
                  knowledge: Any = None, brain: Brain | None = None, store: Store | None = None,
-                 load_knowledge: bool = True):
+                 load_knowledge: bool = True, clock: "Callable[[], datetime] | None" = None):
         self.settings = settings or Settings.from_env()
         self.settings.ensure_dirs()
         self.playbook = playbook or load_playbook(self.settings.playbook_path)
@@ -126,6 +126,7 @@ class SDR:
         self.kb = knowledge
         self.brain: Brain = brain or RuleBrain(self.playbook)
         self.fallback_brain = RuleBrain(self.playbook)
+        self.clock = clock or utcnow   # naive UTC now; tests and simulations inject their own
         self.calendar: Any = None   # a CalendarBackend (integrations/calendar), set by the composition root
         self._locks = [threading.Lock() for _ in range(64)]
         self.counters: dict[str, int] = {"turns": 0, "guard_fallbacks": 0}
@@ -174,7 +175,7 @@ class SDR:
         """One turn in three short transactions; the model (if any) is called between them, so a
         slow model never holds a database lock."""
         t0 = time.perf_counter()
-        now = inbound.at or utcnow()
+        now = inbound.at or self.clock()
         deadline = time.monotonic() + self.settings.turn_deadline_s
         timings: dict[str, float] = {}
         usage: dict[str, Any] = {"model_calls": 0, "prompt_tokens": 0, "completion_tokens": 0, "model_ms": 0.0,
@@ -423,7 +424,7 @@ class SDR:
         if event_type not in self.playbook.engagement:
             known = ", ".join(sorted(self.playbook.engagement))
             raise InputError("unknown_event_type", f"event type {event_type!r} is not in the playbook; known types: {known}")
-        now = at or utcnow()
+        now = at or self.clock()
         with self.store.session() as s:
             if lead_id:
                 lead = s.get(Lead, lead_id)
@@ -457,7 +458,7 @@ class SDR:
 
     def rescore(self, lead_id: str, at: datetime | None = None) -> dict[str, Any]:
         """Apply decay (and playbook changes) to one lead now."""
-        now = at or utcnow()
+        now = at or self.clock()
         with self.store.session() as s:
             lead = s.get(Lead, lead_id)
             if lead is None:

@@ -15,6 +15,7 @@ from typing import Any, Iterable
 from .embeddings import get_embeddings
 from .index import open_collection
 from .ingest import IngestReport, ingest
+from bot.text import word_pattern
 
 STOPWORDS = set("""a an the and or but if of to in on for with at by from as is are was were be been being do does did
 have has had i we you they he she it our your their my me us them this that these those what which who whom how why
@@ -143,7 +144,7 @@ class KnowledgeBase:
 
     def mentions(self, term: str) -> list[Hit]:
         """Pieces whose text names `term` (case-insensitive, whole words): what we really say about it."""
-        rx = re.compile(r"(?<![\w-])" + re.escape(term.strip()) + r"(?![\w-])", re.I)
+        rx = word_pattern(term.strip(), ignore_case=True)
         hits: dict[str, Hit] = {}
         for text, meta in self._load_corpus().values():
             if rx.search(text) or rx.search(meta.get("title", "")):

@@ -7,7 +7,7 @@ import pytest
 
 from bot.turn import Inbound
 from integrations.llm import LLMConfig, build_chat_model, llm_config
-from integrations.llm.brain import ModelBrain
+from integrations.llm.model_brain import ModelBrain
 
 
 def extraction(**fields):

@@ -54,6 +54,6 @@ def make_brain(sdr: Any) -> Any:
     cfg = llm_config(sdr.playbook)
     if not cfg.enabled:
         return sdr.brain
-    from .brain import ModelBrain
+    from .model_brain import ModelBrain
 
     return ModelBrain(sdr.playbook, build_chat_model(cfg, sdr.settings.turn_deadline_s), model_name=cfg.model)

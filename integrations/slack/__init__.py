@@ -16,7 +16,7 @@ from slack_sdk import WebClient
 from sqlalchemy import select
 from slack_sdk.errors import SlackApiError
 
-from bot.handoff import assign_rep, claim, not_a_fit, stats_today, story
+from bot.handoff import assign_rep, claim, mark_booked, not_a_fit, stats_today, story
 from bot.outbox import Delivery, PermanentError, RetryLater
 from bot.store import Lead, utcnow
 
@@ -237,12 +237,7 @@ def make_bolt_app(sdr: Any, cfg: SlackConfig) -> Any:
         ack()
         user = body["user"]["id"]
         lead_id = body["actions"][0]["value"]
-        claim(sdr.store, lead_id, user)
-        sdr.record_event("meeting_booked", lead_id=lead_id, properties={"by": user, "source": "slack"})
-        with sdr.store.session() as s:
-            lead = s.get(Lead, lead_id)
-            if lead is not None and lead.stage != "disqualified":
-                lead.stage = "meeting_booked"
+        mark_booked(sdr.store, sdr.playbook, lead_id, user)
         _restatus(body, client, f":calendar: <@{user}> is booking the meeting")
 
     @app.action("sdr_not_fit")
