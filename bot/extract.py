@@ -34,6 +34,7 @@ class Understanding:
     integrations_asked: list[str] = field(default_factory=list)
     requested_action: str = "continue"  # continue | handoff | book | human | unsubscribe
     skipped: str | None = None          # the field the visitor declined to answer
+    pick: Any = None                    # the offered meeting slot (bot.booking.Slot) the visitor chose, if any
 
     def values(self) -> dict[str, Any]:
         return {k: f.value for k, f in self.fields.items()}

@@ -84,6 +84,7 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 # ---------------------------------------------------------------------------------------------
 # A fresh data dir and environment for every test
 
+_ENV_PREFIXES = ("SDR_", "SLACK_", "OPENAI_", "CALCOM_")
 _SDR_ENV = ("SDR_DATA_DIR", "SDR_DATABASE_URL", "SDR_PLAYBOOK", "SDR_EMBEDDINGS", "SDR_CHROMA_URL", "SDR_ADMIN_TOKEN",
             "SDR_RATE_PER_SESSION", "SDR_RATE_PER_IP", "OPENAI_API_KEY", "OPENAI_BASE_URL", "SDR_LLM_PROVIDER",
             "SLACK_BOT_TOKEN", "SLACK_SIGNING_SECRET")
@@ -91,8 +92,9 @@ _SDR_ENV = ("SDR_DATA_DIR", "SDR_DATABASE_URL", "SDR_PLAYBOOK", "SDR_EMBEDDINGS"
 
 @pytest.fixture(autouse=True)
 def data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
-    for name in _SDR_ENV:
-        monkeypatch.delenv(name, raising=False)
+    for name in list(os.environ):   # every setting of ours, whatever its name: a test starts from the defaults
+        if (name.startswith(_ENV_PREFIXES) or name in _SDR_ENV) and not name.startswith("SDR_TEST_"):
+            monkeypatch.delenv(name, raising=False)
     d = tmp_path / "sdr-data"
     monkeypatch.setenv("SDR_DATA_DIR", str(d))
     yield d
