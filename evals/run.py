@@ -9,18 +9,76 @@ content recommended, and phrases the reply must or must not contain.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 CASES = Path(__file__).with_name("conversations.yaml")
+Stage = Literal["new", "engaged", "mql", "sql", "meeting_booked", "human", "disqualified"]
+
+
+class CaseError(ValueError):
+    """A case file the runner cannot use; the message names the file, the case and the key."""
+
+
+class Expect(BaseModel):
+    """What a case checks at its end. Every key is optional; an unknown one is a mistake."""
+    model_config = ConfigDict(extra="forbid")
+
+    stage: Stage | None = None
+    handoff: bool | None = None
+    fields: dict[str, Any] = Field(default_factory=dict)
+    recommended: str | None = None
+    reply_contains: list[str] = Field(default_factory=list)
+    reply_not_contains: list[str] = Field(default_factory=list)
+
+
+class Case(BaseModel):
+    """One scripted prospect: what they say, in order, and what should be true afterwards."""
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(min_length=1)
+    messages: list[str] = Field(min_length=1)
+    expect: Expect = Field(default_factory=Expect)
+
+
+def _problem(err: dict[str, Any]) -> str:
+    key = ".".join(str(p) for p in err["loc"]) or "(the case)"
+    if err["type"] == "extra_forbidden":
+        model = Expect if err["loc"][:1] == ("expect",) else Case
+        return f"unknown key {key!r} (known: {', '.join(model.model_fields)})"
+    if err["type"] == "missing":
+        return f"missing key {key!r}"
+    return f"{key}: {err['msg']} (got {err.get('input')!r})"
+
+
+def validate_case(case: Any, index: int, source: str = "cases") -> dict[str, Any]:
+    """The case, checked; raises CaseError naming the case (or its position) and every bad key."""
+    label = f"case #{index + 1}"
+    if isinstance(case, dict) and isinstance(case.get("name"), str):
+        label += f" {case['name']!r}"
+    if not isinstance(case, dict):
+        raise CaseError(f"{source}: {label} is not a mapping with 'name', 'messages' and 'expect'")
+    try:
+        Case.model_validate(case)
+    except ValidationError as e:
+        raise CaseError(f"{source}: {label}: " + "; ".join(_problem(err) for err in e.errors())) from None
+    return case
 
 
 def load_cases(path: str | Path | None = None) -> list[dict[str, Any]]:
-    data = yaml.safe_load(Path(path or CASES).read_text(encoding="utf-8"))
+    """The cases in PATH (default: the bundled conversations), each validated; CaseError otherwise."""
+    source = str(path or CASES)
+    try:
+        data = yaml.safe_load(Path(path or CASES).read_text(encoding="utf-8"))
+    except yaml.YAMLError as e:
+        raise CaseError(f"{source}: not valid YAML: {e}") from None
+    except OSError as e:
+        raise CaseError(f"{source}: cannot read it: {e.strerror}") from None
     if not isinstance(data, list):
-        raise ValueError(f"{path or CASES}: expected a list of cases with 'name', 'messages' and 'expect'")
-    return data
+        raise CaseError(f"{source}: expected a list of cases with 'name', 'messages' and 'expect'")
+    return [validate_case(c, i, source) for i, c in enumerate(data)]
 
 
 def run_case(sdr: Any, case: dict[str, Any]) -> dict[str, Any]:
@@ -61,8 +119,9 @@ def run_case(sdr: Any, case: dict[str, Any]) -> dict[str, Any]:
             "stage": lead["stage"], "turns": len(case["messages"])}
 
 
-def run(sdr: Any, path: str | Path | None = None, progress: bool = True) -> list[dict[str, Any]]:
+def run(sdr: Any, path: str | Path | None = None, progress: bool = True,
+        cases: list[dict[str, Any]] | None = None) -> list[dict[str, Any]]:
     from tqdm import tqdm
 
-    cases = load_cases(path)
+    cases = load_cases(path) if cases is None else cases
     return [run_case(sdr, c) for c in tqdm(cases, desc="eval", unit="conversation", disable=not progress)]

@@ -15,7 +15,7 @@ def test_scripted_prospect(sdr, case):
 def test_eval_command_reports(monkeypatch):
     from click.testing import CliRunner
 
-    from bot.cli import main
+    from integrations.cli import main
     r = CliRunner().invoke(main, ["eval"])
     assert r.exit_code == 0, r.output
     assert f"{len(CASES)}/{len(CASES)} conversations as expected" in r.output

@@ -32,8 +32,8 @@ def hot_lead(sdr, email="dana@acmehealth.example"):
 
 
 def worker_for(sdr, **kw):
-    from integrations.outbox import make_outbox_worker
-    w, notes = make_outbox_worker(sdr, **kw)
+    from integrations.wiring import build_outbox_worker
+    w, notes = build_outbox_worker(sdr, **kw)
     return w
 
 
@@ -152,10 +152,10 @@ def test_bad_channel_is_dead_lettered_with_the_reason(sdr, slack_env):
 def test_without_slack_handoffs_wait_visibly(sdr):
     from click.testing import CliRunner
 
-    from bot.cli import main
-    from integrations.outbox import make_outbox_worker
+    from integrations.cli import main
+    from integrations.wiring import build_outbox_worker
     hot_lead(sdr)
-    w, notes = make_outbox_worker(sdr)
+    w, notes = build_outbox_worker(sdr)
     assert w.run_once() == {} and "SLACK_BOT_TOKEN" in notes[0]
     out = CliRunner().invoke(main, ["outbox"]).output
     assert "handoff" in out and "pending" in out
@@ -165,8 +165,8 @@ def test_without_slack_handoffs_wait_visibly(sdr):
 
 @pytest.fixture
 def slack_app(sdr, slack_env):
-    from integrations.web.app import create_app
-    app = create_app(sdr)
+    from integrations.wiring import build_web_app
+    app = build_web_app(sdr)
     return app.test_client()
 
 

@@ -1,7 +1,8 @@
 """`sdr`: run the demo, serve the chat, chat in the terminal, load content, look at leads.
 
+The operator's channel: it builds the SDR through the composition root (`integrations.wiring`).
 Every command honours SDR_DATA_DIR (default ./.sdr) for the database, the vector store and logs,
-and SDR_PLAYBOOK / --playbook for the playbook.
+and SDR_PLAYBOOK / --playbook for the playbook; `sdr config` shows every setting.
 """
 from __future__ import annotations
 
@@ -11,67 +12,86 @@ from pathlib import Path
 from typing import Any
 
 import click
+from click.core import ParameterSource
 
-from .config import Settings, setup_logging
-from .playbook import PlaybookError
+from bot.logs import setup_logging
+from bot.playbook import PlaybookError
+from bot.settings import Settings, SettingsError, describe
 
 SAMPLE = Path(__file__).resolve().parent.parent / "knowledge" / "sample"
 
 
 def _settings(ctx: click.Context) -> Settings:
-    obj = ctx.obj or {}
-    return Settings.from_env(data_dir=obj.get("data_dir"), playbook_path=obj.get("playbook"))
+    """The settings: the environment, with --data-dir / --playbook when given on the command line."""
+    obj = (ctx.find_root().obj if ctx else None) or {}
+    try:
+        return Settings.from_env(data_dir=obj.get("data_dir"), playbook_path=obj.get("playbook"))
+    except SettingsError as e:
+        raise click.ClickException(str(e)) from None
 
 
 def _sdr(ctx: click.Context, load_knowledge: bool = True) -> Any:
-    from .turn import SDR
+    from integrations.calendar import CalendarConfigError
+    from integrations.wiring import build_sdr
 
     settings = _settings(ctx)
     setup_logging(settings)
     try:
-        sdr = SDR(settings, load_knowledge=load_knowledge)
-    except PlaybookError as e:
+        return build_sdr(settings, load_knowledge=load_knowledge)
+    except (PlaybookError, CalendarConfigError, SettingsError) as e:
         raise click.ClickException(str(e)) from None
-    if load_knowledge:
-        from integrations.calendar import CalendarConfigError, make_calendar
-        from integrations.llm import make_brain   # the composition root picks the brain and the calendar
 
-        sdr.brain = make_brain(sdr)
-        if sdr.playbook.reps:
-            try:
-                sdr.calendar = make_calendar(sdr.playbook, sdr.store)
-            except CalendarConfigError as e:
-                raise click.ClickException(str(e)) from None
-    return sdr
+
+def _port_free(host: str, port: int) -> bool:
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)   # as the server will: TIME_WAIT is free
+        try:
+            s.bind((host, port))
+            return True
+        except OSError:
+            return False
 
 
 def _free_port(host: str, start: int) -> int:
     for port in range(start, start + 50):
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-            try:
-                s.bind((host, port))
-                return port
-            except OSError:
-                continue
+        if _port_free(host, port):
+            return port
     raise click.ClickException(f"no free port between {start} and {start + 49} on {host}; pass --port")
 
 
-def _ingest(sdr: Any, paths: list[str], prune: bool, progress: bool = True) -> None:
+def _ingest(sdr: Any, paths: list[str], prune: bool, progress: bool = True) -> int:
+    """Ingest PATHS; print every failure and warn about folders without content. Returns the number
+    of paths or files that failed."""
+    from knowledge.ingest import EXTENSIONS, iter_files
+
+    for p in paths:
+        if Path(p).is_dir() and not iter_files([p])[0]:
+            click.secho(f"  warning: {p} holds no {'/'.join(sorted(EXTENSIONS))} files; nothing to load from it",
+                        fg="yellow", err=True)
     report = sdr.kb.ingest(paths, prune=prune, progress=progress)
     for _path, msg in report.errors:
-        click.secho(f"  skipped: {msg}", fg="yellow", err=True)
+        click.secho(f"  failed: {msg}", fg="red", err=True)
     click.echo(f"Ingested {report.summary()}. The content store holds {sdr.kb.count()} chunks.")
+    if report.files == 0 and not report.errors:
+        click.secho("  warning: no supported files found: nothing was loaded", fg="yellow", err=True)
+    return len(report.errors)
+
+
+def _run_server(host: str, port: int, app: Any) -> None:
+    """Serve APP until Ctrl+C (the socket is already known to be free)."""
+    from werkzeug.serving import run_simple
+
+    run_simple(host, port, app, threaded=True, use_reloader=False, use_debugger=False)
 
 
 def _serve(sdr: Any, host: str, port: int, worker: bool = True) -> None:
-    from integrations.outbox import make_outbox_worker
-    from integrations.web.app import create_app
+    from integrations.wiring import build_outbox_worker, build_web_app
 
     if not sdr.settings.public_url:
         sdr.settings.public_url = f"http://{host}:{port}"
-    app = create_app(sdr)
+    app = build_web_app(sdr)
     if worker:
-        w, notes = make_outbox_worker(sdr)
+        w, notes = build_outbox_worker(sdr)
         for note in notes:
             click.secho(f"  {note}", fg="yellow")
         w.start()
@@ -81,9 +101,7 @@ def _serve(sdr: Any, host: str, port: int, worker: bool = True) -> None:
     click.echo(f"  brain: {sdr.brain.name} · leads: `sdr leads` · data: {sdr.settings.data_dir}"
                f" · logs: {sdr.settings.log_dir / 'sdr.log'}")
     click.echo("  Ctrl+C stops.\n")
-    from werkzeug.serving import run_simple
-
-    run_simple(host, port, app, threaded=True, use_reloader=False, use_debugger=False)
+    _run_server(host, port, app)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -98,13 +116,40 @@ def main(ctx: click.Context, data_dir: str | None, playbook: str | None) -> None
 
     \b
     Start here:
-      sdr demo                      ingest the sample content and open the chat page
+      sdr demo                      ingest the sample content and open the chat page (offline, no keys)
       sdr ingest ./content          load your own Markdown/HTML/text/PDF content
       sdr --playbook my.yaml serve  serve with your own playbook
       sdr chat                      talk to it in the terminal and watch the score move
-      sdr leads / sdr lead ID       see who came in, their score breakdown and transcript
+      sdr leads / sdr lead ID|EMAIL see who came in, their score breakdown and transcript
+      sdr eval                      play scripted prospects and check how the SDR did
+      sdr config                    every setting (environment variable), its value and where it came from
+
+    \b
+    Settings come from environment variables (SDR_*, OPENAI_*, SLACK_*, CALCOM_API_KEY); a bad value
+    stops the command, naming the variable. `sdr COMMAND --help` explains each command.
     """
-    ctx.obj = {"data_dir": data_dir, "playbook": playbook}
+    def given(name: str, value: str | None) -> str | None:
+        # from the command line only: the environment is read by the settings themselves
+        return value if ctx.get_parameter_source(name) == ParameterSource.COMMANDLINE else None
+
+    ctx.obj = {"data_dir": given("data_dir", data_dir), "playbook": given("playbook", playbook)}
+
+
+@main.command()
+@click.pass_context
+def config(ctx: click.Context) -> None:
+    """Print the effective settings: each environment variable, its value (secrets masked as sk-…1234
+    or ********), where the value came from (default, environment, or override for --data-dir and
+    --playbook) and what it does. A bad value stops here too, naming the variable and the fix."""
+    settings = _settings(ctx)
+    rows = describe(settings)
+    width = max(len(r["variable"]) for r in rows)
+    for r in rows:
+        src = {"default": "default", "environment": "environment", "override": "command line"}[r["source"]]
+        color = None if r["source"] == "default" else "cyan"
+        click.secho(f"{r['variable']:<{width}}  {r['value']}", fg=color, bold=r["source"] != "default", nl=False)
+        click.echo(f"   [{src}]")
+        click.secho(f"{'':<{width}}  {r['description']}", dim=True)
 
 
 @main.command()
@@ -116,14 +161,24 @@ def demo(ctx: click.Context, host: str, port: int, no_serve: bool) -> None:
     """Ingest the bundled sample company's content and serve the chat page. Offline, no keys.
 
     Open the printed URL, chat as a prospect, and watch the panel beside the chat: the lead's
-    stage and score change with a reason for every point.
+    stage and score change with a reason for every point. When --port is taken, the next free
+    port is used (and the command says so).
     """
+    if not no_serve:
+        free = _free_port(host, port)
+        if free != port:
+            click.secho(f"Port {port} on {host} is taken; using port {free} instead.", fg="yellow")
+        port = free
     sdr = _sdr(ctx)
     click.echo(f"Loading the sample content of '{sdr.playbook.company.name}' from {SAMPLE} ...")
-    _ingest(sdr, [str(SAMPLE)], prune=False)
+    if _ingest(sdr, [str(SAMPLE)], prune=False):
+        raise click.ClickException("the sample content did not load completely (see above)")
     if no_serve:
         return
-    _serve(sdr, host, _free_port(host, port))
+    if not _port_free(host, port):
+        port = _free_port(host, port)
+        click.secho(f"That port was taken while loading; using port {port} instead.", fg="yellow")
+    _serve(sdr, host, port)
 
 
 @main.command()
@@ -132,14 +187,21 @@ def demo(ctx: click.Context, host: str, port: int, no_serve: bool) -> None:
 @click.option("--no-worker", is_flag=True, help="Don't deliver the outbox in this process (run `sdr worker` instead).")
 @click.pass_context
 def serve(ctx: click.Context, host: str, port: int, no_worker: bool) -> None:
-    """Serve the chat API, the chat page (/) and the embeddable widget (/widget.js).
+    """Serve the chat API, the chat page (/), the team pages (/leads) and the embeddable widget
+    (/widget.js). Fails at once, before anything is loaded, when PORT is taken: pass --port.
 
     \b
     API:  POST /api/chat    {"message": "...", "session_id"?: "...", "visitor"?: {...}}
           POST /api/events  {"email" | "lead_id", "type": "pricing_page_view", "properties"?: {...}}
           GET  /api/leads/ID   the lead, its score events, messages and queued actions
           GET  /healthz
+    \b
+    Slack (buttons, /sdr) is served at /slack/events when SLACK_BOT_TOKEN and SLACK_SIGNING_SECRET
+    are set; the outbox is delivered in this process unless --no-worker.
     """
+    if not _port_free(host, port):
+        raise click.ClickException(f"port {port} on {host} is taken (another `sdr serve`?); "
+                                   f"stop that process or pass another port, e.g. --port {_free_port(host, port + 1)}")
     sdr = _sdr(ctx)
     if sdr.kb.count() == 0:
         click.secho("The content store is empty: the SDR will say it doesn't know. Load content with "
@@ -153,11 +215,12 @@ def serve(ctx: click.Context, host: str, port: int, no_worker: bool) -> None:
 def worker(ctx: click.Context, poll: float) -> None:
     """Deliver the outbox (Slack handoffs, invitations) on its own, for deployments with several web
     processes started with `sdr serve --no-worker`. Any number of workers may run: each entry is
-    claimed with a lease, so none is delivered twice."""
-    from integrations.outbox import make_outbox_worker
+    claimed with a lease, so none is delivered twice. Attempts before an entry is dead-lettered:
+    SDR_OUTBOX_MAX_ATTEMPTS (default 8)."""
+    from integrations.wiring import build_outbox_worker
 
     sdr = _sdr(ctx, load_knowledge=False)
-    w, notes = make_outbox_worker(sdr)
+    w, notes = build_outbox_worker(sdr)
     for note in notes:
         click.secho(note, fg="yellow")
     click.echo(f"worker {w.worker_id} delivering: {', '.join(w.handlers) or 'nothing (see above)'} · Ctrl+C stops")
@@ -174,7 +237,7 @@ def outbox(ctx: click.Context) -> None:
     `sdr outbox retry ID` makes one due again now."""
     if ctx.invoked_subcommand:
         return
-    from .outbox import list_entries
+    from bot.outbox import list_entries
 
     sdr = _sdr(ctx, load_knowledge=False)
     rows = list_entries(sdr.store)
@@ -192,7 +255,7 @@ def outbox(ctx: click.Context) -> None:
 @click.pass_context
 def outbox_retry(ctx: click.Context, entry_id: int) -> None:
     """Make outbox entry ENTRY_ID due now (after fixing what made it fail)."""
-    from .outbox import retry_entry
+    from bot.outbox import retry_entry
 
     sdr = _sdr(ctx, load_knowledge=False)
     row = retry_entry(sdr.store, entry_id)
@@ -208,6 +271,8 @@ def outbox_retry(ctx: click.Context, entry_id: int) -> None:
 def ingest(ctx: click.Context, paths: tuple[str, ...], prune: bool) -> None:
     """Load content into the store: folders or files of Markdown (.md with YAML front matter),
     HTML, plain text or PDF. Safe to run again: unchanged chunks are skipped, changed ones updated.
+    Every file that fails is printed, and the command then exits with status 1 (the others are
+    loaded); a folder without supported files gets a warning.
 
     \b
     Front matter the SDR uses to pick content for a lead:
@@ -221,7 +286,11 @@ def ingest(ctx: click.Context, paths: tuple[str, ...], prune: bool) -> None:
       ---
     """
     sdr = _sdr(ctx)
-    _ingest(sdr, list(paths), prune=prune)
+    failed = _ingest(sdr, list(paths), prune=prune)
+    if failed:
+        click.secho(f"{failed} path(s) or file(s) failed (see above); fix them and run `sdr ingest` again.",
+                    fg="red", err=True)
+        ctx.exit(1)
 
 
 def _fmt_points(p: float) -> str:
@@ -236,7 +305,7 @@ def chat(ctx: click.Context, session: str | None) -> None:
 
     Type a message and press Enter; an empty line or Ctrl+D ends the chat.
     """
-    from .turn import Inbound, InputError
+    from bot.turn import Inbound, InputError
 
     sdr = _sdr(ctx)
     if sdr.kb.count() == 0:
@@ -272,7 +341,7 @@ def chat(ctx: click.Context, session: str | None) -> None:
 
 
 def _lead_of(sdr: Any, session: str) -> str:
-    from .store import Conversation
+    from bot.store import Conversation
 
     with sdr.store.session() as s:
         conv = s.get(Conversation, session)
@@ -283,7 +352,11 @@ def _lead_of(sdr: Any, session: str) -> str:
 @click.option("--limit", default=30, show_default=True, help="How many leads, newest first.")
 @click.pass_context
 def leads(ctx: click.Context, limit: int) -> None:
-    """A table of leads: id, stage, score, who they are, and their last message."""
+    """A table of leads (id, stage, score, who they are, their last message), newest first, and the
+    funnel over all leads as the team page (/leads) shows it: each stage counts the leads that
+    reached it, so a lead at SQL counts for new, engaged, MQL and SQL."""
+    from bot.reports import FUNNEL_STAGES, SIDE_STAGES, STAGE_LABELS, funnel
+
     sdr = _sdr(ctx, load_knowledge=False)
     rows = sdr.store.list_leads(limit=limit)
     if not rows:
@@ -296,11 +369,19 @@ def leads(ctx: click.Context, limit: int) -> None:
         who = " · ".join(str(x) for x in (f.get("name"), f.get("role"), f.get("company")) if x) or (lead.email or "anonymous")
         last = (r["last_message"] or "").replace("\n", " ")
         click.echo(f"{lead.id:<22} {lead.stage:<15} {lead.score:>6.1f}  {who[:34]:<34} {last[:60]}")
-    counts: dict[str, int] = {}
-    for r in rows:
-        counts[r["lead"].stage] = counts.get(r["lead"].stage, 0) + 1
-    click.echo("\nfunnel: " + "  ".join(f"{st} {counts.get(st, 0)}" for st in
-                                       ("new", "engaged", "mql", "sql", "meeting_booked", "human", "disqualified")))
+    fun = funnel(sdr.store)
+    click.echo(f"\nfunnel (all {fun.total} leads; each stage counts the leads that reached it): "
+               + " · ".join(f"{STAGE_LABELS[st]} {fun.reached[st]}" for st in FUNNEL_STAGES))
+    click.echo("left the funnel (now): " + " · ".join(f"{STAGE_LABELS[st]} {fun.at[st]}" for st in SIDE_STAGES))
+
+
+def _lead_by_email(sdr: Any, email: str) -> str | None:
+    from sqlalchemy import func, select
+
+    from bot.store import Lead
+
+    with sdr.store.session() as s:
+        return s.scalars(select(Lead.id).where(func.lower(Lead.email) == email.strip().lower())).first()
 
 
 def _bar(value: float, scale: float, width: int = 30, char: str = "█") -> str:
@@ -309,14 +390,19 @@ def _bar(value: float, scale: float, width: int = 30, char: str = "█") -> str:
 
 
 @main.command()
-@click.argument("lead_id")
+@click.argument("lead_id", metavar="ID_OR_EMAIL")
 @click.pass_context
 def lead(ctx: click.Context, lead_id: str) -> None:
-    """One lead: who they are, the score breakdown with every reason, the score over time,
-    the queued actions (handoff) and the transcript."""
-    from .turn import NotFound
+    """One lead, by id (from `sdr leads`) or email: who they are, the score breakdown with every
+    reason, the score over time, the queued actions (handoff) and the transcript."""
+    from bot.turn import NotFound
 
     sdr = _sdr(ctx, load_knowledge=False)
+    if "@" in lead_id:
+        found = _lead_by_email(sdr, lead_id)
+        if found is None:
+            raise click.ClickException(f"no lead with email {lead_id.strip()}. List leads with `sdr leads`.")
+        lead_id = found
     try:
         d = sdr.lead_detail(lead_id)
     except NotFound as e:
@@ -374,7 +460,7 @@ def lead(ctx: click.Context, lead_id: str) -> None:
 @click.pass_context
 def event(ctx: click.Context, event_type: str, email: str | None, lead_id: str | None) -> None:
     """Record a tracked event (e.g. pricing_page_view, webinar_attended) and show the score change."""
-    from .turn import InputError, NotFound
+    from bot.turn import InputError, NotFound
 
     if not email and not lead_id:
         raise click.UsageError("give --email or --lead")
@@ -388,22 +474,40 @@ def event(ctx: click.Context, event_type: str, email: str | None, lead_id: str |
     click.echo(f"lead {r['lead']['id']}: score {r['lead']['score']:g}, stage {r['lead']['stage']}")
 
 
+class _BadCases(click.ClickException):
+    exit_code = 2
+
+
 @main.command(name="eval")
 @click.argument("cases", required=False, type=click.Path(exists=True, dir_okay=False))
 @click.pass_context
 def eval_(ctx: click.Context, cases: str | None) -> None:
     """Play scripted prospects through the SDR and report what it got right.
 
-    CASES is a YAML list of {name, messages, expect}; without it the bundled evals/conversations.yaml
-    runs. Expectations: stage, handoff (true/false), fields, recommended (url), reply_contains,
-    reply_not_contains. Exits non-zero when a case fails.
+    \b
+    CASES is a YAML list of cases; without it the bundled evals/conversations.yaml runs:
+      - name: hot lead books
+        messages: ["Hi, I'm the CRO of a 600 person company", "dana@acme.example"]
+        expect:
+          stage: sql                     # new|engaged|mql|sql|meeting_booked|human|disqualified
+          handoff: true
+          fields: {company_size: 600}
+          recommended: https://...       # a url the SDR sent
+          reply_contains: ["forecast"]
+          reply_not_contains: ["$"]
+    \b
+    Exits 1 when a case fails, 2 when the file has a mistake (named: the case and the key).
     """
-    from evals.run import run as run_evals
+    from evals.run import CaseError, load_cases, run as run_evals
 
+    try:
+        loaded = load_cases(cases)
+    except CaseError as e:
+        raise _BadCases(str(e)) from None
     sdr = _sdr(ctx)
     if sdr.kb.count() == 0:
         _ingest(sdr, [str(SAMPLE)], prune=False)
-    results = run_evals(sdr, cases)
+    results = run_evals(sdr, cases=loaded)
     passed = sum(r["passed"] for r in results)
     for r in results:
         mark = click.style("pass", fg="green") if r["passed"] else click.style("FAIL", fg="red")
