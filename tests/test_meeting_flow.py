@@ -69,7 +69,7 @@ def test_the_rep_gets_the_invitation_in_slack(booking_client, monkeypatch, fake_
     monkeypatch.setenv("SLACK_BOT_TOKEN", fake_slack.token)
     monkeypatch.setenv("SLACK_SIGNING_SECRET", "s")
     monkeypatch.setenv("SLACK_API_URL", fake_slack.base_url)
-    from integrations.outbox import make_outbox_worker
+    from integrations.wiring import build_outbox_worker as make_outbox_worker
     c = booking_client
     d = chat(c, "I'm the CRO of a 600 person company; we need better forecasting this quarter",
              visitor={"timezone": "America/Chicago"})
