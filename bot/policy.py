@@ -5,11 +5,10 @@ qualified. The decision is a typed value the brain turns into words.
 """
 from __future__ import annotations
 
-import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
-from knowledge.retrieve import Hit, KnowledgeBase, LeadContext, best_sentences, keywords
+from knowledge.retrieve import Hit, LeadContext
 
 from .answers import Answer, answer_question
 from .extract import Understanding
@@ -20,12 +19,31 @@ SKIP_COOLDOWN_TURNS = 3         # a skipped question is not asked again for this
 MAX_ASKS_PER_FIELD = 2          # asked twice and ignored twice: treat as skipped
 
 
-@dataclass
+@dataclass(frozen=True)
+class Situation:
+    """What the policy knows this turn besides the understanding: the lead after this message's
+    facts and score, and the conversation so far."""
+    fields: dict[str, Any]
+    learned: tuple[str, ...]          # fields this message filled
+    stage: str                        # the lead's stage after scoring
+    crossed_sql: bool                 # this message took the lead over the SQL threshold
+    handed_off: bool                  # the lead's handoff was queued before this turn
+    state: dict[str, Any]             # the conversation state (turn counters, offers, skips)
+    turn: int                         # 1 for the first message of the conversation
+    first_turn: bool
+    sent_urls: frozenset[str]         # content this lead already received, on any channel
+    text: str                         # the visitor's message
+    disqualified_reason: str | None = None
+
+
+@dataclass(frozen=True)
 class Decision:
+    """What this reply does, decided by rules. The reply plan (bot/compose.py) turns it into
+    what to say, in order; a brain words it."""
     mode: str = "converse"            # converse | refuse | close | unsubscribe
     greet: bool = False
-    learned: list[str] = field(default_factory=list)
-    answers: list[Answer] = field(default_factory=list)
+    learned: tuple[str, ...] = ()
+    answers: tuple[Answer, ...] = ()
     ask_field: str | None = None
     ask_question: str | None = None
     recommend: Hit | None = None
@@ -36,16 +54,11 @@ class Decision:
     not_interested: bool = False
     meeting_accepted: bool = False
     handed_off: bool = False          # this lead's handoff is (now or already) queued
-    close_reason: str | None = None   # student | job_seeker | competitor
-    slots_text: str | None = None     # concrete meeting times offered this reply (from the calendar)
-    booked_text: str | None = None    # the meeting just booked: when, in the visitor's time zone
-    booked_pending: bool = False      # the calendar holds it until the rep confirms
-    meeting_rep: str | None = None    # who the meeting is with
-    ics_url: str | None = None        # the invitation
-    slot_taken: bool = False          # the picked time went to someone else a moment ago
-    calendar_down: bool = False       # the calendar could not be reached; the rep will follow up
+    close_reason: str | None = None   # student | job_seeker | competitor | not_a_fit
+    handoff_reason: str | None = None # sql | asked_for_human | meeting_requested: queue a handoff now
 
     def sources(self) -> list[Hit]:
+        """The content this reply quotes or links, each piece once."""
         out = [a.hit for a in self.answers if a.hit is not None]
         if self.recommend is not None:
             out.append(self.recommend)
@@ -93,73 +106,150 @@ def next_field(playbook: Playbook, fields: dict[str, Any], state: dict[str, Any]
     return None
 
 
-def decide(*, playbook: Playbook, kb: KnowledgeBase | None, u: Understanding, fields: dict[str, Any],
-           learned: list[str], stage: str, crossed_sql: bool, handed_off: bool, state: dict[str, Any],
-           turn: int, first_turn: bool, sent_urls: set[str], text: str,
-           disqualified_reason: str | None = None) -> Decision:
-    d = Decision(learned=learned, handed_off=handed_off)
-    if "injection" in u.intents:
-        d.mode = "refuse"
-        return d
-    d.greet = first_turn and ("greeting" in u.intents or not (u.questions or u.fields))
-    d.objection = "objection" in u.intents
-    ctx = lead_context(playbook, fields, stage)
-    if kb is not None:
-        for q in u.questions[:2]:
-            if "human" in u.intents and not u.topics and not u.integrations_asked:
-                continue  # "can I talk to a person?" is a request, not a content question
-            if "book" in u.intents and not u.topics:
-                continue
-            if "job_seeker" in u.intents:
-                continue
-            # "is it secure? we need SOC 2": a short message's statements are part of its question
-            asked = text if len(u.questions) == 1 and len(text) <= 240 else q
-            d.answers.extend(answer_question(kb, asked, u, ctx))
-            if len(d.answers) >= 2:
-                break
-    if "unsubscribe" in u.intents:
-        d.mode = "unsubscribe"
-        return d
-    if stage == "disqualified":
-        d.mode = "close"
-        d.close_reason = disqualified_reason or "student"
-        d.answers = [a for a in d.answers if a.hit is not None][:1]
-        return d
-    d.human = "human" in u.intents
-    d.book = "book" in u.intents
-    offered = state.get("offered_meeting_turn")
-    if not d.book and offered is not None and turn - offered == 1 and "affirm" in u.intents:
-        d.book = d.meeting_accepted = True   # "sure, let's talk" right after a meeting offer
-    d.offer_meeting = crossed_sql and not d.book
-    d.not_interested = "not_interested" in u.intents and not (d.human or d.book)
-    if d.not_interested:
-        return d   # no question, no content: they said no
-    if d.human or d.book:
-        d.handed_off = True
-    # One question per reply: a meeting offer is the question when there is one.
-    asking_allowed = not d.offer_meeting and not (d.book and playbook.meeting.url) and "objection" not in u.intents
-    if asking_allowed:
-        only = ("email", "name") if (handed_off or d.human or d.book) else None
-        d.ask_field = next_field(playbook, fields, state, turn, only=only)
-        if d.ask_field:
-            d.ask_question = playbook.question_for(d.ask_field)
-    if "price_objection" in u.intents and kb is not None:
+def handoff_reason(u: Understanding, sit: Situation) -> str | None:
+    """Why this message hands the lead to sales, if it does: it crossed the SQL threshold, asked
+    for a person, or asked for a meeting. Never for a disqualified lead."""
+    if sit.stage == "disqualified":
+        return None
+    if sit.crossed_sql:
+        return "sql"
+    if "human" in u.intents:
+        return "asked_for_human"
+    if "book" in u.intents:
+        return "meeting_requested"
+    return None
+
+
+def _answers(kb: Any, u: Understanding, sit: Situation, ctx: LeadContext) -> tuple[Answer, ...]:
+    """Up to two content answers to the visitor's questions (requests are not content questions)."""
+    answers: list[Answer] = []
+    if kb is None:
+        return ()
+    for q in u.questions[:2]:
+        if "human" in u.intents and not u.topics and not u.integrations_asked:
+            continue  # "can I talk to a person?" is a request, not a content question
+        if "book" in u.intents and not u.topics:
+            continue
+        if "job_seeker" in u.intents:
+            continue
+        # "is it secure? we need SOC 2": a short message's statements are part of its question
+        asked = sit.text if len(u.questions) == 1 and len(sit.text) <= 240 else q
+        answers.extend(answer_question(kb, asked, u, ctx))
+        if len(answers) >= 2:
+            break
+    return tuple(answers)
+
+
+def _question(playbook: Playbook, u: Understanding, sit: Situation, d: dict[str, Any]) -> tuple[str | None, str | None]:
+    """The one qualifying question of this reply (field, words), if it may ask one: a meeting offer
+    is the question when there is one, and an objection is not met with a question."""
+    if d["offer_meeting"] or (d["book"] and playbook.meeting.url) or "objection" in u.intents:
+        return None, None
+    only = ("email", "name") if (sit.handed_off or d["human"] or d["book"]) else None
+    name = next_field(playbook, sit.fields, sit.state, sit.turn, only=only)
+    return (name, playbook.question_for(name)) if name else (None, None)
+
+
+def _recommendation(playbook: Playbook, kb: Any, u: Understanding, sit: Situation, ctx: LeadContext,
+                    d: dict[str, Any]) -> Hit | None:
+    """The ROI page for a price objection; else a piece for this lead when we know enough to pick
+    one (their industry or need), at most every third turn, never one they already have."""
+    if kb is None:
+        return None
+    if "price_objection" in u.intents:
         roi = kb.search("ROI payback return on investment cost", ctx, k=1, types=["roi_calculator"],
-                        exclude_urls=sent_urls)
+                        exclude_urls=set(sit.sent_urls))
         if roi:
-            d.recommend = roi[0]
-            return d
-    # Recommend a piece when we know enough to pick one, not in every reply.
-    last_rec = state.get("last_recommend_turn", -99)
+            return roi[0]
+    fields, state = sit.fields, sit.state
     recs = int(state.get("recommendations", 0))
     industry_known = fields.get("industry") in playbook.industries
     knows_enough = (industry_known and not state.get("recommended_for_industry")) or (fields.get("need") and recs == 0)
-    answered_with_content = any(a.hit is not None for a in d.answers)
-    if kb is not None and knows_enough and turn - last_rec >= 3 and not d.human and not d.offer_meeting \
-            and not answered_with_content:
-        topic = " ".join(str(fields.get(k) or "") for k in ("need", "industry", "role")).strip()
-        answered_urls = {a.hit.url for a in d.answers if a.hit is not None}
-        hit = kb.recommend(ctx, topic, exclude_urls=sent_urls | answered_urls)
-        if hit is not None:
-            d.recommend = hit
-    return d
+    answered = {a.hit.url for a in d["answers"] if a.hit is not None}
+    if not knows_enough or sit.turn - state.get("last_recommend_turn", -99) < 3 or d["human"] or d["offer_meeting"] \
+            or answered:
+        return None
+    topic = " ".join(str(fields.get(k) or "") for k in ("need", "industry", "role")).strip()
+    return kb.recommend(ctx, topic, exclude_urls=set(sit.sent_urls) | answered)
+
+
+def decide(playbook: Playbook, kb: Any, u: Understanding, sit: Situation) -> Decision:
+    """What this reply does: refuse an injection; answer questions from the content; say goodbye
+    on unsubscribe or to a disqualified lead; take a meeting request or a "yes" to a meeting
+    offer; offer a meeting when the lead just became an SQL; ask the single most valuable unknown
+    field; recommend content. Pure rules over the playbook and the conversation state."""
+    d: dict[str, Any] = {"learned": sit.learned, "handed_off": sit.handed_off, "handoff_reason": handoff_reason(u, sit)}
+    if "injection" in u.intents:
+        return Decision(mode="refuse", **d)
+    d["greet"] = sit.first_turn and ("greeting" in u.intents or not (u.questions or u.fields))
+    d["objection"] = "objection" in u.intents
+    ctx = lead_context(playbook, sit.fields, sit.stage)
+    d["answers"] = _answers(kb, u, sit, ctx)
+    if "unsubscribe" in u.intents:
+        return Decision(mode="unsubscribe", **d)
+    if sit.stage == "disqualified":
+        d["answers"] = tuple(a for a in d["answers"] if a.hit is not None)[:1]
+        return Decision(mode="close", close_reason=sit.disqualified_reason or "student", **d)
+    d["human"], d["book"] = "human" in u.intents, "book" in u.intents
+    offered = sit.state.get("offered_meeting_turn")
+    if not d["book"] and offered is not None and sit.turn - offered == 1 and "affirm" in u.intents:
+        d["book"] = d["meeting_accepted"] = True   # "sure, let's talk" right after a meeting offer
+        d["handoff_reason"] = d["handoff_reason"] or "meeting_requested"
+    d["offer_meeting"] = sit.crossed_sql and not d["book"]
+    d["not_interested"] = "not_interested" in u.intents and not (d["human"] or d["book"])
+    if d["not_interested"]:
+        return Decision(**d)   # no question, no content: they said no
+    d["handed_off"] = sit.handed_off or d["human"] or d["book"]
+    d["ask_field"], d["ask_question"] = _question(playbook, u, sit, d)
+    d["recommend"] = _recommendation(playbook, kb, u, sit, ctx, d)
+    return Decision(**d)
+
+
+# ---------------------------------------------------------------------------------------------
+# The policy's memory: what the conversation state records between turns
+
+
+def note_answer(state: dict[str, Any], u: Understanding, learned: list[str], turn: int) -> None:
+    """Record a declined question ("rather not say") and a question asked twice without an
+    answer as skipped on `turn`, so it cools down before it is asked again."""
+    if u.skipped:
+        state["skipped"] = {**state.get("skipped", {}), u.skipped: turn}
+    asking = state.get("asking")
+    if asking and asking not in learned and not u.skipped and "injection" not in u.intents:
+        if dict(state.get("ask_counts", {})).get(asking, 0) >= MAX_ASKS_PER_FIELD:
+            state["skipped"] = {**state.get("skipped", {}), asking: turn}
+
+
+def note_decision(state: dict[str, Any], d: Decision, playbook: Playbook, fields: dict[str, Any], turn: int,
+                  ask_field: str | None) -> list[dict[str, Any]]:
+    """Record in the conversation state what this reply does (`ask_field`: the question it really
+    asks — none when the visitor just picked a meeting time) and return it as the turn's actions."""
+    actions: list[dict[str, Any]] = []
+    if d.recommend is not None:
+        state["last_recommend_turn"] = turn
+        state["recommendations"] = int(state.get("recommendations", 0)) + 1
+        if fields.get("industry") in d.recommend.industries:
+            state["recommended_for_industry"] = fields.get("industry")
+        actions.append({"type": "recommend", "title": d.recommend.title, "url": d.recommend.url,
+                        "content_type": d.recommend.type})
+    if ask_field:
+        counts = dict(state.get("ask_counts", {}))
+        counts[ask_field] = counts.get(ask_field, 0) + 1
+        state["ask_counts"] = counts
+        actions.append({"type": "ask", "field": ask_field})
+    if d.offer_meeting:
+        state["offered_meeting_turn"] = turn
+    if d.offer_meeting or d.book:
+        act: dict[str, Any] = {"type": "offer_meeting", "minutes": playbook.meeting.length_minutes}
+        if playbook.meeting.url:
+            act["url"] = playbook.meeting.url
+        actions.append(act)
+    if d.human:
+        actions.append({"type": "human"})
+    if d.mode in ("close", "unsubscribe"):
+        actions.append({"type": "close", "reason": d.close_reason or d.mode})
+    if d.mode == "refuse":
+        actions.append({"type": "refuse", "reason": "prompt_injection"})
+    state["asking"] = ask_field
+    state["turn"] = turn
+    return actions

@@ -199,3 +199,29 @@ def restage(playbook: Playbook, lead: Any, engaged: bool) -> None:
     lead.disqualified_reason = disq
     lead.stage = stage_for(playbook, lead.score, lead.stage, engaged=engaged, disqualified=disq is not None,
                            human=lead.human_requested_at is not None)
+
+
+def score_message(s: Any, playbook: Playbook, lead: Any, intents: set[str], topics: set[str], now: datetime,
+                  injection: bool = False) -> list[ScoreChange]:
+    """The score step of a turn: engagement for the message (a chat message, a pricing question,
+    the first demo request, an unsubscribe), then fit and decay. An injection earns nothing."""
+    from sqlalchemy import func, select
+
+    from .store import Activity
+
+    changes: list[ScoreChange] = []
+    if not injection:
+        events = ["chat_message"]
+        if "pricing" in topics:
+            events.append("pricing_question")
+        if "book" in intents and not s.scalar(select(func.count()).select_from(Activity).where(
+                Activity.lead_id == lead.id, Activity.type == "demo_requested")):
+            events.append("demo_requested")
+        if "unsubscribe" in intents:
+            events.append("unsubscribe")
+        for ev in events:
+            if ev in playbook.engagement:
+                change = engage(s, playbook, lead, ev, {"source": "chat"}, now)
+                if change:
+                    changes.append(change)
+    return changes + rescore(s, playbook, lead, now)

@@ -87,13 +87,14 @@ def test_secrets_never_leave(monkeypatch, client):
 
 def test_a_reply_that_fails_the_guard_falls_back_to_the_safe_reply(make_sdr):
     """A brain that invents a price never gets it past the guard."""
-    from bot.brain import Reply, RuleBrain
+    from bot.brain import Reply
+    from bot.rule_brain import RuleBrain
     from bot.turn import Inbound
 
     class Liar(RuleBrain):
         name = "liar"
 
-        def compose(self, decision, lead, sources, history):
+        def compose(self, plan, lead, history):
             return Reply(text="Great news: Pipelark costs $5 per user and integrates with Zoho CRM!",
                          prompt="test", prompt_version=1, model="liar")
 

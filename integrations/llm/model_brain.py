@@ -1,13 +1,14 @@
 """The model brain: a LangChain chat model understands and words replies; the rules still decide.
 
 - understand: one structured (tool-calling) call returning a validated `Extraction`; invalid output
-  gets one repair attempt, then the rule-based extraction. Rules that are certain (an email regex, an
-  explicit number) win; the model fills what they missed; each field records its extractor.
-- compose: one call with the decision as a plan, the lead's fields and the retrieved snippets;
-  a reply that fails the grounding check is regenerated once, then the deterministic reply is used.
+  gets one repair attempt. Rules that are certain (an email regex, an explicit number) win; the
+  model fills what they missed; each field records its extractor.
+- compose: one call with the reply plan (bot/compose.py) as instructions, the lead's fields and the
+  retrieved snippets; `revise` rewrites a reply the guard rejected, once.
 - Every call runs inside the turn's deadline, with tenacity retries (exponential backoff with jitter,
-  Retry-After honoured on 429). Timeout, rate limit, 5xx, malformed output or failed grounding end in
-  the deterministic brain's answer, never an error; each fallback is counted with its cause.
+  Retry-After honoured on 429). Timeout, rate limit, 5xx or malformed output raise
+  `BrainUnavailable(cause)`; the `FallbackBrain` around this brain then answers with the
+  deterministic brain, and the cause is counted.
 """
 from __future__ import annotations
 
@@ -26,11 +27,13 @@ from langchain_core.prompts import ChatPromptTemplate
 from pydantic import BaseModel, Field, field_validator
 from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_attempt, wait_exponential_jitter
 
-from bot.brain import LeadView, Reply, RuleBrain, load_prompt, summarize
-from bot.extract import EMAIL_RE, Fact, Understanding
-from bot.guard import evidence_text, ungrounded_claims
+from bot.brain import BrainUnavailable, LeadView, Reply, load_prompt
+from bot.compose import ReplyPlan, Step
+from bot.extract import Fact, Understanding
 from bot.playbook import SENIORITIES, TIMELINES, Playbook
-from bot.policy import Decision
+from bot.rule_brain import RuleBrain
+from bot.text import EMAIL_RE
+from integrations.http import retry_after_s
 
 log = logging.getLogger("sdr.llm")
 _POOL = ThreadPoolExecutor(max_workers=16, thread_name_prefix="sdr-llm")
@@ -63,23 +66,9 @@ class Extraction(BaseModel):
         return m.group(0).lower() if m else None
 
 
-class Fallback(Exception):
-    """The model could not help this turn; `cause` says why (timeout, rate_limit, server_error...)."""
-
-    def __init__(self, cause: str, detail: str = ""):
-        super().__init__(f"{cause}: {detail}" if detail else cause)
-        self.cause = cause
-
-
 def _retry_after(exc: BaseException | None) -> float | None:
     resp = getattr(exc, "response", None)
-    if resp is None:
-        return None
-    raw = resp.headers.get("retry-after")
-    try:
-        return max(0.0, float(raw)) if raw is not None else None
-    except ValueError:
-        return None
+    return retry_after_s(resp.headers.get("retry-after")) if resp is not None else None
 
 
 def _retryable(exc: BaseException) -> bool:
@@ -157,10 +146,10 @@ class ModelBrain:
                 with try_:
                     return attempt()
         except FuturesTimeout:
-            raise Fallback("timeout", "the model did not answer inside the turn's deadline") from None
+            raise BrainUnavailable("timeout", "the model did not answer inside the turn's deadline") from None
         except openai.OpenAIError as e:
-            raise Fallback(_cause(e), type(e).__name__) from None
-        raise Fallback("error")  # pragma: no cover
+            raise BrainUnavailable(_cause(e), type(e).__name__) from None
+        raise BrainUnavailable("error")  # pragma: no cover
 
     @staticmethod
     def _count_tokens(view: LeadView, message: Any) -> None:
@@ -168,13 +157,10 @@ class ModelBrain:
         view.usage["prompt_tokens"] = view.usage.get("prompt_tokens", 0) + int(meta.get("input_tokens", 0) or 0)
         view.usage["completion_tokens"] = view.usage.get("completion_tokens", 0) + int(meta.get("output_tokens", 0) or 0)
 
-    def _fallback(self, view: LeadView, cause: str) -> None:
-        view.usage.setdefault("fallbacks", []).append(cause)
-        log.warning("model brain fell back to rules (%s)", cause)
-
     # -- understand ----------------------------------------------------------------------------
 
     def understand(self, message: str, lead: LeadView, history: list[dict[str, str]]) -> Understanding:
+        """The rules' reading merged with the model's extraction. Raises BrainUnavailable."""
         rules = self.rules.understand(message, lead, history)
         if "injection" in rules.intents:
             return rules   # never hand an injection to the model; the refusal is the rules' job
@@ -182,12 +168,7 @@ class ModelBrain:
             company=self.playbook.company.name, industries=", ".join(self.playbook.industries) or "any",
             today=(lead.today.isoformat() if lead.today else "today"), asking=lead.asking or "nothing yet",
             known=json.dumps(lead.fields, default=str), message=message)
-        try:
-            ext = self._extract(msgs, lead)
-        except Fallback as f:
-            self._fallback(lead, f.cause)
-            return rules
-        return self._merge(rules, ext)
+        return self._merge(rules, self._extract(msgs, lead))
 
     def _extract(self, msgs: list[BaseMessage], view: LeadView) -> Extraction:
         out = self._call(lambda: self._structured.invoke(msgs), view)
@@ -202,7 +183,7 @@ class ModelBrain:
         self._count_tokens(view, out.get("raw"))
         if out.get("parsed") is not None:
             return out["parsed"]
-        raise Fallback("malformed", str(out.get("parsing_error") or "no valid tool call")[:200])
+        raise BrainUnavailable("malformed", str(out.get("parsing_error") or "no valid tool call")[:200])
 
     def _merge(self, rules: Understanding, ext: Extraction) -> Understanding:
         """Rules that are certain win; the model fills the gaps. Each fact keeps who found it."""
@@ -244,92 +225,80 @@ class ModelBrain:
 
     # -- compose ---------------------------------------------------------------------------------
 
-    def _plan(self, d: Decision, lead: LeadView, sources: list[Any]) -> str:
-        pb = self.playbook
+    def _instruction(self, step: Step, lead: LeadView, sources: list[Any]) -> str | None:
+        """One step of the reply plan as an instruction to the model."""
+        pb, k, d = self.playbook, step.kind, step.data
         ids = {h.url: i + 1 for i, h in enumerate(sources)}
-        lines: list[str] = []
-        if d.greet:
-            lines.append(f"Greet them briefly as {pb.company.assistant_name}.")
-        if d.learned:
-            summary = summarize(d.learned, lead.fields)
-            if summary:
-                lines.append(f"Acknowledge in a few words what they told you: {summary}.")
-        for a in d.answers:
-            if a.hit is not None:
-                lines.append(f"Answer \"{a.question}\" from source [S{ids.get(a.hit.url, 1)}] only.")
-            elif a.integration:
-                lines.append(f"For \"{a.question}\": {a.integration} is not in our sources. Say \"not that I know of\" "
-                             "and offer to connect them with someone who can confirm. Do not say yes.")
-            else:
-                lines.append(f"For \"{a.question}\": the sources don't answer it. Say you don't know rather than "
-                             "guess, and offer to connect them with someone on the team.")
-        if d.objection:
-            lines.append("Acknowledge their concern in one short clause without arguing.")
-        if d.human:
-            lines.append("Tell them you've asked someone from the team to pick this up"
-                         + (f"; they'll reach them at {lead.fields['email']}." if lead.fields.get("email") else "."))
-        if d.meeting_accepted:
-            lines.append("Tell them you've passed it to the sales team, who will reach out to find a time.")
-        elif d.book:
-            lines.append(f"Tell them the team will set up a {pb.meeting.length_minutes}-minute call"
-                         + (f"; give this link: {pb.meeting.url}" if pb.meeting.url else "; the sales team will reach out.")
-                         )
-        elif d.offer_meeting:
-            lines.append(f"Tell them they sound like a strong fit, that you've let the sales team know, and offer a "
-                         f"{pb.meeting.length_minutes}-minute call" + (f" via {pb.meeting.url}." if pb.meeting.url else "."))
-        if d.recommend is not None:
-            lines.append(f"Recommend \"{d.recommend.title}\" ({d.recommend.url}) in one sentence.")
-        if d.ask_question:
-            lines.append(f"End with this one question (you may rephrase it lightly): {d.ask_question}")
-        else:
+        if k == "greeting":
+            return f"Greet them briefly as {pb.company.assistant_name}."
+        if k == "answer":
+            return f"Answer \"{d['question']}\" from source [S{ids.get(d.get('url'), 1)}] only."
+        if k == "unknown_integration":
+            return (f"For \"{d['question']}\": {d['target']} is not in our sources. Say \"not that I know of\" "
+                    "and offer to connect them with someone who can confirm. Do not say yes.")
+        if k == "unknown":
+            return (f"For \"{d.get('question', 'their question')}\": the sources don't answer it. Say you don't know "
+                    "rather than guess, and offer to connect them with someone on the team.")
+        if k == "objection":
+            return "Acknowledge their concern in one short clause without arguing."
+        if k == "human":
+            return "Tell them you've asked someone from the team to pick this up" + (
+                f"; they'll reach them at {lead.fields['email']}." if lead.fields.get("email") else ".")
+        if k == "meeting_accepted":
+            return "Tell them you've passed it to the sales team, who will reach out to find a time."
+        if k in ("book", "book_link"):
+            return (f"Tell them the team will set up a {pb.meeting.length_minutes}-minute call"
+                    + (f"; give this link: {pb.meeting.url}" if pb.meeting.url else "; the sales team will reach out."))
+        if k in ("offer_meeting", "offer_meeting_link"):
+            return (f"Tell them they sound like a strong fit, that you've let the sales team know, and offer a "
+                    f"{pb.meeting.length_minutes}-minute call" + (f" via {pb.meeting.url}." if pb.meeting.url else "."))
+        if k in ("recommend_case_study", "recommend_other", "objection_price"):
+            return f"Recommend \"{d['title']}\" ({d['url']}) in one sentence."
+        if k in ("question", "human_email"):
+            return f"End with this one question (you may rephrase it lightly): {d['text']}"
+        return None   # thanks, noted, fallback: covered by the acknowledgement line
+
+    def _plan(self, plan: ReplyPlan, lead: LeadView, sources: list[Any]) -> str:
+        lines = [line for line in (self._instruction(s, lead, sources) for s in plan.steps) if line]
+        if plan.summary:
+            lines.insert(1 if plan.kinds[:1] == ["greeting"] else 0,
+                         f"Acknowledge in a few words what they told you: {plan.summary}.")
+        if plan.question is None:
             lines.append("Do not ask any question.")
         return "\n".join(f"- {line}" for line in lines)
 
-    def _reply_messages(self, d: Decision, lead: LeadView, sources: list[Any], history: list[dict[str, str]]) -> list[BaseMessage]:
-        pb = self.playbook
+    def _reply_messages(self, plan: ReplyPlan, lead: LeadView, history: list[dict[str, str]]) -> list[BaseMessage]:
+        pb, sources = self.playbook, plan.sources()
         src = "\n".join(f"[S{i + 1}] {h.title} ({h.url}): {h.snippet or h.text[:600]}" for i, h in enumerate(sources)) or "(none)"
         hist = "\n".join(f"{m['role'].upper()}: {m['text']}" for m in history[-6:]) or "(first message)"
         return self._reply_tmpl.format_messages(
             assistant=pb.company.assistant_name, company=pb.company.name, product=pb.company.product,
-            tone=pb.company.tone, plan=self._plan(d, lead, sources), known=json.dumps(lead.fields, default=str),
+            tone=pb.company.tone, plan=self._plan(plan, lead, sources), known=json.dumps(lead.fields, default=str),
             sources=src, history=hist, message=lead.message)
 
-    def _uses_rules(self, d: Decision) -> bool:
-        # Refusals, polite closes and "no thanks" are fixed words; a model adds risk and cost, nothing else.
-        return (d.mode in ("refuse", "close", "unsubscribe") or d.not_interested
-                or bool(d.slots_text or d.booked_text or d.calendar_down))   # times and invites are exact words
-
-
-    def compose(self, decision: Decision, lead: LeadView, sources: list[Any], history: list[dict[str, str]]) -> Reply:
-        if self._uses_rules(decision):
-            return self.rules.compose(decision, lead, sources, history)
-        msgs = self._reply_messages(decision, lead, sources, history)
-        evidence = evidence_text(self.playbook, lead.message, lead.fields, sources)
-        try:
-            out = self._call(lambda: self.model.invoke(msgs), lead)
-            self._count_tokens(lead, out)
-            text = str(out.content or "").strip()
-            problems = ungrounded_claims(text, evidence) if text else ["an empty reply"]
-            if problems:
-                retry = list(msgs) + [AIMessage(text), HumanMessage(self.reply_prompt["retry"].format(problems="; ".join(problems)))]
-                out = self._call(lambda: self.model.invoke(retry), lead)
-                self._count_tokens(lead, out)
-                text = str(out.content or "").strip()
-                if not text or ungrounded_claims(text, evidence):
-                    raise Fallback("grounding", "; ".join(problems))
-        except Fallback as f:
-            self._fallback(lead, f.cause)
-            return self.rules.compose(decision, lead, sources, history)
+    def _reply(self, msgs: list[BaseMessage], lead: LeadView) -> Reply:
+        out = self._call(lambda: self.model.invoke(msgs), lead)
+        self._count_tokens(lead, out)
+        text = str(out.content or "").strip()
+        if not text:
+            raise BrainUnavailable("empty", "the model returned no text")
         return Reply(text=text, prompt="reply", prompt_version=self.reply_prompt.get("version"), model=self.model_name)
 
-    def compose_stream(self, decision: Decision, lead: LeadView, sources: list[Any],
-                       history: list[dict[str, str]]) -> Iterator[str | Reply]:
+    def compose(self, plan: ReplyPlan, lead: LeadView, history: list[dict[str, str]]) -> Reply:
+        """One model call worded from the plan. Raises BrainUnavailable."""
+        return self._reply(self._reply_messages(plan, lead, history), lead)
+
+    def revise(self, plan: ReplyPlan, lead: LeadView, history: list[dict[str, str]], draft: Reply,
+               problems: list[str]) -> Reply:
+        """Rewrite a reply the guard rejected, naming what it stated without a source (one call)."""
+        msgs = self._reply_messages(plan, lead, history) + [
+            AIMessage(draft.text), HumanMessage(self.reply_prompt["retry"].format(problems="; ".join(problems)))]
+        return self._reply(msgs, lead)
+
+    def compose_stream(self, plan: ReplyPlan, lead: LeadView, history: list[dict[str, str]]) -> Iterator[str | Reply]:
         """Yield text deltas as the model writes, then the final Reply. Past the deadline or on an
-        error the deterministic reply is the final Reply (the turn shows it instead)."""
-        if self._uses_rules(decision):
-            yield self.rules.compose(decision, lead, sources, history)
-            return
-        msgs = self._reply_messages(decision, lead, sources, history)
+        error, raises BrainUnavailable after the deltas already shown (the turn resets to the safe reply)."""
+        msgs = self._reply_messages(plan, lead, history)
         deadline = (lead.deadline or time.monotonic() + 8.0) - RESERVE_S
         q: queue.Queue[Any] = queue.Queue()
         stop = threading.Event()
@@ -348,15 +317,10 @@ class ModelBrain:
         started = time.monotonic()
         _POOL.submit(produce)
         parts: list[str] = []
-        cause = None
-        last = None
-        while True:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                cause = "timeout"
-                break
+        cause, last = None, None
+        while cause is None:
             try:
-                item = q.get(timeout=left)
+                item = q.get(timeout=max(0.0, deadline - time.monotonic()))
             except queue.Empty:
                 cause = "timeout"
                 break
@@ -376,7 +340,5 @@ class ModelBrain:
             self._count_tokens(lead, last)
         text = "".join(parts).strip()
         if cause or not text:
-            self._fallback(lead, cause or "empty")
-            yield self.rules.compose(decision, lead, sources, history)
-            return
+            raise BrainUnavailable(cause or "empty")
         yield Reply(text=text, prompt="reply", prompt_version=self.reply_prompt.get("version"), model=self.model_name)

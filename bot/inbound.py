@@ -1,0 +1,55 @@
+"""The one inbound message type every channel speaks, and its validation.
+
+A channel (web chat, form fill, email reply, CLI, a due sequence step) turns what arrived into an
+`Inbound`; the turn validates it once, here.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from .store import new_id
+from .text import clean_text
+
+CHANNELS = ("web", "form", "email", "event", "cli", "slack")
+
+
+class InputError(ValueError):
+    """The inbound message is unusable; `code` and the message say what to fix; `status` is the
+    HTTP status a web channel answers with (400, or 413 for a message over the limit)."""
+
+    def __init__(self, code: str, message: str, status: int = 400):
+        super().__init__(message)
+        self.code, self.status = code, status
+
+
+class NotFound(LookupError):
+    """No such lead (or other record) — a 404 on the web."""
+
+
+@dataclass
+class Inbound:
+    """One message from any channel: web chat, form fill, email reply, CLI."""
+    text: str
+    channel: str = "web"
+    session_id: str | None = None
+    visitor: dict[str, Any] = field(default_factory=dict)   # email, name, company, page_url, timezone
+    message_id: str | None = None                            # the sender's id, for safe retries
+    at: datetime | None = None                               # naive UTC; default: the SDR's clock
+
+
+def validate(inbound: Inbound, max_chars: int) -> tuple[str, str]:
+    """The message text cleaned for storage, and the session id (a new one when none was given).
+    Raises InputError: empty_message, message_too_long (413, over `max_chars` characters), bad_channel."""
+    text = inbound.text
+    if not isinstance(text, str) or not text.strip():
+        raise InputError("empty_message", "message must be a non-empty string")
+    if len(text) > max_chars:
+        raise InputError("message_too_long", f"message is {len(text)} characters; the limit is {max_chars}", status=413)
+    if inbound.channel not in CHANNELS:
+        raise InputError("bad_channel", f"channel must be one of {', '.join(CHANNELS)}")
+    text = clean_text(text).strip()
+    if not text:
+        raise InputError("empty_message", "message has no readable text")
+    return text, inbound.session_id or new_id("s")

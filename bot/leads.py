@@ -1,0 +1,87 @@
+"""Leads and conversations: find or open the conversation of a message, read its history, and
+show a lead (the view every channel returns, the full detail for the team)."""
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from .inbound import Inbound, NotFound
+from .playbook import Playbook
+from .store import ContentSent, Conversation, Lead, Message, OutboxEntry, ScoreEvent, Store, new_id
+
+
+def open_conversation(s: Session, session_id: str, inbound: Inbound, now: datetime) -> tuple[Conversation, Lead, bool]:
+    """The conversation for `session_id` and its lead, created when new (a known email joins its
+    lead). Returns (conversation, lead, first_turn)."""
+    conv = s.get(Conversation, session_id)
+    if conv is not None:
+        lead = s.get(Lead, conv.lead_id)
+        assert lead is not None
+        return conv, lead, False
+    email = str((inbound.visitor or {}).get("email") or "").strip().lower() or None
+    lead = s.scalars(select(Lead).where(Lead.email == email)).first() if email else None
+    if lead is None:
+        lead = Lead(id=new_id("lead"), fields={}, field_sources={}, fit_rules={}, created_at=now, updated_at=now)
+        s.add(lead)
+        s.flush()
+    conv = Conversation(id=session_id, lead_id=lead.id, channel=inbound.channel, state={}, created_at=now, updated_at=now)
+    s.add(conv)
+    s.flush()
+    return conv, lead, True
+
+
+def history(s: Session, conversation_id: str, limit: int = 12) -> list[dict[str, str]]:
+    """The last `limit` messages, oldest first, as {"role": visitor|agent, "text"}."""
+    rows = s.scalars(select(Message).where(Message.conversation_id == conversation_id)
+                     .order_by(Message.id.desc()).limit(limit)).all()
+    return [{"role": m.role, "text": m.text} for m in reversed(rows)]
+
+
+def lead_view(lead: Lead, playbook: Playbook) -> dict[str, Any]:
+    """The lead as a channel reports it: scores (rounded to 0.1), stage, fields, thresholds."""
+    return {
+        "id": lead.id, "score": round(lead.score, 1), "fit_score": round(lead.fit_score, 1),
+        "engagement_score": round(lead.engagement_score, 1), "stage": lead.stage, "fields": dict(lead.fields or {}),
+        "thresholds": {"mql": playbook.thresholds.mql, "sql": playbook.thresholds.sql},
+        "owner": lead.owner, "handed_off": lead.handed_off_at is not None,
+        "disqualified_reason": lead.disqualified_reason,
+    }
+
+
+_AGENT_META = ("prompt", "prompt_version", "model", "latency_ms", "model_calls", "prompt_tokens", "completion_tokens",
+               "model_ms", "fallbacks")
+
+
+def _iso(dt: datetime) -> str:
+    return dt.isoformat() + "Z"
+
+
+def lead_detail(store: Store, playbook: Playbook, lead_id: str) -> dict[str, Any]:
+    """Everything about one lead for the team: the view plus field sources, every score event,
+    the transcript (agent messages with model, latency and cost), outbox actions, content sent.
+    Raises NotFound."""
+    with store.session() as s:
+        lead = s.get(Lead, lead_id)
+        if lead is None:
+            raise NotFound(f"no lead with id {lead_id!r}")
+        out = lead_view(lead, playbook)
+        out["field_sources"] = dict(lead.field_sources or {})
+        out["created_at"] = _iso(lead.created_at)
+        out["score_events"] = [
+            {"kind": e.kind, "rule": e.rule, "points": round(e.points, 2), "reason": e.reason, "at": _iso(e.at)}
+            for e in s.scalars(select(ScoreEvent).where(ScoreEvent.lead_id == lead_id).order_by(ScoreEvent.id))]
+        out["messages"] = [
+            {"role": m.role, "text": m.text, "at": _iso(m.at),
+             **({k: m.meta.get(k) for k in _AGENT_META} if m.role == "agent" and m.meta else {})}
+            for m in s.scalars(select(Message).where(Message.lead_id == lead_id).order_by(Message.id))]
+        out["actions"] = [
+            {"id": o.id, "type": o.kind, "status": o.status, "attempts": o.attempts, "last_error": o.last_error,
+             "payload": o.payload, "created_at": _iso(o.created_at)}
+            for o in s.scalars(select(OutboxEntry).where(OutboxEntry.lead_id == lead_id).order_by(OutboxEntry.id))]
+        out["content_sent"] = [
+            {"title": c.title, "url": c.url, "type": c.type, "at": _iso(c.at)}
+            for c in s.scalars(select(ContentSent).where(ContentSent.lead_id == lead_id).order_by(ContentSent.id))]
+        return out
