@@ -273,76 +273,81 @@ def _ordinal_index(word: str, count: int) -> int | None:
     return _ORDINAL_WORDS.get(word)
 
 
-def _cues(text: str, offered_count: int, today: date) -> _Cues:
-    t = " " + text.lower().replace("’", "'") + " "
-    c = _Cues(set(), set(), set(), set(), set(), set(), None)
+class _Text:
+    """The visitor's words, lower-cased; `take` returns a pattern's matches and blanks them out
+    (same length), so a date is not read again as a time or an option number."""
 
-    def cut(m: re.Match[str]) -> None:
-        nonlocal t
-        t = t[:m.start()] + " " * (m.end() - m.start()) + t[m.end():]
+    def __init__(self, text: str):
+        self.t = " " + text.lower().replace("’", "'") + " "
 
-    # dates first, so "27 Nov" does not read as a time or an option number
+    def take(self, rx: re.Pattern[str]) -> list[re.Match[str]]:
+        found = list(rx.finditer(self.t))
+        for m in found:
+            self.t = self.t[:m.start()] + " " * (m.end() - m.start()) + self.t[m.end():]
+        return found
+
+
+def _date_cues(t: _Text, c: _Cues, today: date) -> None:
     for rx in (_DATE_ISO, _DATE_DM, _DATE_MD):
-        for m in list(rx.finditer(t)):
+        for m in t.take(rx):
             mon = m.group("m")
             month = int(mon) if mon.isdigit() else _MONTH_WORDS[mon.rstrip(".")]
             day = int(re.sub(r"\D", "", m.group("d")))
             if 1 <= month <= 12 and 1 <= day <= 31:
                 c.dates.add((month, day))
-            cut(m)
-    for m in list(_DAY_OF_MONTH.finditer(t)):
-        c.month_days.add(int(m.group("d")))
-        cut(m)
-    for m in list(_RELDAY.finditer(t)):
+    c.month_days.update(int(m.group("d")) for m in t.take(_DAY_OF_MONTH))
+    for m in t.take(_RELDAY):
         rel = m.group("rel")
         delta = 2 if rel == "day after tomorrow" else 1 if rel in ("tomorrow", "tmrw", "tmr") else 0
         c.rel_dates.add(today + timedelta(days=delta))
         if rel == "tonight":
             c.part_of_day = "evening"
-        cut(m)
-    for m in list(_WEEKDAY.finditer(t)):
-        c.weekdays.add(_WEEKDAY_WORDS[m.group("wd")])
-        cut(m)
-    # times
-    for m in list(_TIME_MERIDIEM.finditer(t)):
+    c.weekdays.update(_WEEKDAY_WORDS[m.group("wd")] for m in t.take(_WEEKDAY))
+
+
+def _time_cues(t: _Text, c: _Cues) -> None:
+    for m in t.take(_TIME_MERIDIEM):
         h, mi = int(m.group("h")) % 12, int(m.group("m") or 0)
         c.times.add((h + (12 if m.group("ap").startswith("p") else 0), mi))
-        cut(m)
     for rx in (_TIME_24, _TIME_H):
-        for m in list(rx.finditer(t)):
+        for m in t.take(rx):
             h, mi = int(m.group("h")), int(m.groupdict().get("m") or 0)
             c.times.update({(h, mi), (h + 12, mi)} if 1 <= h <= 7 else {(h, mi)})
-            cut(m)
-    for m in list(_TIME_AT.finditer(t)):
+    for m in t.take(_TIME_AT):
         h = int(m.group("h"))
         c.times.update({(h, 0), (h + 12, 0)} if 1 <= h < 12 else {(h, 0)})
-        cut(m)
-    for m in list(_TIME_WORD.finditer(t)):
+    if t.take(_TIME_WORD):
         c.times.add((12, 0))
-        cut(m)
-    for m in list(_PART_OF_DAY.finditer(t)):
+    for m in t.take(_PART_OF_DAY):
         c.part_of_day = m.group("p")
-        cut(m)
-    # option numbers
-    for m in list(_ORD_TAGGED.finditer(t)):
+
+
+def _option_cues(t: _Text, c: _Cues, offered_count: int) -> None:
+    for m in t.take(_ORD_TAGGED):
         n = m.group("n")
         c.ordinals.add(int(n) if n.isdigit() else _CARDINALS[n])
-        cut(m)
-    for m in list(_ORD_WORD.finditer(t)):
+    for m in t.take(_ORD_WORD):
         idx = _ordinal_index(m.group("w"), offered_count)
         if idx:
             c.ordinals.add(idx)
-        cut(m)
-    for m in list(_ORD_SUFFIX.finditer(t)):
-        c.ordinals.add(int(m.group("n")))
-        cut(m)
+    c.ordinals.update(int(m.group("n")) for m in t.take(_ORD_SUFFIX))
     # a bare number ("2", "3 please", "one"), when nothing else says when
     has_when = c.weekdays or c.dates or c.month_days or c.rel_dates or c.times or c.part_of_day
-    rest = re.sub(r"[^\w]+", " ", _FILLER.sub(" ", t)).split()
+    rest = re.sub(r"[^\w]+", " ", _FILLER.sub(" ", t.t)).split()
     if c.ordinals:
         rest = [w for w in rest if w != "one"]          # "the second one"
     if not c.ordinals and not has_when and len(rest) == 1 and (rest[0].isdigit() or rest[0] in _CARDINALS):
         c.ordinals.add(int(rest[0]) if rest[0].isdigit() else _CARDINALS[rest[0]])
+
+
+def _cues(text: str, offered_count: int, today: date) -> _Cues:
+    """What the visitor's words say about which offered time they mean: dates first, then times,
+    then option numbers ("the second one")."""
+    t = _Text(text)
+    c = _Cues(set(), set(), set(), set(), set(), set(), None)
+    _date_cues(t, c, today)
+    _time_cues(t, c)
+    _option_cues(t, c, offered_count)
     return c
 
 

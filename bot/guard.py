@@ -7,11 +7,12 @@ evidence — the retrieved content, the playbook, or what the visitor said thems
 from __future__ import annotations
 
 import json
-import os
 import re
 from typing import Any
 
 from .extract import INJECTION_RE
+from .settings import secret_values
+from .text import EMAIL_RE
 
 # Capitalised words that are not claims: sentence starts, days, our own UI words.
 _COMMON = set("""I I'm I'll I've I'd A An The And Or But If So We You Your Our It It's Its This That These Those There
@@ -87,7 +88,7 @@ def ungrounded_claims(reply: str, evidence: str) -> list[str]:
             continue
         if target.lower() not in ev_low:
             problems.append(f"integration {target}")
-    for m in re.finditer(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}", body):
+    for m in EMAIL_RE.finditer(body):
         if m.group(0).lower() not in ev_low:
             problems.append(f"email {m.group(0)}")   # never someone else's address
     for m in _INTERNAL_RE.finditer(body):
@@ -96,14 +97,10 @@ def ungrounded_claims(reply: str, evidence: str) -> list[str]:
     return [p for p in problems if not (p in seen or seen.add(p))]
 
 
-_SECRET_NAMES = ("OPENAI_API_KEY", "SLACK_BOT_TOKEN", "SLACK_SIGNING_SECRET", "SDR_ADMIN_TOKEN")
-
-
 def redact_secrets(text: str) -> str:
-    """Secrets from the environment never appear in a reply or a log line."""
-    for name in _SECRET_NAMES:
-        value = os.environ.get(name)
-        if value and len(value) >= 6:
-            text = text.replace(value, "[redacted]")
+    """Secrets from the settings (bot.settings.secret_values) and anything shaped like an API or
+    Slack token never appear in a reply or a log line."""
+    for value in secret_values():
+        text = text.replace(value, "[redacted]")
     text = re.sub(r"\b(?:sk|xox[abpr])-[A-Za-z0-9-]{10,}\b", "[redacted]", text)
     return text

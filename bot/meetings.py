@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from sqlalchemy.orm import Session
 
@@ -48,6 +49,15 @@ class MeetingOutcome:
     ics_url: str | None = None
     slot_taken: bool = False              # the picked time went to someone else a moment ago
     calendar_down: bool = False           # the calendar could not be reached; the rep follows up
+
+
+def visitor_timezone(visitor: dict[str, Any], state: dict[str, Any]) -> str:
+    """The visitor's IANA time zone: what the channel sent, else what the conversation knew, else UTC."""
+    name = visitor.get("timezone")
+    try:
+        return str(ZoneInfo(name)) if isinstance(name, str) and name else state.get("visitor_tz") or "UTC"
+    except (ZoneInfoNotFoundError, ValueError):
+        return state.get("visitor_tz") or "UTC"
 
 
 def offered_slots(state: dict[str, Any], turn: int) -> list[Slot]:

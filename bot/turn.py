@@ -13,10 +13,8 @@ from __future__ import annotations
 import threading
 import time
 import zlib
-from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Callable, Iterator
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from sqlalchemy import select
 
@@ -27,69 +25,20 @@ from .events import record_event, rescore_lead
 from .extract import Understanding
 from .guard import redact_secrets
 from .handoff import queue_handoff
+from .context import TurnContext, TurnResult
 from .inbound import Inbound, InputError, NotFound, validate
 from .leads import history, lead_detail, lead_view, open_conversation
-from .meetings import MeetingOutcome, MeetingRequest, offered_slots, record_meeting, request_meeting, run_meeting
+from .meetings import (MeetingOutcome, offered_slots, record_meeting, request_meeting, run_meeting,
+                       visitor_timezone)
 from .playbook import Playbook, load_playbook
-from .policy import Decision, Situation, decide, note_answer, note_decision
+from .policy import Situation, decide, note_answer, note_decision
 from .profile import note_intents, update_profile
 from .rule_brain import RuleBrain
-from .scoring import ScoreChange, restage, score_message
+from .scoring import restage, score_message
 from .settings import Settings
 from .store import ContentSent, Conversation, Lead, Message, Store, utcnow
 
 __all__ = ["SDR", "Inbound", "InputError", "NotFound", "TurnResult", "lead_view"]
-
-
-@dataclass
-class TurnResult:
-    session_id: str
-    reply: str
-    lead: dict[str, Any]
-    sources: list[dict[str, str]]
-    actions: list[dict[str, Any]]
-    score_changes: list[dict[str, Any]]
-    timings_ms: dict[str, float] = field(default_factory=dict)
-
-    def as_dict(self) -> dict[str, Any]:
-        return {"session_id": self.session_id, "reply": self.reply, "lead": self.lead, "sources": self.sources,
-                "actions": self.actions, "score_changes": self.score_changes}
-
-
-@dataclass
-class TurnContext:
-    """One turn as it goes: what came in, what was loaded, what was decided."""
-    inbound: Inbound
-    text: str
-    session_id: str
-    now: datetime                      # naive UTC
-    view: LeadView                     # what the brain may know (carries the deadline and usage)
-    history: list[dict[str, str]]
-    turn: int = 1
-    first_turn: bool = False
-    tz: str = "UTC"                    # the visitor's time zone
-    conv_id: str = ""
-    lead_id: str = ""
-    replay: TurnResult | None = None   # a retried message_id: its stored answer
-    decision: Decision | None = None
-    meeting: MeetingRequest | None = None
-    changes: list[ScoreChange] = field(default_factory=list)
-    actions: list[dict[str, Any]] = field(default_factory=list)
-    lead_after: dict[str, Any] = field(default_factory=dict)
-    attendee: dict[str, Any] = field(default_factory=dict)
-    started: float = field(default_factory=time.perf_counter)
-    timings: dict[str, float] = field(default_factory=dict)   # ms since the turn started, per step
-
-    def mark(self, step: str) -> None:
-        self.timings[step] = (time.perf_counter() - self.started) * 1000
-
-
-def _zone(visitor: dict[str, Any], state: dict[str, Any]) -> str:
-    name = visitor.get("timezone")
-    try:
-        return str(ZoneInfo(name)) if isinstance(name, str) and name else state.get("visitor_tz") or "UTC"
-    except (ZoneInfoNotFoundError, ValueError):
-        return state.get("visitor_tz") or "UTC"
 
 
 class SDR:
@@ -182,7 +131,7 @@ class SDR:
             conv, lead, first = open_conversation(s, session_id, inbound, now)
             state = dict(conv.state or {})
             turn = int(state.get("turn", 0)) + 1
-            tz = _zone(inbound.visitor or {}, state)
+            tz = visitor_timezone(inbound.visitor or {}, state)
             view = LeadView(id=lead.id, fields=dict(lead.fields or {}), stage=lead.stage, score=lead.score,
                             asking=state.get("asking"), today=now.date(), message=text, usage=usage,
                             deadline=time.monotonic() + self.settings.turn_deadline_s,
