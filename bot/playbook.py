@@ -5,11 +5,19 @@ person who edited it knows what to fix.
 """
 from __future__ import annotations
 
+import re
+from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Iterable, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (AfterValidator, BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator,
+                      model_validator)
+
+from knowledge.ingest import CONTENT_TYPES
+
+from .text import word_pattern
 
 DEFAULT_PLAYBOOK = Path(__file__).with_name("default_playbook.yaml")
 
@@ -200,6 +208,141 @@ class LLM(_Strict):
     temperature: float = 0.2
 
 
+# ---------------------------------------------------------------------------------------------
+# Vocabulary: the words of what is sold (needs, question topics, product-specific intents)
+
+
+_NOT_PLAIN = re.compile(r"[\\()\[\]{}|?^$]|\*(?!$)|\.\*")
+
+
+def _plain_word(v: str) -> str:
+    """A word or phrase a marketer writes: matched as whole words, case-insensitive; a trailing
+    `*` matches any ending (`forecast*`: forecast, forecasts, forecasting). Not a regex."""
+    w = " ".join(v.split()).lower()
+    if not w or w == "*":
+        raise ValueError("empty word")
+    if _NOT_PLAIN.search(w):
+        raise ValueError(f"{v!r} looks like a regex; write plain words or phrases "
+                         "(a trailing * matches any ending, e.g. forecast*)")
+    return w
+
+
+Word = Annotated[str, AfterValidator(_plain_word)]
+TopicName = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]*$")]
+
+
+class Topic(_Strict):
+    """A kind of question visitors ask (pricing, integration…): the words that signal it and how
+    the content answers it."""
+    words: list[Word]
+    expand: str = ""                 # words added to the retrieval query when this topic is asked
+    answer_types: list[Literal[CONTENT_TYPES]] = []  # type: ignore[valid-type]  # content types that answer it
+    boost: float = Field(default=0, ge=0, le=0.2)   # ranking bonus for those types (strongest topic wins)
+    questions_only: bool = False     # recognised in questions only ("our customers…" is not asking for one)
+    price_asks: list[Word] = []      # asking for a figure: answer with the piece's priced headings
+
+
+class Intents(_Strict):
+    book: list[Word] = []            # asking for a meeting in this product's words (demo, site visit…)
+
+
+class Vocabulary(_Strict):
+    """The product's words. A key left out keeps the default playbook's value."""
+    needs: list[Word] = []           # a statement with one of these is a need we solve
+    topics: dict[TopicName, Topic] = {}
+    intents: Intents = Intents()
+
+    @model_validator(mode="before")
+    @classmethod
+    def _defaults(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        base = _default_vocabulary_data()
+        merged = {**{k: v for k, v in base.items() if k not in data}, **data}
+        if isinstance(data.get("intents"), dict) and isinstance(base.get("intents"), dict):
+            merged["intents"] = {**base["intents"], **data["intents"]}
+        return merged
+
+
+@lru_cache(maxsize=1)
+def _default_vocabulary_data() -> dict[str, Any]:
+    """The raw `vocabulary:` of the shipped default playbook (the defaults of every other one)."""
+    try:
+        data = yaml.safe_load(DEFAULT_PLAYBOOK.read_text(encoding="utf-8")) or {}
+    except (OSError, yaml.YAMLError):
+        return {}
+    vocab = data.get("vocabulary") if isinstance(data, dict) else None
+    return vocab if isinstance(vocab, dict) else {}
+
+
+def words_pattern(words: Iterable[str]) -> re.Pattern[str] | None:
+    """One case-insensitive pattern matching any of `words` as whole words (the boundary of
+    `bot.text.word_pattern`); a trailing `*` matches any ending. None when there are no words."""
+    alternatives = []
+    for w in words:
+        stem = w[:-1] if w.endswith("*") else w
+        pat = word_pattern(stem, ignore_case=True).pattern
+        if w.endswith("*"):   # the same boundaries, with any ending (hyphenated too) after the stem
+            head, stem_re, tail = pat.rpartition(re.escape(stem))
+            pat = head + stem_re + r"[\w-]*" + tail
+        alternatives.append(f"(?:{pat})")
+    return re.compile("|".join(alternatives), re.I) if alternatives else None
+
+
+@dataclass(frozen=True)
+class CompiledTopic:
+    name: str
+    pattern: re.Pattern[str] | None
+    expand: str
+    answer_types: tuple[str, ...]
+    boost: float
+    questions_only: bool
+    price_asks: re.Pattern[str] | None
+
+
+@dataclass(frozen=True)
+class Lexicon:
+    """The vocabulary compiled once per playbook (see `Playbook.lexicon`)."""
+    needs: re.Pattern[str] | None
+    topics: tuple[CompiledTopic, ...]
+    book: re.Pattern[str] | None
+
+    def topic(self, name: str) -> CompiledTopic | None:
+        return next((t for t in self.topics if t.name == name), None)
+
+    def topics_in(self, text: str, *, question: bool) -> set[str]:
+        return {t.name for t in self.topics if t.pattern is not None and (question or not t.questions_only)
+                and t.pattern.search(text)}
+
+    def is_need(self, text: str) -> bool:
+        return self.needs is not None and self.needs.search(text) is not None
+
+    def asks_to_book(self, text: str) -> bool:
+        return self.book is not None and self.book.search(text) is not None
+
+    def expansions(self, topics: Iterable[str]) -> list[str]:
+        """Words to add to a retrieval query for these topics, in name order."""
+        return [t.expand for name in sorted(topics) if (t := self.topic(name)) and t.expand]
+
+    def prefer_types(self, topics: Iterable[str]) -> dict[str, float] | None:
+        """The ranking bonus of the strongest boosted topic asked (ties: the playbook's order)."""
+        best: CompiledTopic | None = None
+        for t in self.topics:
+            if t.name in topics and t.boost > 0 and t.answer_types and (best is None or t.boost > best.boost):
+                best = t
+        return {ty: best.boost for ty in best.answer_types} if best else None
+
+    def answers_topic(self, content_type: str, topics: Iterable[str]) -> bool:
+        return any(content_type in t.answer_types for name in topics if (t := self.topic(name)))
+
+
+def compile_vocabulary(v: Vocabulary) -> Lexicon:
+    topics = tuple(CompiledTopic(name, words_pattern(t.words), " ".join(t.expand.split()), tuple(t.answer_types),
+                                 t.boost, t.questions_only, words_pattern(t.price_asks))
+                   for name, t in v.topics.items())
+    return Lexicon(needs=words_pattern(v.needs), topics=topics, book=words_pattern(v.intents.book))
+
+
 class Playbook(_Strict):
     version: int = 1
     company: Company = Company()
@@ -216,7 +359,9 @@ class Playbook(_Strict):
     llm: LLM = LLM()
     reps: list[Rep] = []
     calendar: Calendar = Calendar()
+    vocabulary: Vocabulary = Field(default_factory=Vocabulary)
     source: str = Field(default="<memory>", exclude=True)
+    _lexicon: Lexicon | None = PrivateAttr(default=None)
 
     @field_validator("engagement", mode="before")
     @classmethod
@@ -265,9 +410,17 @@ class Playbook(_Strict):
         """Everything the playbook lets the agent state as fact (for the grounding guard)."""
         cached = self.__dict__.get("_grounding")
         if cached is None:
-            cached = yaml.safe_dump(self.model_dump(by_alias=True), sort_keys=False)
+            # Not the vocabulary: the words visitors use are not facts we may state ("hipaa" there
+            # must not ground a claim of HIPAA compliance).
+            cached = yaml.safe_dump(self.model_dump(by_alias=True, exclude={"vocabulary"}), sort_keys=False)
             self.__dict__["_grounding"] = cached
         return cached
+
+    def lexicon(self) -> Lexicon:
+        """The vocabulary's patterns, compiled on first use and kept for this playbook's life."""
+        if self._lexicon is None:
+            self._lexicon = compile_vocabulary(self.vocabulary)
+        return self._lexicon
 
 
 def _format_error(path: str, err: ValidationError) -> str:
@@ -296,3 +449,9 @@ def load_playbook(path: str | Path | None = None) -> Playbook:
         raise PlaybookError(_format_error(str(p), e)) from None
     pb.source = str(p)
     return pb
+
+
+@lru_cache(maxsize=1)
+def default_playbook() -> Playbook:
+    """The shipped default playbook, loaded once (for callers not given one)."""
+    return load_playbook(DEFAULT_PLAYBOOK)
