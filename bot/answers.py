@@ -3,6 +3,9 @@
 The policy decides *whether* to answer; this module finds *what* answers it: the integration page
 for "do you integrate with X?", the pricing page for a price question, the best-matching section
 of the best piece otherwise — or `unknown` when nothing in the content is close enough.
+
+What a topic adds to the search (words, the content types that answer it, how much they are
+favoured) is the playbook's `vocabulary.topics`, compiled once per playbook.
 """
 from __future__ import annotations
 
@@ -13,6 +16,7 @@ from typing import Any
 from knowledge.retrieve import Hit, LeadContext, best_sentences, keywords
 
 from .extract import Understanding, integrations_asked
+from .playbook import Lexicon, Playbook, default_playbook
 
 ANSWER_MIN_SIMILARITY = 0.83   # below this, the best chunk is about something else (measured on the sample)
 ANSWER_MIN_SIMILARITY_ON_TOPIC = 0.80   # when the best chunk is also the right kind (pricing page for a price question)
@@ -26,30 +30,24 @@ class Answer:
     integration: str | None = None    # "do you integrate with X?" — X
 
 
-def answer_question(kb: Any, question: str, u: Understanding, ctx: LeadContext) -> list[Answer]:
-    answers: list[Answer] = []
+def answer_question(kb: Any, question: str, u: Understanding, ctx: LeadContext, *,
+                    playbook: Playbook | None = None) -> list[Answer]:
+    """What answers `question`: the pages naming the tools asked about, else the best section of
+    the best piece for the question and its topics (the playbook's; the default one's if not given)."""
     targets = [t for t in integrations_asked(question) if t] if u.integrations_asked else []
-    for target in targets[:2]:
-        mentions = kb.mentions(target)
-        mentions.sort(key=lambda h: (h.type != "integration", h.type != "faq"))
-        if mentions:
-            answers.append(Answer(question, hit=mentions[0], integration=target))
-        else:
-            answers.append(Answer(question, unknown=True, integration=target))
     if targets:
-        return answers
-    prefer = ({"pricing": 0.03} if "pricing" in u.topics else {"case_study": 0.03} if "customers" in u.topics
-              else {"faq": 0.01} if u.topics & {"security", "onboarding"} else None)
-    query = " ".join([question] + [TOPIC_EXPANSIONS[t] for t in sorted(u.topics) if t in TOPIC_EXPANSIONS])
-    hits = kb.search(query, ctx, k=3, prefer_types=prefer)
+        return [_integration_answer(kb, question, target) for target in targets[:2]]
+    lex = (playbook or default_playbook()).lexicon()
+    query = " ".join([question] + lex.expansions(u.topics))
+    hits = kb.search(query, ctx, k=3, prefer_types=lex.prefer_types(u.topics))
     top = hits[0] if hits else None
-    on_topic = top is not None and any(top.type in TOPIC_TYPES.get(t, ()) for t in u.topics)
+    on_topic = top is not None and lex.answers_topic(top.type, u.topics)
     if top is not None and top.similarity >= (ANSWER_MIN_SIMILARITY_ON_TOPIC if on_topic else ANSWER_MIN_SIMILARITY):
         if on_topic or _overlaps(keywords(question), keywords(top.text + " " + top.title + " " + top.heading)):
             heading, text = kb.best_section(top, question)
             top.heading, top.text = heading, text
             top.snippet = best_sentences(text, question)
-            if "pricing" in u.topics and top.type == "pricing" and PRICE_ASK_RE.search(question):
+            if _asks_price(lex, question, u.topics, top.type):
                 priced = [h for h in kb.headings(top.doc_id) if re.search(r"[$€£]\d|\bcustom\b", h, re.I)]
                 if priced:
                     top.snippet = "; ".join(priced) + "."
@@ -57,12 +55,23 @@ def answer_question(kb: Any, question: str, u: Understanding, ctx: LeadContext) 
     return [Answer(question, unknown=True)]
 
 
-TOPIC_EXPANSIONS = {"pricing": "pricing plans price per user per month", "integration": "integrations integrate with",
-                    "security": "security compliance", "onboarding": "onboarding setup implementation support",
-                    "customers": "customer case study results"}
-TOPIC_TYPES = {"pricing": ("pricing",), "integration": ("integration",), "security": ("faq",), "onboarding": ("faq",),
-               "customers": ("case_study",)}
-PRICE_ASK_RE = re.compile(r"\b(?:how much|cost|costs|price|prices|pricing|per (?:user|seat)|what (?:are )?(?:the |your )?plans)\b", re.I)
+def _integration_answer(kb: Any, question: str, target: str) -> Answer:
+    """The page that names the tool (an integration page first, then an FAQ), or honestly none."""
+    mentions = kb.mentions(target)
+    mentions.sort(key=lambda h: (h.type != "integration", h.type != "faq"))
+    if mentions:
+        return Answer(question, hit=mentions[0], integration=target)
+    return Answer(question, unknown=True, integration=target)
+
+
+def _asks_price(lex: Lexicon, question: str, topics: set[str], content_type: str) -> bool:
+    """The question asks for a figure of a topic this piece answers (a price on the pricing page)."""
+    for name in topics:
+        t = lex.topic(name)
+        if t is not None and t.price_asks is not None and content_type in t.answer_types \
+                and t.price_asks.search(question):
+            return True
+    return False
 
 
 def _overlaps(a: set[str], b: set[str]) -> bool:

@@ -2,16 +2,25 @@
 
 This is the deterministic brain's `understand` step and the rule half of the model brain's merge:
 what it is certain of (an email, an explicit number) wins over a model's guess.
+
+The patterns here are language (how people give a size, a title, a date; greetings, "a person
+please", unsubscribing). The words of what is sold — needs, question topics, product words for
+asking to meet, competitors, industries — come from the playbook (`vocabulary:`, compiled once per
+playbook by `Playbook.lexicon()`), so another company's playbook changes what is recognised.
 """
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
 from datetime import date
+from functools import lru_cache
 from typing import Any
 
 from .playbook import Playbook
 from .text import EMAIL_RE, has_word
+
+__all__ = ["EMAIL_RE", "INJECTION_RE", "Fact", "Understanding", "integrations_asked", "is_question",
+           "split_sentences", "understand"]
 
 # ---------------------------------------------------------------------------------------------
 # Result types
@@ -267,21 +276,27 @@ def extract_industry(text: str, playbook: Playbook, asked: bool = False) -> Fact
     return None
 
 
-NEED_KEYWORDS = r"(?:forecast\w*|pipeline|deal (?:inspection|risk|review)s?|crm (?:hygiene|data)|data hygiene|dirty data|missing fields|coaching|visibility|win rate|quota|slipp\w+|sandbagg\w+|churn|rep ramp|activity logging|data entry|deal reviews?|commit calls?|revenue intelligence|spreadsheets?)"
+_NEED_TRIGGER_RE = re.compile(
+    r"\b(?:we need|we want|we're looking (?:for|to)|we are looking (?:for|to)|looking for|looking to|"
+    r"we're trying to|trying to|we struggle with|struggling with|our problem is|the problem is|"
+    r"our biggest (?:problem|challenge|issue) is|need help with|need to|hoping to|we'd like to|"
+    r"want to|interested in|evaluating|replace|replacing|fix|fixing|improve|improving)\s+(.{3,240})")
+_WE_RE = re.compile(r"\b(?:we|our|i|my)\b")
 
 
-def extract_need(text: str, asked: bool = False) -> Fact | None:
+def extract_need(text: str, playbook: Playbook, asked: bool = False) -> Fact | None:
+    """A statement naming one of the playbook's needs (`vocabulary.needs`)."""
+    lex = playbook.lexicon()
     for sentence in split_sentences(text):
         if is_question(sentence):
             continue
         low = sentence.lower()
-        m = re.search(r"\b(?:we need|we want|we're looking (?:for|to)|we are looking (?:for|to)|looking for|looking to|"
-                      r"we're trying to|trying to|we struggle with|struggling with|our problem is|the problem is|"
-                      r"our biggest (?:problem|challenge|issue) is|need help with|need to|hoping to|we'd like to|"
-                      r"want to|interested in|evaluating|replace|replacing|fix|fixing|improve|improving)\s+(.{3,240})", low)
-        if m and re.search(NEED_KEYWORDS, low):
+        if not lex.is_need(low):
+            continue
+        m = _NEED_TRIGGER_RE.search(low)
+        if m:
             return Fact(sentence.strip().rstrip("."), evidence=m.group(0))
-        if re.search(NEED_KEYWORDS, low) and re.search(r"\b(?:we|our|i|my)\b", low):
+        if _WE_RE.search(low):
             return Fact(sentence.strip().rstrip("."), certain=False, evidence=sentence)
     if asked:
         t = text.strip()
@@ -409,8 +424,11 @@ INJECTION_RE = re.compile(
 
 HUMAN_RE = re.compile(r"\b(?:(?:talk|speak|chat)\s+(?:to|with)\s+(?:a |an |the |your |some )?(?:real |actual )?(?:person|human|someone|somebody|people|rep|representative|sales(?:person| rep| team)?|agent|team|account exec)"
                       r"|real person|human being|a human\b|live agent|connect me (?:with|to)|put me in touch|can someone (?:call|email|contact) me|have someone (?:call|email|contact|reach))", re.I)
-BOOK_RE = re.compile(r"\b(?:demo|book (?:a |an )?(?:call|meeting|time|slot|session)|schedule (?:a |an )?(?:call|meeting|demo|time)|set up (?:a |an )?(?:call|meeting)|"
-                     r"get on a call|hop on a call|jump on a call|meet (?:with )?(?:your|the) team|see it in action|walk ?through)\b", re.I)
+# Asking for a meeting in any product's words; the product's own ("demo", "see it in action")
+# are `vocabulary.intents.book` in the playbook.
+BOOK_RE = re.compile(r"\b(?:book (?:a |an )?(?:call|meeting|time|slot|session)|schedule (?:a |an )?(?:call|meeting|time)|"
+                     r"set up (?:a |an )?(?:call|meeting)|get on a call|hop on a call|jump on a call|"
+                     r"meet (?:with )?(?:your|the) team)\b", re.I)
 UNSUB_RE = re.compile(r"\b(?:unsubscribe|stop (?:emailing|contacting|messaging)|remove me|opt[- ]out|don't (?:contact|email) me|do not (?:contact|email) me)\b", re.I)
 JOB_RE = re.compile(r"\b(?:are you hiring|you hiring|looking for (?:a |an )?(?:job|role|position|internship)|job (?:opening|application|offer)s?|open (?:positions?|roles)|"
                     r"apply (?:for|to) (?:a |the )?(?:job|role|position)|my (?:resume|cv)\b|career opportunit|job seeker|work for you|join your team)", re.I)
@@ -422,13 +440,6 @@ NOT_INTERESTED_RE = re.compile(r"\b(?:not interested|no thanks|no thank you|leav
 PRICE_OBJECTION_RE = re.compile(r"\b(?:too expensive|pricey|costs? too much|can'?t afford|out of (?:our|my) budget)\b", re.I)
 OBJECTION_RE = re.compile(r"\b(?:too expensive|pricey|costs? too much|can'?t afford|already (?:use|have)|happy with (?:our|what)|not interested|"
                           r"no need|doesn'?t fit|we built our own|not a priority)\b", re.I)
-TOPIC_RES = {
-    "pricing": re.compile(r"\b(?:price|prices|pricing|cost|costs|how much|plans?|per (?:seat|user)|expensive|discount|quote|billing|trial|free tier|free plan)\b", re.I),
-    "integration": re.compile(r"\b(?:integrat\w*|connect(?:s|or)? (?:to|with)|sync\w*|plug ?in|api|webhooks?|works? with)\b", re.I),
-    "security": re.compile(r"\b(?:soc ?2|gdpr|security|secure|hipaa|encrypt\w*|sso|saml|compliance|data residency|privacy)\b", re.I),
-    "onboarding": re.compile(r"\b(?:onboard\w*|implementation|set ?up|setup|training|support|how long)\b", re.I),
-    "customers": re.compile(r"\b(?:customers?|case stud\w+|who uses|references?|clients?|examples?|companies like|teams like)\b", re.I),
-}
 INTEGRATION_ASK_RE = re.compile(
     r"(?:integrat\w*|connect\w*|sync\w*|work|works|plug(?:\s+in)?|hook\s+up)\s+(?:with|to|into|in)\s+(?:the\s+|your\s+|our\s+)?"
     r"([\w][\w.&+'-]*(?:\s+(?!and\b|or\b|too\b|as\b|please\b|yet\b)[\w][\w.&+'-]*){0,3})"
@@ -452,16 +463,51 @@ def integrations_asked(text: str) -> list[str]:
 # ---------------------------------------------------------------------------------------------
 
 
+@lru_cache(maxsize=32)
+def _competitor_re(competitors: tuple[str, ...]) -> re.Pattern[str] | None:
+    """'I work at <competitor>' for the playbook's competitors (compiled once per list)."""
+    if not competitors:
+        return None
+    names = "|".join(re.escape(c.lower()) for c in competitors)
+    return re.compile(r"\b(?:i work (?:at|for)|i'm (?:with|from|at)|i am (?:with|from|at)|we're|we are|here from|"
+                      r"work at)\s+(?:" + names + ")")
+
+
+_REQUESTS = {"objection", "not_interested", "price_objection", "human", "book", "unsubscribe", "job_seeker",
+             "competitor", "greeting", "affirm"}
+
+
 def understand(text: str, playbook: Playbook, asked_field: str | None = None, today: date | None = None,
                known: dict[str, Any] | None = None) -> Understanding:
     """Facts, intents and questions in one visitor message, by rules only."""
     u = Understanding()
-    known = known or {}
     if INJECTION_RE.search(text):
         u.intents.add("injection")
         return u
     sentences = split_sentences(text)
     u.questions = [s for s in sentences if is_question(s)]
+    _read_intents(u, text, playbook)
+    statement = " ".join(s for s in sentences if not is_question(s)) if u.questions else text
+    skipping = bool(SKIP_RE.search(text)) and not u.questions
+    if asked_field and skipping:
+        u.skipped = asked_field
+        u.intents.add("skip")
+    _read_fields(u, text, statement, playbook, today, known or {})
+    # The answer to the question we just asked: read the message as that field, but only when it
+    # said nothing else we recognise ("Acme Corp" after "Which company?"; not "2 people" after "need?").
+    if asked_field is not None and not u.questions and not skipping and not u.intents & _REQUESTS:
+        _read_asked_answer(u, asked_field, text, statement, playbook, today)
+    # An answer that filled nothing the bot asked for is still an answer, not a skip.
+    if u.fields and "question" not in u.intents:
+        u.intents.add("answer")
+    if not u.intents:
+        u.intents.add("small_talk")
+    return u
+
+
+def _read_intents(u: Understanding, text: str, playbook: Playbook) -> None:
+    """What the message asks or does (intents, requested action), its topics and the tools asked about."""
+    lex = playbook.lexicon()
     if u.questions:
         u.intents.add("question")
     if GREETING_RE.search(text) and len(text) < 40:
@@ -474,82 +520,69 @@ def understand(text: str, playbook: Playbook, asked_field: str | None = None, to
     if HUMAN_RE.search(text):
         u.intents.add("human")
         u.requested_action = "human"
-    if BOOK_RE.search(text):
+    if BOOK_RE.search(text) or lex.asks_to_book(text):
         u.intents.add("book")
         if u.requested_action == "continue":
             u.requested_action = "book"
-    if OBJECTION_RE.search(text):
-        u.intents.add("objection")
-    if NOT_INTERESTED_RE.search(text):
-        u.intents.add("not_interested")
-    if PRICE_OBJECTION_RE.search(text):
-        u.intents.add("price_objection")
+    for intent, rx in ((("objection", OBJECTION_RE), ("not_interested", NOT_INTERESTED_RE),
+                        ("price_objection", PRICE_OBJECTION_RE))):
+        if rx.search(text):
+            u.intents.add(intent)
     if AFFIRM_RE.search(text) and len(text) < 60:
         u.intents.add("affirm")
-    for topic, rx in TOPIC_RES.items():
-        if rx.search(" ".join(u.questions) or text):
-            u.topics.add(topic)
-    if "question" not in u.intents:
-        u.topics.discard("customers")
+    u.topics = lex.topics_in(" ".join(u.questions) or text, question=bool(u.questions))
     u.integrations_asked = integrations_asked(" ".join(u.questions)) if u.questions else []
-    for comp in playbook.disqualify.competitors:
-        c = re.escape(comp.lower())
-        if re.search(r"\b(?:i work (?:at|for)|i'm (?:with|from|at)|i am (?:with|from|at)|we're|we are|here from|work at)\s+" + c, text.lower()):
-            u.intents.add("competitor")
+    competitor = _competitor_re(tuple(playbook.disqualify.competitors))
+    if competitor is not None and competitor.search(text.lower()):
+        u.intents.add("competitor")
 
-    statement = " ".join(s for s in sentences if not is_question(s)) if u.questions else text
-    asked_ok = (asked_field is not None and not u.questions and not SKIP_RE.search(text)
-                and not u.intents & {"objection", "not_interested", "price_objection", "human", "book", "unsubscribe",
-                                     "job_seeker", "competitor", "greeting", "affirm"})
-    if asked_field and SKIP_RE.search(text) and not u.questions:
-        u.skipped = asked_field
-        u.intents.add("skip")
 
-    def put(name: str, f: Fact | None) -> None:
-        if f is not None and f.value not in (None, ""):
-            u.fields[name] = f
+def _put(u: Understanding, name: str, f: Fact | None) -> None:
+    if f is not None and f.value not in (None, ""):
+        u.fields[name] = f
 
-    put("email", extract_email(text))
+
+def _read_fields(u: Understanding, text: str, statement: str, playbook: Playbook, today: date | None,
+                 known: dict[str, Any]) -> None:
+    """Every fact the message states, whatever was asked (questions are not read as facts)."""
+    _put(u, "email", extract_email(text))
     if "email" in u.fields and not known.get("company"):
-        put("company", company_from_email(u.fields["email"].value))
-    put("company_size", extract_company_size(statement))
+        _put(u, "company", company_from_email(u.fields["email"].value))
+    _put(u, "company_size", extract_company_size(statement))
     role, seniority = extract_role(statement)
-    put("role", role)
-    put("seniority", seniority)
-    put("timeline", extract_timeline(statement, today))
-    put("budget", extract_budget(statement))
-    put("name", extract_name(statement))
+    _put(u, "role", role)
+    _put(u, "seniority", seniority)
+    _put(u, "timeline", extract_timeline(statement, today))
+    _put(u, "budget", extract_budget(statement))
+    _put(u, "name", extract_name(statement))
     company = extract_company(statement)
     if company and (company.certain or "company" not in u.fields):
-        put("company", company)
-    put("industry", extract_industry(text, playbook))
-    put("need", extract_need(text))
-    # The answer to the question we just asked: read the message as that field, but only when it
-    # said nothing else we recognise ("Acme Corp" after "Which company?"; not "2 people" after "need?").
-    if asked_ok and asked_field not in u.fields and not (set(u.fields) - {"company"} if "email" in u.fields else u.fields):
-        if asked_field == "company_size":
-            put("company_size", extract_company_size(statement, asked=True))
-        elif asked_field in ("role", "seniority"):
-            role, seniority = extract_role(statement, asked=True)
-            put("role", role)
-            put("seniority", seniority)
-        elif asked_field == "timeline":
-            put("timeline", extract_timeline(statement, today, asked=True))
-        elif asked_field == "budget":
-            put("budget", extract_budget(statement, asked=True))
-        elif asked_field == "name":
-            put("name", extract_name(statement, asked=True))
-        elif asked_field == "company":
-            put("company", extract_company(statement, asked=True))
-        elif asked_field == "industry":
-            put("industry", extract_industry(text, playbook, asked=True))
-        elif asked_field == "need":
-            put("need", extract_need(text, asked=True))
-    elif asked_ok and asked_field == "budget" and "budget" not in u.fields:
-        put("budget", extract_budget(statement, asked=True))
-    # An answer that filled nothing the bot asked for is still an answer, not a skip.
-    if u.fields and "question" not in u.intents:
-        u.intents.add("answer")
-    if not u.intents:
-        u.intents.add("small_talk")
-    return u
+        _put(u, "company", company)
+    _put(u, "industry", extract_industry(text, playbook))
+    _put(u, "need", extract_need(text, playbook))
+
+
+def _read_asked_answer(u: Understanding, asked_field: str, text: str, statement: str, playbook: Playbook,
+                       today: date | None) -> None:
+    """A bare reply to the question just asked ("450" after "how many people?") as that field."""
+    others = set(u.fields) - {"company"} if "email" in u.fields else u.fields
+    if asked_field in u.fields or others:
+        if asked_field == "budget" and "budget" not in u.fields:
+            _put(u, "budget", extract_budget(statement, asked=True))
+        return
+    if asked_field in ("role", "seniority"):
+        role, seniority = extract_role(statement, asked=True)
+        _put(u, "role", role)
+        _put(u, "seniority", seniority)
+        return
+    readers = {
+        "company_size": lambda: extract_company_size(statement, asked=True),
+        "timeline": lambda: extract_timeline(statement, today, asked=True),
+        "budget": lambda: extract_budget(statement, asked=True),
+        "name": lambda: extract_name(statement, asked=True),
+        "company": lambda: extract_company(statement, asked=True),
+        "industry": lambda: extract_industry(text, playbook, asked=True),
+        "need": lambda: extract_need(text, playbook, asked=True),
+    }
+    if asked_field in readers:
+        _put(u, asked_field, readers[asked_field]())
