@@ -276,17 +276,23 @@ def _default_vocabulary_data() -> dict[str, Any]:
 
 
 def words_pattern(words: Iterable[str]) -> re.Pattern[str] | None:
-    """One case-insensitive pattern matching any of `words` as whole words (the boundary of
-    `bot.text.word_pattern`); a trailing `*` matches any ending. None when there are no words."""
-    alternatives = []
+    """One case-insensitive pattern matching any of `words` as whole words, with the boundaries of
+    `bot.text.word_pattern` (the one definition of a whole word); a trailing `*` matches any ending.
+    None when there are no words."""
+    parts: list[tuple[str, str, str]] = []    # (left boundary, phrase, right boundary)
     for w in words:
         stem = w[:-1] if w.endswith("*") else w
-        pat = word_pattern(stem, ignore_case=True).pattern
-        if w.endswith("*"):   # the same boundaries, with any ending (hyphenated too) after the stem
-            head, stem_re, tail = pat.rpartition(re.escape(stem))
-            pat = head + stem_re + r"[\w-]*" + tail
-        alternatives.append(f"(?:{pat})")
-    return re.compile("|".join(alternatives), re.I) if alternatives else None
+        escaped = re.escape(stem)
+        head, found, tail = word_pattern(stem, ignore_case=True).pattern.rpartition(escaped)
+        if not found:
+            raise RuntimeError(f"bot.text.word_pattern({stem!r}) does not contain the escaped phrase")
+        parts.append((head, escaped + (r"[\w-]*" if w.endswith("*") else ""), tail))
+    if not parts:
+        return None
+    if len({(h, t) for h, _, t in parts}) == 1:   # the same boundaries around one alternation: faster
+        head, _, tail = parts[0]
+        return re.compile(head + "(?:" + "|".join(a for _, a, _ in parts) + ")" + tail, re.I)
+    return re.compile("|".join(f"(?:{h}{a}{t})" for h, a, t in parts), re.I)
 
 
 @dataclass(frozen=True)
