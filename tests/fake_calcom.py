@@ -30,8 +30,9 @@ from typing import Any, Iterator
 from zoneinfo import ZoneInfo
 
 import pytest
-from werkzeug.serving import make_server
 from werkzeug.wrappers import Request, Response
+
+from http_fake import HttpFake, json_response, serving
 
 SLOTS_VERSION = "2024-09-04"
 BOOKINGS_VERSION = "2024-08-13"
@@ -44,17 +45,16 @@ def _utc(s: str) -> datetime:
     return d.astimezone(timezone.utc)
 
 
-def _json(status: int, body: Any) -> Response:
-    return Response(json.dumps(body), status=status, content_type="application/json")
-
-
 def _error(status: int, code: str, message: str) -> Response:
-    return _json(status, {"status": "error", "timestamp": datetime.now(timezone.utc).isoformat(),
+    return json_response(status, {"status": "error", "timestamp": datetime.now(timezone.utc).isoformat(),
                           "path": "", "error": {"code": code, "message": message}})
 
 
-class FakeCalcom:
+class FakeCalcom(HttpFake):
+    """Started on construction; ``.url`` is the API base."""
+
     def __init__(self) -> None:
+        super().__init__()
         self.api_key = "cal_test_" + secrets.token_hex(6)
         self.event_type_id = 4242
         self.length_minutes = 30
@@ -65,22 +65,14 @@ class FakeCalcom:
         self.requests: list[dict[str, Any]] = []
         self._ids = itertools.count(1001)
         self._lock = threading.Lock()
-        self.server = make_server("127.0.0.1", 0, self._app, threaded=True)
-        self.url = f"http://127.0.0.1:{self.server.server_port}"
-        self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self._thread.start()
+        self.start()
 
     def add_slots(self, *starts: datetime) -> None:
         self.slots.update(s.astimezone(timezone.utc) for s in starts)
 
-    def stop(self) -> None:
-        self.server.shutdown()
-        self._thread.join(timeout=5)
-
     # -- the WSGI app ------------------------------------------------------------------------
 
-    def _app(self, environ: dict, start_response: Any) -> Any:
-        req = Request(environ)
+    def handle(self, req: Request) -> Response:
         body = None
         if req.data:
             try:
@@ -98,7 +90,7 @@ class FakeCalcom:
             resp = self._book(req, body)
         else:
             resp = _error(404, "NotFoundException", f"Cannot {req.method} {req.path}")
-        return resp(environ, start_response)
+        return resp
 
     def _slots(self, req: Request) -> Response:
         if req.headers.get("cal-api-version") != SLOTS_VERSION:
@@ -118,7 +110,7 @@ class FakeCalcom:
             local = s.astimezone(tz)
             data.setdefault(local.date().isoformat(), []).append(
                 {"start": local.isoformat(timespec="milliseconds")})
-        return _json(200, {"status": "success", "data": data})
+        return json_response(200, {"status": "success", "data": data})
 
     def _book(self, req: Request, body: Any) -> Response:
         if req.headers.get("cal-api-version") != BOOKINGS_VERSION:
@@ -156,13 +148,9 @@ class FakeCalcom:
                 "metadata": body.get("metadata") or {},
             }
             self.bookings.append(booking)
-        return _json(201, {"status": "success", "data": booking})
+        return json_response(201, {"status": "success", "data": booking})
 
 
 @pytest.fixture
 def fake_calcom() -> Iterator[FakeCalcom]:
-    srv = FakeCalcom()
-    try:
-        yield srv
-    finally:
-        srv.stop()
+    yield from serving(FakeCalcom())

@@ -62,8 +62,9 @@ import time
 from typing import Any, Callable, Iterator, Union
 
 import pytest
-from werkzeug.serving import WSGIRequestHandler, make_server
 from werkzeug.wrappers import Request, Response
+
+from http_fake import HttpFake, json_response, serving
 
 Step = Union[dict, Callable[[dict], Union[dict, None]]]
 
@@ -81,13 +82,6 @@ _ERROR_DEFAULTS: dict[int, tuple[str, str | None, str]] = {
     502: ("server_error", None, "Bad gateway (fake server)."),
     503: ("server_error", None, "The engine is currently overloaded (fake server)."),
 }
-
-
-class _QuietHandler(WSGIRequestHandler):
-    """Don't print a line per request; real errors still go to the werkzeug logger."""
-
-    def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
-        pass
 
 
 def _words(text: Any) -> int:
@@ -125,64 +119,22 @@ def _split_fixed(text: str, size: int = 8) -> list[str]:
     return [text[i : i + size] for i in range(0, len(text), size)] or [""]
 
 
-class FakeOpenAI:
+class FakeOpenAI(HttpFake):
     """A scriptable OpenAI Chat Completions server on 127.0.0.1 (random port)."""
 
     def __init__(self, default: Step | None = None, models: list[str] | None = None) -> None:
+        super().__init__()
         self.default: Step = dict(DEFAULT_STEP) if default is None else default
         self.models: list[str] = list(models or ["local"])
         self._lock = threading.Lock()
         self._queue: collections.deque[Step] = collections.deque()
         self._requests: list[dict] = []
         self._headers: list[dict] = []
-        self._stop_event = threading.Event()
-        self._server: Any = None
-        self._thread: threading.Thread | None = None
         self._ids = itertools.count(1)
-        self.host = "127.0.0.1"
-        self.port: int | None = None
-
-    # -- lifecycle ---------------------------------------------------------------------------
 
     @property
     def base_url(self) -> str:
-        if self.port is None:
-            raise RuntimeError("FakeOpenAI is not started")
-        return f"http://{self.host}:{self.port}/v1"
-
-    def start(self) -> "FakeOpenAI":
-        if self._server is not None:
-            return self
-        self._stop_event.clear()
-        self._server = make_server(
-            self.host, 0, self._wsgi_app, threaded=True, request_handler=_QuietHandler
-        )
-        self.port = self._server.server_port
-        self._thread = threading.Thread(
-            target=self._server.serve_forever,
-            kwargs={"poll_interval": 0.05},
-            name=f"fake-openai-{self.port}",
-            daemon=True,
-        )
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        # Wake any sleeping delay / chunk_delay first, so in-flight requests end promptly.
-        self._stop_event.set()
-        server, self._server = self._server, None
-        if server is not None:
-            server.shutdown()
-            server.server_close()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-            self._thread = None
-
-    def __enter__(self) -> "FakeOpenAI":
-        return self.start()
-
-    def __exit__(self, *exc: Any) -> None:
-        self.stop()
+        return self.url + "/v1"
 
     # -- scripting ---------------------------------------------------------------------------
 
@@ -228,12 +180,7 @@ class FakeOpenAI:
 
     # -- HTTP --------------------------------------------------------------------------------
 
-    def _wsgi_app(self, environ: dict, start_response: Callable) -> Any:
-        request = Request(environ)
-        response = self._dispatch(request)
-        return response(environ, start_response)
-
-    def _dispatch(self, request: Request) -> Response:
+    def handle(self, request: Request) -> Response:
         path = request.path.rstrip("/")
         if path in ("/v1/models", "/models") and request.method == "GET":
             return self._json(200, self._models_body())
@@ -278,7 +225,7 @@ class FakeOpenAI:
             return self._error(500, message=f"Fake step is not a dict: {step!r}")
 
         delay = float(step.get("delay") or 0)
-        if delay > 0 and self._stop_event.wait(delay):
+        if self.pause(delay):
             return self._error(503, message="Fake OpenAI server is shutting down.")
 
         extra_headers = dict(step.get("headers") or {})
@@ -478,19 +425,14 @@ class FakeOpenAI:
             )
 
         for i, c in enumerate(chunks):
-            if i and chunk_delay > 0 and self._stop_event.wait(chunk_delay):
+            if i and self.pause(chunk_delay):
                 return  # server stopping: cut the stream short
             yield f"data: {json.dumps(c)}\n\n".encode()
         yield b"data: [DONE]\n\n"
 
     # -- helpers -----------------------------------------------------------------------------
 
-    @staticmethod
-    def _json(status: int, payload: Any, headers: dict | None = None) -> Response:
-        return Response(
-            json.dumps(payload), status=status, headers=headers or {},
-            content_type="application/json",
-        )
+    _json = staticmethod(json_response)
 
     def _error(
         self,
@@ -527,8 +469,4 @@ class FakeOpenAI:
 @pytest.fixture
 def fake_openai() -> Iterator[FakeOpenAI]:
     """A started FakeOpenAI server; stopped after the test."""
-    server = FakeOpenAI().start()
-    try:
-        yield server
-    finally:
-        server.stop()
+    yield from serving(FakeOpenAI())
