@@ -407,6 +407,13 @@ def lead(ctx: click.Context, lead_id: str) -> None:
         d = sdr.lead_detail(lead_id)
     except NotFound as e:
         raise click.ClickException(f"{e}. List leads with `sdr leads`.") from None
+    _print_score(d)
+    _print_effects(d)
+    _print_transcript(d)
+
+
+def _print_score(d: dict[str, Any]) -> None:
+    """Who the lead is, fit and engagement against the thresholds, every score event, the score over time."""
     th = d["thresholds"]
     click.secho(f"Lead {d['id']} · stage {d['stage']} · score {d['score']:g}", bold=True)
     for k, v in d["fields"].items():
@@ -430,6 +437,10 @@ def lead(ctx: click.Context, lead_id: str) -> None:
         for i, v in enumerate(history):
             mark = " ← SQL" if i and history[i - 1] < th["sql"] <= v else " ← MQL" if i and history[i - 1] < th["mql"] <= v else ""
             click.echo(f"  {v:6.1f} {_bar(v, top, 40, '▇')}{mark}")
+
+
+def _print_effects(d: dict[str, Any]) -> None:
+    """The lead's outbox entries and the content the SDR sent them."""
     if d["actions"]:
         click.secho("\nActions (outbox):", bold=True)
         for a in d["actions"]:
@@ -438,6 +449,10 @@ def lead(ctx: click.Context, lead_id: str) -> None:
         click.secho("\nContent sent:", bold=True)
         for c in d["content_sent"]:
             click.echo(f"  {c['title']} — {c['url']}")
+
+
+def _print_transcript(d: dict[str, Any]) -> None:
+    """Every message, the SDR's with its model, latency, calls, tokens and fallbacks."""
     click.secho("\nTranscript:", bold=True)
     for m in d["messages"]:
         who = "visitor" if m["role"] == "visitor" else "sdr"
