@@ -2,8 +2,8 @@
 
 They drive the real Flask app through the `live_server` fixture (tests/conftest.py: base URL of
 the app running in a thread with a fresh data dir and the sample content ingested), with the
-Python `playwright` package and the system Chromium at /usr/bin/chromium. Playwright never
-downloads a browser here. Skipped, with the reason, when either is missing:
+Python `playwright` package and the system Chromium at /usr/bin/chromium; the launch, the tab and
+the page helpers are in tests/browser.py. Skipped, with the reason, when either is missing:
 
     apt-get install -y chromium && pip install playwright
     pytest tests/test_widget_browser.py
@@ -20,195 +20,14 @@ from __future__ import annotations
 import json
 import os
 import re
-import threading
-from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import urlsplit
 
 import pytest
 
-CHROMIUM = "/usr/bin/chromium"
-
-try:
-    from playwright.sync_api import Page, Request, expect, sync_playwright
-except ImportError:  # pragma: no cover - depends on the machine
-    pytest.skip("the `playwright` Python package is not installed (pip install playwright); "
-                "browser tests skipped", allow_module_level=True)
-
-if not os.path.exists(CHROMIUM):  # pragma: no cover - depends on the machine
-    pytest.skip(f"no system Chromium at {CHROMIUM} (apt-get install -y chromium); browser tests skipped",
-                allow_module_level=True)
-
-CHROMIUM_ARGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
-]
-REPLY_TIMEOUT_MS = 30_000   # generous: only matters when something is wrong
-UI_TIMEOUT_MS = 5_000
-
-AGENT = '[data-sdr="msg"][data-role="agent"]'
-VISITOR = '[data-sdr="msg"][data-role="visitor"]'
-CHAT, STREAM = "/api/chat", "/api/chat/stream"
-SHADOW_COUNT = "sel => document.getElementById('sdr-widget-host').shadowRoot.querySelectorAll(sel).length"
-
-# A plain third-party page with hostile CSS, to check the shadow DOM keeps the widget intact.
-EMBED_PAGE = """<!doctype html><html><head><meta charset="utf-8"><title>Customer site</title>
-<style>
-  * {{ font-family: "Comic Sans MS", cursive !important; color: #f0f !important; }}
-  div, button, textarea, a {{ display: none !important; }}
-  body > div {{ transform: rotate(3deg); filter: blur(2px); }}
-</style>
-<script>
-  window.__turns = [];
-  window.__errors = [];
-  window.addEventListener("sdr:turn", function (e) {{ window.__turns.push(e.detail); }});
-  window.addEventListener("sdr:error", function (e) {{ window.__errors.push(e.detail); }});
-  {config}
-</script>
-</head><body><h1>Acme customer site</h1><p>Some page content.</p>
-<script src="{widget}" {attrs} defer></script>
-</body></html>"""
-
-
-def is_post(path: str):
-    """A predicate for Playwright's expect_request/expect_response: a POST to exactly this API path."""
-    def match(r) -> bool:
-        req = getattr(r, "request", r)
-        return req.method == "POST" and urlsplit(req.url).path == path
-    return match
-
-
-def parse_sse(body: str) -> list[tuple[str, dict]]:
-    """(event, data) for each event of a text/event-stream body."""
-    events = []
-    for block in re.split(r"\r?\n\r?\n", body.replace("\r\n", "\n")):
-        name, data = "message", []
-        for line in block.split("\n"):
-            if line.startswith("event:"):
-                name = line[6:].strip()
-            elif line.startswith("data:"):
-                data.append(line[5:].removeprefix(" "))
-        if data:
-            events.append((name, json.loads("\n".join(data))))
-    return events
-
-
-def sse(*events: tuple[str, dict]) -> str:
-    return "".join(f"event: {name}\ndata: {json.dumps(data)}\n\n" for name, data in events)
-
-
-def as_shown(reply: str) -> str:
-    """The text a bubble shows for `reply`: markdown links as their label, **bold** without stars."""
-    reply = re.sub(r"\[([^\]\n]{1,300})\]\((https?://[^\s)]+)\)", r"\1", reply)
-    return re.sub(r"\*\*([^*\n]{1,300})\*\*", r"\1", reply)
-
-
-def wait_until(page: Page, condition, what: str) -> None:
-    """Poll a Python-side condition (e.g. a route handler having run on Playwright's side)."""
-    for _ in range(500):
-        if condition():
-            return
-        page.wait_for_timeout(10)
-    pytest.fail(f"timed out waiting for {what}")
-
-
-def turn_json(response) -> dict:
-    """The turn's JSON from a /api/chat response or from the `done` event of a /api/chat/stream one."""
-    if "text/event-stream" in (response.headers.get("content-type") or ""):
-        done = [data for name, data in parse_sse(response.text()) if name == "done"]
-        assert len(done) == 1, f"expected one done event, got: {response.text()[:500]}"
-        return done[0]
-    return response.json()
-
-
-@dataclass
-class Tab:
-    page: Page
-    dialogs: list[str] = field(default_factory=list)
-    page_errors: list[str] = field(default_factory=list)
-    chat_requests: list[dict] = field(default_factory=list)   # bodies POSTed to /api/chat or /api/chat/stream
-    endpoints: list[str] = field(default_factory=list)        # the path of each, in order
-
-    def sdr(self, name: str):
-        """A widget element by its data-sdr name (Playwright's CSS locators pierce open shadow roots)."""
-        return self.page.locator(f'[data-sdr="{name}"]')
-
-    def assert_streamed(self) -> None:
-        assert self.endpoints and set(self.endpoints) == {STREAM}, f"turns did not all stream: {self.endpoints}"
-
-    def assert_clean(self) -> None:
-        assert self.dialogs == [], f"a dialog fired: {self.dialogs}"
-        assert self.page_errors == [], f"uncaught errors in the page: {self.page_errors}"
-
-
-@pytest.fixture(scope="module")
-def browser():
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
-        yield b
-        b.close()
-
-
-@pytest.fixture
-def tab(browser):
-    context = browser.new_context(viewport={"width": 1440, "height": 900}, locale="en-US", timezone_id="Europe/Berlin")
-    context.set_default_timeout(REPLY_TIMEOUT_MS)
-    page = context.new_page()
-    t = Tab(page)
-
-    def on_dialog(d):
-        t.dialogs.append(d.message)
-        d.dismiss()
-
-    def on_request(req: Request):
-        path = urlsplit(req.url).path
-        if req.method == "POST" and path in (CHAT, STREAM):
-            t.endpoints.append(path)
-            try:
-                t.chat_requests.append(req.post_data_json or {})
-            except (ValueError, json.JSONDecodeError):
-                t.chat_requests.append({"_raw": req.post_data})
-
-    page.on("dialog", on_dialog)
-    page.on("pageerror", lambda e: t.page_errors.append(str(e)))
-    page.on("request", on_request)
-    expect.set_options(timeout=UI_TIMEOUT_MS)
-    yield t
-    context.close()
-
-
-def open_embed_page(tab: Tab, base: str, url: str | None = None, attrs: str = "", config: str = "") -> None:
-    """Serve a customer page (via Playwright routing) that embeds <base>/widget.js with one tag
-    (plus `attrs` on that tag, and `config` as script run before it)."""
-    url = url or f"{base}/__embed_test__.html"
-    html = EMBED_PAGE.format(widget=f"{base}/widget.js", attrs=attrs, config=config)
-    tab.page.route(url, lambda route: route.fulfill(status=200, content_type="text/html; charset=utf-8", body=html))
-    tab.page.goto(url)
-    expect(tab.sdr("launcher")).to_be_visible()
-
-
-def send_and_wait(tab: Tab, text: str, endpoint: str = STREAM) -> dict:
-    """Type into the widget, press Enter, wait for the agent bubble of this turn (its reply on
-    `endpoint`) to be final; return the turn's JSON."""
-    agents_before = tab.page.locator(AGENT).count()
-    box = tab.sdr("input")
-    box.fill(text)
-    with tab.page.expect_response(is_post(endpoint), timeout=REPLY_TIMEOUT_MS) as info:
-        box.press("Enter")
-    response = info.value
-    assert response.ok, f"{endpoint} answered {response.status}: {response.text()[:500]}"
-    data = turn_json(response)
-    agents = tab.page.locator(AGENT)
-    expect(agents).to_have_count(agents_before + 1, timeout=REPLY_TIMEOUT_MS)
-    expect(tab.sdr("send")).to_be_enabled(timeout=REPLY_TIMEOUT_MS)      # the turn is over
-    expect(agents.last).not_to_have_attribute("data-streaming", "true")
-    return data
-
-
-def agent_text(tab: Tab, index: int = -1) -> str:
-    agents = tab.page.locator(AGENT)
-    bubble = (agents.last if index == -1 else agents.nth(index)).locator('[data-sdr="text"]')
-    return bubble.text_content() or ""
+from browser import (AGENT, CHAT, REPLY_TIMEOUT_MS, SHADOW_COUNT, STREAM, VISITOR, SteppedSSE, agent_text, as_shown,
+                     expect, is_post, open_embed_page, open_widget, parse_sse, retry_and_wait, send_and_wait, sse,
+                     turn_json, wait_until)
+from browser import browser, tab  # noqa: F401,F811  (fixtures)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -300,8 +119,7 @@ def test_html_in_reply_and_message_is_shown_as_text(live_server, tab):
         route.fulfill(response=upstream, body=body)
 
     page.route("**/api/chat/stream", tamper)
-    open_embed_page(tab, live_server)
-    tab.sdr("launcher").click()
+    open_widget(tab, live_server)
     hostile = '<img src=x onerror=alert(6)><script>alert("visitor")</script>'
     send_and_wait(tab, hostile)
 
@@ -331,8 +149,7 @@ def test_html_in_reply_and_message_is_shown_as_text(live_server, tab):
 
 def test_reload_keeps_the_session(live_server, tab):
     page = tab.page
-    open_embed_page(tab, live_server)
-    tab.sdr("launcher").click()
+    open_widget(tab, live_server)
     first = send_and_wait(tab, "Hello, I'm looking at tools for forecasting.")
     session_id = first["session_id"]
     assert session_id
@@ -395,8 +212,7 @@ def test_demo_page_panel_shows_stage_score_and_reasons(live_server, tab):
 
 def test_server_error_is_shown_and_page_stays_usable(live_server, tab):
     page = tab.page
-    open_embed_page(tab, live_server)
-    tab.sdr("launcher").click()
+    open_widget(tab, live_server)
     box = tab.sdr("input")
     too_long = "word " * 1000      # 5,000 characters: the server answers 413 with a JSON error
 
@@ -433,8 +249,7 @@ def test_server_error_is_shown_and_page_stays_usable(live_server, tab):
 
 def test_waiting_state_and_retry_after_network_error(live_server, tab):
     page = tab.page
-    open_embed_page(tab, live_server)
-    tab.sdr("launcher").click()
+    open_widget(tab, live_server)
     held = []
     page.route("**/api/chat/stream", lambda route: held.append(route))
     page.route("**/api/chat", lambda route: held.append(route))
@@ -468,13 +283,7 @@ def test_waiting_state_and_retry_after_network_error(live_server, tab):
 
     page.unroute("**/api/chat/stream")
     page.unroute("**/api/chat")
-    with page.expect_response(is_post(STREAM), timeout=REPLY_TIMEOUT_MS) as info:
-        tab.sdr("retry").click()
-    assert info.value.ok
-    data = turn_json(info.value)
-    expect(page.locator(AGENT)).to_have_count(1, timeout=REPLY_TIMEOUT_MS)
-    expect(tab.sdr("send")).to_be_enabled()
-    assert agent_text(tab) == as_shown(data["reply"])
+    retry_and_wait(tab)
     expect(error).to_be_hidden()
     expect(page.locator(VISITOR)).to_have_count(1)    # the retry reused the bubble
     expect(page.locator(f"{VISITOR}.failed")).to_have_count(0)
@@ -522,67 +331,7 @@ def test_cross_origin_embed_and_host_api(live_server, tab):
 
 # ---------------------------------------------------------------------------------------------
 # Streaming: deltas as they arrive, reset, done, errors inside the stream, and the fallbacks
-
-
-class SteppedSSE:
-    """A stand-in chat API on loopback (another port than the app) for one streamed turn: it sends
-    the response headers at once, then each chunk of `chunks` only when the test calls step()."""
-
-    def __init__(self, chunks: list[bytes]):
-        self.chunks = list(chunks)
-        self.gate = threading.Semaphore(0)
-        self.bodies: list[dict] = []
-        outer = self
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.0"      # the body ends when the connection closes
-
-            def log_message(self, *args) -> None:
-                pass
-
-            def cors(self) -> None:
-                self.send_header("Access-Control-Allow-Origin", "*")
-                self.send_header("Access-Control-Allow-Headers", "Content-Type")
-                self.send_header("Access-Control-Allow-Methods", "POST, OPTIONS")
-
-            def do_OPTIONS(self) -> None:
-                self.send_response(204)
-                self.cors()
-                self.end_headers()
-
-            def do_POST(self) -> None:
-                n = int(self.headers.get("Content-Length") or 0)
-                outer.bodies.append(json.loads(self.rfile.read(n) or b"{}"))
-                if self.path != STREAM:
-                    self.send_response(404)
-                    self.cors()
-                    self.end_headers()
-                    return
-                self.send_response(200)
-                self.send_header("Content-Type", "text/event-stream; charset=utf-8")
-                self.send_header("Cache-Control", "no-cache")
-                self.cors()
-                self.end_headers()
-                self.wfile.flush()
-                for chunk in outer.chunks:
-                    if not outer.gate.acquire(timeout=REPLY_TIMEOUT_MS / 1000):
-                        return
-                    self.wfile.write(chunk)
-                    self.wfile.flush()
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self.server.server_port}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def step(self) -> None:
-        self.gate.release()
-
-    def close(self) -> None:
-        for _ in self.chunks:           # never leave a handler waiting
-            self.gate.release()
-        self.server.shutdown()
-        self.server.server_close()
+# (SteppedSSE, in tests/browser.py, is a stand-in streaming API that sends a chunk per step())
 
 
 def test_reply_streams_in_as_deltas_and_done_is_final(live_server, tab):
@@ -681,8 +430,7 @@ def test_error_event_inside_the_stream_is_shown_and_retry_works(live_server, tab
                ("error", {"error": {"code": "internal_error", "message": "the reply failed; please resend"}}))
     page.route("**/api/chat/stream", lambda route: route.fulfill(
         status=200, headers={"Content-Type": "text/event-stream", "Access-Control-Allow-Origin": "*"}, body=body))
-    open_embed_page(tab, live_server)
-    tab.sdr("launcher").click()
+    open_widget(tab, live_server)
     box = tab.sdr("input")
     box.fill("Does Pipelark work with HubSpot?")
     box.press("Enter")
@@ -700,12 +448,7 @@ def test_error_event_inside_the_stream_is_shown_and_retry_works(live_server, tab
     assert tab.endpoints == [STREAM]                         # an answered stream is never resent by itself
 
     page.unroute("**/api/chat/stream")
-    with page.expect_response(is_post(STREAM), timeout=REPLY_TIMEOUT_MS) as info:
-        tab.sdr("retry").click()
-    data = turn_json(info.value)
-    expect(page.locator(AGENT)).to_have_count(1, timeout=REPLY_TIMEOUT_MS)
-    expect(tab.sdr("send")).to_be_enabled()
-    assert agent_text(tab) == as_shown(data["reply"])
+    retry_and_wait(tab)
     expect(error).to_be_hidden()
     expect(page.locator(VISITOR)).to_have_count(1)
     assert tab.endpoints == [STREAM, STREAM]
@@ -726,8 +469,7 @@ def test_falls_back_to_plain_chat(live_server, tab, how):
         page.route("**/api/chat/stream", lambda route: route.abort("connectionreset"))
     else:   # a browser without streams
         page.add_init_script("window.ReadableStream = undefined;")
-    open_embed_page(tab, live_server, attrs=attrs, config=config)
-    tab.sdr("launcher").click()
+    open_widget(tab, live_server, attrs=attrs, config=config)
 
     data = send_and_wait(tab, "Hi, does Pipelark integrate with HubSpot?", endpoint=CHAT)
     assert data["reply"]
