@@ -12,7 +12,7 @@ if TYPE_CHECKING:
     from bot.turn import SDR
 
 
-def current_sdr() -> "SDR":
+def current_sdr() -> SDR:
     return current_app.extensions["sdr"]
 
 

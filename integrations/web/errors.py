@@ -44,10 +44,9 @@ def _http_error(e: HTTPException) -> Response:
                 404: f"no route {request.path}", 405: f"{request.method} is not allowed on {request.path}"}
     resp = error_response(status, HTTP_CODES.get(status, "http_error"),
                           messages.get(status, e.description or "bad request"))
-    if status == 405 and e.get_headers():   # keep the Allow header werkzeug computed
-        for k, v in e.get_headers():
-            if k.lower() == "allow":
-                resp.headers[k] = v
+    allow = dict(e.get_headers()).get("Allow")   # a 405 says which methods the route takes
+    if allow:
+        resp.headers["Allow"] = allow
     return resp
 
 

@@ -14,8 +14,7 @@ import re
 import time
 from typing import Any
 
-from flask import Blueprint, Flask, Response, current_app, g
-from flask import request
+from flask import Blueprint, Flask, Response, current_app, g, request
 from flask_limiter import Limiter, RateLimitExceeded
 from werkzeug.exceptions import HTTPException
 

@@ -5,7 +5,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from flask import Blueprint, Response, jsonify, render_template, request, send_from_directory
+from flask import (
+    Blueprint,
+    Response,
+    jsonify,
+    render_template,
+    request,
+    send_from_directory,
+)
 
 from bot.reports import FUNNEL_STAGES, SIDE_STAGES, STAGE_LABELS, funnel
 from bot.store import Meeting

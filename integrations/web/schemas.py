@@ -15,8 +15,17 @@ from typing import Annotated, Any, ClassVar
 
 from email_validator import EmailNotValidError, validate_email
 from flask import g, request
-from pydantic import (AfterValidator, BaseModel, ConfigDict, Field, StrictStr, ValidationError, ValidationInfo,
-                      field_validator, model_validator)
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictStr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 from pydantic_core import PydanticCustomError
 
 from bot.text import clean_text
@@ -46,7 +55,7 @@ def _email_check(code: str, what: str, blank_ok: bool) -> Any:
         if value.strip() or not blank_ok:
             try:
                 validate_email(value.strip(), check_deliverability=False)
-            except EmailNotValidError as e:
+            except (EmailNotValidError, ValueError) as e:   # UnicodeError from an odd domain is a ValueError
                 raise _custom(code, f"{what} is not an email address: {e}") from None
         return value
     return AfterValidator(check)
@@ -228,17 +237,16 @@ class EventRequest(Body):
     type: Annotated[StrictStr, Field(min_length=1)]
     lead_id: Annotated[StrictStr | None, AfterValidator(_clean)] = None
     email: Annotated[StrictStr | None, _email_check("bad_email", "email", blank_ok=False)] = None
-    properties: Any = None   # checked after lead_id/email, as the API always has
+    properties: Annotated[Any, AfterValidator(_clean_json)] = None   # an object: checked after whose event it is
 
     codes: ClassVar[dict[str, str]] = {"type": "missing_type", "lead_id": "bad_lead_id", "email": "bad_email"}
     hints: ClassVar[dict[str, str]] = {"type": 'the body needs a \'type\' string, e.g. "pricing_page_view"',
                                        "lead_id": "lead_id must be a string", "email": "email must be an email address"}
 
     @model_validator(mode="after")
-    def _whose_and_what(self) -> "EventRequest":
+    def _whose_and_what(self) -> EventRequest:
         if not self.lead_id and not self.email:
             raise _custom("missing_lead", "give 'lead_id' or 'email' to say whose event this is")
         if self.properties is not None and not isinstance(self.properties, dict):
             raise _custom("bad_properties", f"properties must be an object, got {json_type(self.properties)}")
-        object.__setattr__(self, "properties", _clean_json(self.properties or {}))
         return self
