@@ -208,6 +208,7 @@ class SlackMeetingInvite:
 
 
 def make_bolt_app(sdr: Any, cfg: SlackConfig) -> Any:
+    """The bolt app: the handoff's buttons (Claim, Book meeting, Not a fit) and /sdr."""
     from slack_bolt import App
 
     app = App(token=cfg.token, signing_secret=cfg.signing_secret, client=cfg.client(),
@@ -252,6 +253,13 @@ def make_bolt_app(sdr: Any, cfg: SlackConfig) -> Any:
         not_a_fit(sdr.store, body["actions"][0]["value"], f"<@{user}>")
         _restatus(body, client, f":no_entry_sign: <@{user}> marked this lead not a fit")
 
+    _register_sdr_command(app, sdr, cfg)
+    return app
+
+
+def _register_sdr_command(app: Any, sdr: Any, cfg: SlackConfig) -> None:
+    """/sdr lead <email> shows a lead's card; /sdr stats today's numbers."""
+
     @app.command("/sdr")
     def on_command(ack: Any, command: dict[str, Any], respond: Any) -> None:
         ack()
@@ -272,8 +280,6 @@ def make_bolt_app(sdr: Any, cfg: SlackConfig) -> Any:
             respond(blocks=handoff_blocks(st, rep, cfg.public_url, status=f"Stage: {st['stage']}"), text=f"Lead {email}")
             return
         respond("Usage: `/sdr lead <email>` shows a lead's card · `/sdr stats` today's leads, handoffs and meetings.")
-
-    return app
 
 
 def mount(flask_app: Any, sdr: Any, cfg: SlackConfig) -> Any:
