@@ -1,5 +1,5 @@
 """The web channel: the chat API, tracked events, lead lookups, the chat page, the widget and the
-team pages, as Flask blueprints (chat.py, events.py, leads.py, pages.py).
+team pages, as Flask blueprints (chat.py, tracking.py, leads_api.py, pages.py).
 
 Routes translate HTTP into an `Inbound` (or an event) and the result back into JSON; the turn
 decides everything. Bad input gets a JSON error with a 4xx status that says what was wrong —
@@ -16,7 +16,7 @@ from flask import Flask, Response, request
 
 from bot.turn import SDR
 
-from . import chat, events, leads, pages
+from . import chat, leads_api, pages, tracking
 from .errors import register_error_handlers
 from .limits import install as install_rate_limits
 
@@ -32,8 +32,8 @@ def create_app(sdr: SDR | None = None, *, config: Mapping[str, Any] | None = Non
     app.json.ensure_ascii = False  # type: ignore[attr-defined]
     app.extensions["sdr"] = sdr
     register_error_handlers(app)
-    install_rate_limits(app, sdr, by_ip=[chat.bp, events.bp], by_session=[chat.bp])
-    for bp in (pages.bp, chat.bp, events.bp, leads.bp):
+    install_rate_limits(app, sdr, by_ip=[chat.bp, tracking.bp], by_session=[chat.bp])
+    for bp in (pages.bp, chat.bp, tracking.bp, leads_api.bp):
         app.register_blueprint(bp)
     app.after_request(_headers)
     return app

@@ -1,4 +1,4 @@
-"""POST /api/events: something a lead did outside the chat (a pricing page view, a webinar), scored."""
+"""POST /api/events: tracked events — something a lead did outside the chat (a pricing page view, a webinar), scored."""
 from __future__ import annotations
 
 from flask import Blueprint, Response, jsonify
