@@ -4,6 +4,17 @@ The network guard wraps socket connects and name lookups: anything but loopback 
 ::1, localhost) or a Unix socket raises. The bundled embedding model is loaded once per test
 process; each test ingests the sample content into its own empty store (vectors come from the
 process's embedding cache, so that costs milliseconds).
+
+Time: every SDR a test builds runs on the `clock` fixture (a FakeClock standing at CLOCK_DEFAULT,
+Tue 13 Jan 2026 15:00 UTC, both reps at work) unless the test passes its own `clock=`; a test that
+cares about the hour moves it with `clock.set(...)` and says why. To prove no test depends on the
+wall clock, run the suite with the wall clock moved:
+
+    SDR_TEST_FAKE_NOW=2026-12-05T03:30:00Z pytest ...
+
+travels the whole session to that instant with time-machine (ticking from there); several
+instants, comma-separated, run every test once under each (one process, so the sample content is
+embedded once). tests/test_any_hour.py does that for the time-sensitive files.
 """
 from __future__ import annotations
 
@@ -11,6 +22,7 @@ import ipaddress
 import os
 import socket
 import threading
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -82,6 +94,97 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 
 # ---------------------------------------------------------------------------------------------
+# Time: the injected clock, and the whole session moved in time on request
+
+# Fixed instants lie before any time the suite runs at, real or faked: the outbox worker still
+# claims entries on the wall clock (bot/outbox.py), so an entry stamped by a clock ahead of it
+# would not be due yet.
+CLOCK_DEFAULT = datetime(2026, 1, 13, 15, 0)   # Tue: 10:00 in New York, 15:00 in London: both reps at work
+FAKE_NOW_ENV = "SDR_TEST_FAKE_NOW"
+
+
+class FakeClock:
+    """A clock for SDR(clock=...): naive UTC, standing still until set or advanced."""
+
+    def __init__(self, now: datetime = CLOCK_DEFAULT) -> None:
+        self.now = now
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def set(self, now: datetime) -> datetime:
+        if now.tzinfo is not None:
+            now = now.astimezone(timezone.utc).replace(tzinfo=None)
+        self.now = now
+        return now
+
+    def advance(self, **delta: float) -> datetime:
+        self.now += timedelta(**delta)
+        return self.now
+
+
+def parse_fake_now(raw: str) -> datetime:
+    """An ISO instant ("2026-12-05T03:30:00Z"; no zone means UTC) as aware UTC."""
+    at = datetime.fromisoformat(raw.strip().replace("Z", "+00:00"))
+    return (at if at.tzinfo else at.replace(tzinfo=timezone.utc)).astimezone(timezone.utc)
+
+
+def fake_nows() -> list[datetime]:
+    return [parse_fake_now(x) for x in os.environ.get(FAKE_NOW_ENV, "").split(",") if x.strip()]
+
+
+_travel: Any = None
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "any_hour: runs test files with the wall clock moved to other hours")
+    nows = fake_nows()
+    if len(nows) == 1:
+        import time_machine
+
+        global _travel
+        _travel = time_machine.travel(nows[0], tick=True)
+        _travel.start()
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    global _travel
+    if _travel is not None:
+        _travel.stop()
+        _travel = None
+
+
+def pytest_report_header(config: pytest.Config) -> str | None:
+    nows = fake_nows()
+    return f"wall clock moved to {', '.join(n.isoformat() for n in nows)} ({FAKE_NOW_ENV})" if nows else None
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    nows = fake_nows()
+    if len(nows) > 1 and "wall_clock" in metafunc.fixturenames:
+        metafunc.parametrize("wall_clock", nows, indirect=True, ids=[f"at-{n:%a-%Y%m%dT%H%MZ}" for n in nows])
+
+
+@pytest.fixture(autouse=True)
+def wall_clock(request: pytest.FixtureRequest) -> Iterator[datetime | None]:
+    """With several SDR_TEST_FAKE_NOW instants: this test's run with the wall clock moved to one."""
+    at = getattr(request, "param", None)
+    if at is None:
+        yield None
+        return
+    import time_machine
+
+    with time_machine.travel(at, tick=True):
+        yield at
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    """The clock every SDR of this test runs on (make_sdr); move it with clock.set()/advance()."""
+    return FakeClock()
+
+
+# ---------------------------------------------------------------------------------------------
 # A fresh data dir and environment for every test
 
 _ENV_PREFIXES = ("SDR_", "SLACK_", "OPENAI_", "CALCOM_")
@@ -104,13 +207,13 @@ def data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
 
 @pytest.fixture
 def settings(data_dir: Path) -> Any:
-    from bot.config import Settings
+    from bot.settings import Settings
     return Settings.from_env(data_dir=str(data_dir))
 
 
 @pytest.fixture
-def make_sdr(settings: Any) -> Iterator[Any]:
-    """Build an SDR on this test's data dir with the sample content ingested."""
+def make_sdr(settings: Any, clock: FakeClock) -> Iterator[Any]:
+    """Build an SDR on this test's data dir with the sample content ingested, on the test's clock."""
     from bot.turn import SDR
 
     made: list[Any] = []
@@ -118,6 +221,7 @@ def make_sdr(settings: Any) -> Iterator[Any]:
     def make(**overrides: Any) -> Any:
         for k, v in overrides.pop("settings", {}).items():
             setattr(settings, k, v)
+        overrides.setdefault("clock", clock)
         sdr = SDR(settings, **overrides)
         if sdr.kb is not None and sdr.kb.count() == 0:
             sdr.kb.ingest([SAMPLE], progress=False)

@@ -1,6 +1,10 @@
 """In the chat: a qualified lead is offered three real times in their own time zone, picks one in
-plain words, is booked, gets an .ics, and the lead becomes meeting_booked — once."""
-from datetime import timezone
+plain words, is booked, gets an .ics, and the lead becomes meeting_booked — once.
+
+Every turn here runs on the test's clock (conftest: make_sdr), never on the wall clock: which
+reps are at work, and so who gets the lead and which times are offered, depends on the hour.
+"""
+from datetime import datetime, timezone
 
 import pytest
 from icalendar import Calendar
@@ -8,10 +12,17 @@ from icalendar import Calendar
 from conftest import chat
 
 
+# Tue 13 Jan 2026 15:00 UTC: 10:00 in New York (Maya at work), 15:00 in London (Tom at work).
+BOTH_AT_WORK = datetime(2026, 1, 13, 15, 0)
+# Tue 13 Jan 2026 10:00 UTC: 10:00 in London (Tom at work), 05:00 in New York (Maya not yet).
+ONLY_TOM_AT_WORK = datetime(2026, 1, 13, 10, 0)
+
+
 @pytest.fixture
-def booking_client(sdr):
+def booking_client(sdr, clock):
     from integrations.calendar import make_calendar
     from integrations.web.app import create_app
+    clock.set(BOTH_AT_WORK)
     sdr.calendar = make_calendar(sdr.playbook, sdr.store)
     sdr.settings.public_url = "http://127.0.0.1:8000"
     c = create_app(sdr).test_client()
@@ -44,7 +55,9 @@ def test_qualify_offer_pick_book(booking_client):
     assert kinds.count("handoff") == 1 and kinds.count("meeting_invite") == 1
 
 
-def test_a_taken_slot_gets_fresh_times(booking_client):
+def test_a_taken_slot_gets_fresh_times(booking_client, clock):
+    """Two leads race for the same rep's first time: at an hour when only Tom works, both are his."""
+    clock.set(ONLY_TOM_AT_WORK)
     c = booking_client
     first = chat(c, "I'm the CEO of a 900 person company, we need forecasting now", visitor={"timezone": "UTC"})
     second = chat(c, "I'm the VP of Sales at a 700 person company, we need forecasting now", visitor={"timezone": "UTC"})
