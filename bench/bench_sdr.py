@@ -21,7 +21,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bot.config import Settings  # noqa: E402
+from bot.settings import Settings  # noqa: E402
 from bot.turn import SDR, Inbound  # noqa: E402
 from knowledge.embeddings import get_embeddings  # noqa: E402
 from knowledge.index import forget_clients, open_collection  # noqa: E402

@@ -120,7 +120,7 @@ def handoff_reason(u: Understanding, sit: Situation) -> str | None:
     return None
 
 
-def _answers(kb: Any, u: Understanding, sit: Situation, ctx: LeadContext) -> tuple[Answer, ...]:
+def _answers(playbook: Playbook, kb: Any, u: Understanding, sit: Situation, ctx: LeadContext) -> tuple[Answer, ...]:
     """Up to two content answers to the visitor's questions (requests are not content questions)."""
     answers: list[Answer] = []
     if kb is None:
@@ -134,7 +134,7 @@ def _answers(kb: Any, u: Understanding, sit: Situation, ctx: LeadContext) -> tup
             continue
         # "is it secure? we need SOC 2": a short message's statements are part of its question
         asked = sit.text if len(u.questions) == 1 and len(sit.text) <= 240 else q
-        answers.extend(answer_question(kb, asked, u, ctx))
+        answers.extend(answer_question(kb, asked, u, ctx, playbook=playbook))
         if len(answers) >= 2:
             break
     return tuple(answers)
@@ -184,7 +184,7 @@ def decide(playbook: Playbook, kb: Any, u: Understanding, sit: Situation) -> Dec
     d["greet"] = sit.first_turn and ("greeting" in u.intents or not (u.questions or u.fields))
     d["objection"] = "objection" in u.intents
     ctx = lead_context(playbook, sit.fields, sit.stage)
-    d["answers"] = _answers(kb, u, sit, ctx)
+    d["answers"] = _answers(playbook, kb, u, sit, ctx)
     if "unsubscribe" in u.intents:
         return Decision(mode="unsubscribe", **d)
     if sit.stage == "disqualified":

@@ -93,7 +93,7 @@ class KnowledgeBase:
 
     def __init__(self, settings: Any, embedder: Any | None = None):
         self.settings = settings
-        self.embedder = embedder or get_embeddings(settings.embedding_provider, settings.embedding_model)
+        self.embedder = embedder or get_embeddings(settings.embedding_provider, settings.embedding_model, settings)
         self.collection = open_collection(settings, self.embedder)
         self._corpus: dict[str, tuple[str, dict[str, Any]]] | None = None
         self._corpus_lock = threading.Lock()

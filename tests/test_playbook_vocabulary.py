@@ -130,6 +130,7 @@ def test_an_sdr_on_the_other_playbook_and_content(make_sdr, settings, other_kb):
     r = sdr.handle(Inbound(text="What do you charge per vehicle?", session_id="wf-1"))
     assert "https://wayfleet.example/pricing" in [s["url"] for s in r.sources]
     assert "Wayfleet pricing" in r.reply and "Pipelark" not in r.reply
+    assert "$22 per vehicle/month" in r.reply       # its own price asks list its priced plans
     r = sdr.handle(Inbound(text="Could we run a pilot on ten trucks?", session_id="wf-1"))
     assert any(a["type"] == "handoff" for a in r.actions)
 
