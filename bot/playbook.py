@@ -17,7 +17,7 @@ from pydantic import (AfterValidator, BaseModel, ConfigDict, Field, PrivateAttr,
 
 from knowledge.ingest import CONTENT_TYPES
 
-from .text import word_pattern
+from .text import words_pattern
 
 DEFAULT_PLAYBOOK = Path(__file__).with_name("default_playbook.yaml")
 
@@ -273,26 +273,6 @@ def _default_vocabulary_data() -> dict[str, Any]:
         return {}
     vocab = data.get("vocabulary") if isinstance(data, dict) else None
     return vocab if isinstance(vocab, dict) else {}
-
-
-def words_pattern(words: Iterable[str]) -> re.Pattern[str] | None:
-    """One case-insensitive pattern matching any of `words` as whole words, with the boundaries of
-    `bot.text.word_pattern` (the one definition of a whole word); a trailing `*` matches any ending.
-    None when there are no words."""
-    parts: list[tuple[str, str, str]] = []    # (left boundary, phrase, right boundary)
-    for w in words:
-        stem = w[:-1] if w.endswith("*") else w
-        escaped = re.escape(stem)
-        head, found, tail = word_pattern(stem, ignore_case=True).pattern.rpartition(escaped)
-        if not found:
-            raise RuntimeError(f"bot.text.word_pattern({stem!r}) does not contain the escaped phrase")
-        parts.append((head, escaped + (r"[\w-]*" if w.endswith("*") else ""), tail))
-    if not parts:
-        return None
-    if len({(h, t) for h, _, t in parts}) == 1:   # the same boundaries around one alternation: faster
-        head, _, tail = parts[0]
-        return re.compile(head + "(?:" + "|".join(a for _, a, _ in parts) + ")" + tail, re.I)
-    return re.compile("|".join(f"(?:{h}{a}{t})" for h, a, t in parts), re.I)
 
 
 @dataclass(frozen=True)

@@ -7,21 +7,35 @@ from __future__ import annotations
 
 import re
 from functools import lru_cache
+from typing import Iterable
 
 # An email address inside free text ("reach me at ana@acme.example."). Validation of a form or
 # widget field is stricter and done with `email-validator` at the edge (integrations/web).
 EMAIL_RE = re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}")
 
 
+# A whole word: not preceded or followed by a letter, digit, underscore or hyphen.
+WORD_START, WORD_END = r"(?<![\w-])", r"(?![\w-])"
+
+
 @lru_cache(maxsize=4096)
 def _word_re(phrase: str, flags: int) -> re.Pattern[str]:
-    return re.compile(r"(?<![\w-])" + re.escape(phrase) + r"(?![\w-])", flags)
+    return re.compile(WORD_START + re.escape(phrase) + WORD_END, flags)
 
 
 def word_pattern(phrase: str, ignore_case: bool = False) -> re.Pattern[str]:
     """A compiled pattern matching `phrase` as whole words: not inside a longer word or a
     hyphenated one ('ops' is not in 'devops' nor in 'ops-heavy'). Cached per phrase."""
     return _word_re(phrase, re.I if ignore_case else 0)
+
+
+def words_pattern(words: Iterable[str], ignore_case: bool = True) -> re.Pattern[str] | None:
+    """One pattern matching any of `words` (plain words or phrases) as whole words; a trailing `*`
+    matches any ending ("forecast*" finds "forecasting"). None when there are no words."""
+    alts = [re.escape(w[:-1]) + r"[\w-]*" if w.endswith("*") else re.escape(w) for w in words]
+    if not alts:
+        return None
+    return re.compile(WORD_START + "(?:" + "|".join(alts) + ")" + WORD_END, re.I if ignore_case else 0)
 
 
 def has_word(text: str, phrase: str, ignore_case: bool = False) -> bool:

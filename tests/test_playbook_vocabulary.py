@@ -16,7 +16,8 @@ import yaml
 import bot.playbook as playbook_module
 from bot.answers import answer_question
 from bot.extract import understand
-from bot.playbook import Playbook, PlaybookError, load_playbook, words_pattern
+from bot.playbook import Playbook, PlaybookError, load_playbook
+from bot.text import words_pattern
 from bot.turn import Inbound
 
 OTHER_DIR = Path(__file__).resolve().parent / "data" / "other_product"
