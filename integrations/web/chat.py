@@ -24,8 +24,7 @@ def preflight() -> Response:
 
 
 def chat_inbound() -> Inbound:
-    sdr = current_sdr()
-    body = ChatRequest.parse(json_object(), max_message_chars=sdr.settings.max_message_chars)
+    body = ChatRequest.parse(json_object())
     return Inbound(text=body.message, channel="web", session_id=body.session_id, visitor=body.visitor_fields(),
                    message_id=body.message_id)
 

@@ -9,7 +9,6 @@ live in memory by default (one process); `SDR_RATE_LIMIT_STORAGE=redis://host:63
 from __future__ import annotations
 
 import math
-import os
 import re
 import time
 from typing import Any
@@ -26,8 +25,7 @@ SESSION_RE = re.compile(SESSION_PATTERN)
 
 
 def storage_uri(sdr: Any) -> str:
-    return (getattr(sdr.settings, "rate_limit_storage", None) or os.environ.get("SDR_RATE_LIMIT_STORAGE")
-            or "memory://")
+    return sdr.settings.rate_limit_storage or "memory://"
 
 
 def client_ip() -> str:

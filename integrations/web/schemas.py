@@ -22,8 +22,6 @@ from pydantic import (
     Field,
     StrictStr,
     ValidationError,
-    ValidationInfo,
-    field_validator,
     model_validator,
 )
 from pydantic_core import PydanticCustomError
@@ -202,7 +200,8 @@ class Visitor(Body):
 
 
 class ChatRequest(Body):
-    """POST /api/chat and /api/chat/stream. `max_message_chars` comes in the validation context."""
+    """POST /api/chat and /api/chat/stream. The message itself (empty, too long) is checked by the
+    turn (bot.inbound.validate), for every channel alike; its InputError answers 400/413 here."""
     message: StrictStr
     session_id: Annotated[StrictStr | None, Field(pattern=SESSION_PATTERN)] = None
     message_id: Annotated[StrictStr | None, Field(max_length=100), AfterValidator(_clean)] = None
@@ -217,16 +216,6 @@ class ChatRequest(Body):
         "message_id": "message_id must be a string of at most 100 characters (or left out)",
         "visitor:model_type": 'visitor must be an object like {"email": "...", "name": "..."}',
     }
-
-    @field_validator("message")
-    @classmethod
-    def _message(cls, value: str, info: ValidationInfo) -> str:
-        limit = (info.context or {}).get("max_message_chars")
-        if not value.strip():
-            raise _custom("empty_message", "message is empty; send the visitor's text")
-        if limit and len(value) > limit:
-            raise _custom("message_too_long", f"message is {len(value)} characters; the limit is {limit}")
-        return value
 
     def visitor_fields(self) -> dict[str, str]:
         return self.visitor.as_dict() if self.visitor else {}
