@@ -102,8 +102,8 @@ def story(s: Session, playbook: Playbook, lead: Lead, reason: str | None = None)
     }
 
 
-def claim(store: Store, lead_id: str, user: str) -> tuple[bool, str | None]:
-    """First claim wins. Returns (claimed_now, who_has_it)."""
+def claim(store: Store, lead_id: str, user: str, now: datetime | None = None) -> tuple[bool, str | None]:
+    """First claim wins. Returns (claimed_now, who_has_it). Raises LookupError for an unknown lead."""
     with store.session() as s:
         lead = s.get(Lead, lead_id, with_for_update=True)
         if lead is None:
@@ -111,12 +111,14 @@ def claim(store: Store, lead_id: str, user: str) -> tuple[bool, str | None]:
         if lead.claimed_by and lead.claimed_by != user:
             return False, lead.claimed_by
         lead.claimed_by = user
-        lead.updated_at = utcnow()
+        lead.updated_at = now or utcnow()
         return True, user
 
 
-def not_a_fit(store: Store, lead_id: str, user: str) -> float:
-    """A rep says no: the lead is disqualified and its score goes to zero, with the reason recorded."""
+def not_a_fit(store: Store, lead_id: str, user: str, now: datetime | None = None) -> float:
+    """A rep says no: the lead is disqualified and its score goes to zero, with the reason recorded.
+    Returns the points taken off (0 when it was already marked). Raises LookupError."""
+    now = now or utcnow()
     with store.session() as s:
         lead = s.get(Lead, lead_id, with_for_update=True)
         if lead is None:
@@ -125,11 +127,11 @@ def not_a_fit(store: Store, lead_id: str, user: str) -> float:
             return 0.0
         points = -lead.score
         s.add(ScoreEvent(lead_id=lead.id, kind="rep", rule="rep.not_a_fit", points=points,
-                         reason=f"marked not a fit by {user}", at=utcnow()))
+                         reason=f"marked not a fit by {user}", at=now))
         lead.score = 0.0
         lead.stage = "disqualified"
         lead.disqualified_reason = "not_a_fit"
-        lead.updated_at = utcnow()
+        lead.updated_at = now
         return points
 
 

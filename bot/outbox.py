@@ -71,7 +71,8 @@ Handler = Callable[[Delivery], dict[str, Any]]
 class OutboxWorker:
     def __init__(self, store: Store, handlers: dict[str, Handler], *, worker_id: str | None = None,
                  lease_s: float = 60.0, max_attempts: int = 8, quick_tries: int = 3,
-                 max_backoff_s: float = 600.0, on_delivered: Callable[[Delivery, dict[str, Any]], None] | None = None):
+                 max_backoff_s: float = 600.0, on_delivered: Callable[[Delivery, dict[str, Any]], None] | None = None,
+                 clock: Callable[[], datetime] = utcnow):
         self.store = store
         self.handlers = handlers
         self.worker_id = worker_id or f"{socket.gethostname()}:{os.getpid()}:{threading.get_ident() % 10000}"
@@ -80,13 +81,14 @@ class OutboxWorker:
         self.quick_tries = quick_tries
         self.max_backoff_s = max_backoff_s
         self.on_delivered = on_delivered
+        self.clock = clock   # naive UTC now: due times are read on the same clock that stamped them
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
     # -- claiming ----------------------------------------------------------------------------------
 
     def claim(self, limit: int = 10, now: datetime | None = None) -> list[Delivery]:
-        now = now or utcnow()
+        now = now or self.clock()
         kinds = list(self.handlers)
         if not kinds:
             return []
@@ -157,7 +159,7 @@ class OutboxWorker:
             row.locked_until = None
             if result is not None:
                 row.result = result
-                row.delivered_at = utcnow()
+                row.delivered_at = self.clock()
             if error:
                 row.last_error = error[:2000]
             return status
@@ -174,7 +176,7 @@ class OutboxWorker:
                 return row.status if row else "missing"
             row.attempts = attempts
             row.last_error = error[:2000]
-            row.next_attempt_at = utcnow() + timedelta(seconds=delay)
+            row.next_attempt_at = self.clock() + timedelta(seconds=delay)
             row.locked_by = None
             row.locked_until = None
         log.info("outbox entry %s: attempt %d failed (%s); next in %.0fs", d.id, attempts, error, delay)
@@ -211,8 +213,8 @@ class OutboxWorker:
             self._thread.join(timeout)
 
 
-def retry_entry(store: Store, entry_id: int) -> OutboxEntry | None:
-    """Make a dead or waiting entry due now (sdr outbox retry ID)."""
+def retry_entry(store: Store, entry_id: int, now: datetime | None = None) -> OutboxEntry | None:
+    """Make a dead or waiting entry due now (sdr outbox retry ID); None when there is no such entry."""
     with store.session() as s:
         row = s.get(OutboxEntry, entry_id)
         if row is None:
@@ -220,7 +222,7 @@ def retry_entry(store: Store, entry_id: int) -> OutboxEntry | None:
         if row.status == "delivered":
             return row
         row.status = "pending"
-        row.next_attempt_at = utcnow()
+        row.next_attempt_at = now or utcnow()
         row.locked_by = None
         row.locked_until = None
         if row.attempts >= 1:

@@ -77,4 +77,5 @@ def build_outbox_worker(sdr: Any, settings: Settings | None = None, **kwargs: An
         notes.append("Slack is not configured (set SLACK_BOT_TOKEN and SLACK_SIGNING_SECRET): handoffs wait in "
                      "the outbox — see them with `sdr outbox`.")
     kwargs.setdefault("max_attempts", st.outbox_max_attempts)
+    kwargs.setdefault("clock", sdr.clock)
     return OutboxWorker(sdr.store, handlers, **kwargs), notes

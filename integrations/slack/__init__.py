@@ -12,12 +12,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from slack_sdk import WebClient
-from sqlalchemy import select
 from slack_sdk.errors import SlackApiError
+from sqlalchemy import select
 
 from bot.handoff import assign_rep, claim, mark_booked, not_a_fit, stats_today, story
 from bot.outbox import Delivery, PermanentError, RetryLater
 from bot.store import Lead, utcnow
+from integrations.http import retry_after_s
 
 log = logging.getLogger("sdr.slack")
 PERMANENT = {"channel_not_found", "not_in_channel", "invalid_auth", "account_inactive", "token_revoked",
@@ -132,7 +133,7 @@ def post(client: WebClient, **kwargs: Any) -> Any:
         data = getattr(e.response, "data", None)
         error = data.get("error") if isinstance(data, dict) else str(e)
         if status == 429 or error == "ratelimited":
-            raise RetryLater("Slack rate limited us", float(e.response.headers.get("Retry-After", 1))) from None
+            raise RetryLater("Slack rate limited us", retry_after_s(e.response.headers.get("Retry-After")) or 1.0) from None
         if error in PERMANENT:
             raise PermanentError(f"Slack said {error}: check SLACK_BOT_TOKEN and the channel ({kwargs.get('channel')})") from None
         raise RetryLater(f"Slack error {status} {error}") from None
@@ -162,7 +163,7 @@ class SlackHandoff:
             lead = s.get(Lead, d.lead_id)
             if lead is None:
                 raise PermanentError(f"lead {d.lead_id} no longer exists")
-            rep = assign_rep(s, self.sdr.playbook, lead)
+            rep = assign_rep(s, self.sdr.playbook, lead, self.sdr.clock())
             st = story(s, self.sdr.playbook, lead, d.payload.get("reason", "sql"))
         if d.attempts > 0 or d.result:
             found = self._already_posted(d.idempotency_key)
@@ -231,26 +232,26 @@ def make_bolt_app(sdr: Any, cfg: SlackConfig) -> Any:
         ack()
         user = body["user"]["id"]
         lead_id = body["actions"][0]["value"]
-        ok, holder = claim(sdr.store, lead_id, user)
+        ok, holder = claim(sdr.store, lead_id, user, sdr.clock())
         if not ok:
             channel = (body.get("channel") or {}).get("id")
             client.chat_postEphemeral(channel=channel, user=user, text=f"<@{holder}> already claimed this lead.")
             return
-        _restatus(body, client, f":white_check_mark: Claimed by <@{user}> at {utcnow():%H:%M} UTC")
+        _restatus(body, client, f":white_check_mark: Claimed by <@{user}> at {sdr.clock():%H:%M} UTC")
 
     @app.action("sdr_book")
     def on_book(ack: Any, body: dict[str, Any], client: Any) -> None:
         ack()
         user = body["user"]["id"]
         lead_id = body["actions"][0]["value"]
-        mark_booked(sdr.store, sdr.playbook, lead_id, user)
+        mark_booked(sdr.store, sdr.playbook, lead_id, user, sdr.clock())
         _restatus(body, client, f":calendar: <@{user}> is booking the meeting")
 
     @app.action("sdr_not_fit")
     def on_not_fit(ack: Any, body: dict[str, Any], client: Any) -> None:
         ack()
         user = body["user"]["id"]
-        not_a_fit(sdr.store, body["actions"][0]["value"], f"<@{user}>")
+        not_a_fit(sdr.store, body["actions"][0]["value"], f"<@{user}>", sdr.clock())
         _restatus(body, client, f":no_entry_sign: <@{user}> marked this lead not a fit")
 
     _register_sdr_command(app, sdr, cfg)
@@ -265,7 +266,7 @@ def _register_sdr_command(app: Any, sdr: Any, cfg: SlackConfig) -> None:
         ack()
         words = (command.get("text") or "").split()
         if words[:1] == ["stats"]:
-            st = stats_today(sdr.store)
+            st = stats_today(sdr.store, sdr.clock())
             respond(f"Today: {st['leads']} new leads, {st['handoffs']} handed off, {st['meetings']} meetings booked.")
             return
         if len(words) == 2 and words[0] == "lead":
