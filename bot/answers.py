@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Iterable, Protocol
 
 from knowledge.retrieve import Hit, LeadContext, best_sentences, keywords
 
@@ -22,6 +22,21 @@ ANSWER_MIN_SIMILARITY = 0.83   # below this, the best chunk is about something e
 ANSWER_MIN_SIMILARITY_ON_TOPIC = 0.80   # when the best chunk is also the right kind (pricing page for a price question)
 
 
+class ContentStore(Protocol):
+    """What the turn needs from the content store (knowledge.retrieve.KnowledgeBase implements it)."""
+
+    def search(self, query: str, lead: LeadContext | None = None, k: int = 3, *, exclude_urls: Iterable[str] = (),
+               types: Iterable[str] | None = None, prefer_types: dict[str, float] | None = None) -> list[Hit]: ...
+
+    def recommend(self, lead: LeadContext, topic: str, *, exclude_urls: Iterable[str] = ()) -> Hit | None: ...
+
+    def mentions(self, term: str) -> list[Hit]: ...
+
+    def best_section(self, hit: Hit, question: str) -> tuple[str, str]: ...
+
+    def headings(self, doc_id: str) -> list[str]: ...
+
+
 @dataclass(frozen=True)
 class Answer:
     question: str
@@ -30,7 +45,7 @@ class Answer:
     integration: str | None = None    # "do you integrate with X?" — X
 
 
-def answer_question(kb: Any, question: str, u: Understanding, ctx: LeadContext, *,
+def answer_question(kb: ContentStore, question: str, u: Understanding, ctx: LeadContext, *,
                     playbook: Playbook | None = None) -> list[Answer]:
     """What answers `question`: the pages naming the tools asked about, else the best section of
     the best piece for the question and its topics (the playbook's; the default one's if not given)."""

@@ -10,7 +10,7 @@ from typing import Any
 
 from knowledge.retrieve import Hit, LeadContext
 
-from .answers import Answer, answer_question
+from .answers import Answer, ContentStore, answer_question
 from .extract import Understanding
 from .playbook import Playbook
 from .text import has_word
@@ -120,7 +120,7 @@ def handoff_reason(u: Understanding, sit: Situation) -> str | None:
     return None
 
 
-def _answers(playbook: Playbook, kb: Any, u: Understanding, sit: Situation, ctx: LeadContext) -> tuple[Answer, ...]:
+def _answers(playbook: Playbook, kb: ContentStore | None, u: Understanding, sit: Situation, ctx: LeadContext) -> tuple[Answer, ...]:
     """Up to two content answers to the visitor's questions (requests are not content questions)."""
     answers: list[Answer] = []
     if kb is None:
@@ -150,7 +150,7 @@ def _question(playbook: Playbook, u: Understanding, sit: Situation, d: dict[str,
     return (name, playbook.question_for(name)) if name else (None, None)
 
 
-def _recommendation(playbook: Playbook, kb: Any, u: Understanding, sit: Situation, ctx: LeadContext,
+def _recommendation(playbook: Playbook, kb: ContentStore | None, u: Understanding, sit: Situation, ctx: LeadContext,
                     d: dict[str, Any]) -> Hit | None:
     """The ROI page for a price objection; else a piece for this lead when we know enough to pick
     one (their industry or need), at most every third turn, never one they already have."""
@@ -173,7 +173,7 @@ def _recommendation(playbook: Playbook, kb: Any, u: Understanding, sit: Situatio
     return kb.recommend(ctx, topic, exclude_urls=set(sit.sent_urls) | answered)
 
 
-def decide(playbook: Playbook, kb: Any, u: Understanding, sit: Situation) -> Decision:
+def decide(playbook: Playbook, kb: ContentStore | None, u: Understanding, sit: Situation) -> Decision:
     """What this reply does: refuse an injection; answer questions from the content; say goodbye
     on unsubscribe or to a disqualified lead; take a meeting request or a "yes" to a meeting
     offer; offer a meeting when the lead just became an SQL; ask the single most valuable unknown

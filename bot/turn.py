@@ -18,7 +18,8 @@ from typing import Any, Callable, Iterator
 
 from sqlalchemy import select
 
-from .booking import as_utc
+from .answers import ContentStore
+from .booking import CalendarBackend, as_utc
 from .brain import Brain, FallbackBrain, LeadView, Reply
 from .compose import Composer, build_plan
 from .events import record_event, rescore_lead
@@ -54,11 +55,11 @@ class SDR:
         if knowledge is None and load_knowledge:
             from knowledge.retrieve import KnowledgeBase
             knowledge = KnowledgeBase(self.settings)
-        self.kb = knowledge
+        self.kb: ContentStore | None = knowledge
         self.rules = RuleBrain(self.playbook)
         self.brain = brain or self.rules
         self.clock = clock or utcnow   # naive UTC now; tests and simulations inject their own
-        self.calendar: Any = None      # a CalendarBackend, set by the composition root
+        self.calendar: CalendarBackend | None = None   # set by the composition root
         self.counters: dict[str, int] = {"turns": 0, "guard_fallbacks": 0}
         self._locks = [threading.Lock() for _ in range(64)]
 
