@@ -22,6 +22,7 @@ import ipaddress
 import os
 import socket
 import threading
+import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, Iterator
@@ -104,23 +105,24 @@ FAKE_NOW_ENV = "SDR_TEST_FAKE_NOW"
 
 
 class FakeClock:
-    """A clock for SDR(clock=...): naive UTC, standing still until set or advanced."""
+    """A clock for SDR(clock=...): naive UTC, starting at a fixed instant and ticking with real
+    time from there (so a retry scheduled 5 s ahead comes due 5 s later, as in production), until
+    set or advanced."""
 
     def __init__(self, now: datetime = CLOCK_DEFAULT) -> None:
-        self.now = now
+        self.set(now)
 
     def __call__(self) -> datetime:
-        return self.now
+        return self.now + timedelta(seconds=time.monotonic() - self._since)
 
     def set(self, now: datetime) -> datetime:
         if now.tzinfo is not None:
             now = now.astimezone(timezone.utc).replace(tzinfo=None)
-        self.now = now
+        self.now, self._since = now, time.monotonic()
         return now
 
     def advance(self, **delta: float) -> datetime:
-        self.now += timedelta(**delta)
-        return self.now
+        return self.set(self() + timedelta(**delta))
 
 
 def parse_fake_now(raw: str) -> datetime:

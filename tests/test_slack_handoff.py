@@ -109,7 +109,7 @@ def test_slack_down_for_a_while_then_back_is_delivered_once(sdr, slack_env):
     assert row.status == "pending" and row.attempts == 1 and "unreachable" in row.last_error
     slack_env.restart()
     from bot.outbox import retry_entry
-    retry_entry(sdr.store, row.id)                               # (instead of waiting for the backoff)
+    retry_entry(sdr.store, row.id, now=sdr.clock())              # (instead of waiting for the backoff)
     assert w.run_once() == {"delivered": 1}
     assert len(slack_env.calls_to("chat.postMessage")) == 1
     assert outbox_rows(sdr)[0].status == "delivered" and lead_id
@@ -132,11 +132,10 @@ def test_a_crash_after_slack_answered_does_not_post_twice(sdr, slack_env):
     [d] = w.claim()
     w.handlers["handoff"](d)                                     # posted ... and the process dies here
     time.sleep(0.6)
-    from bot.store import utcnow
     with sdr.store.session() as s:                               # the restarted worker sees one failed attempt
         row = s.get(OutboxEntry, d.id)
         row.attempts = 1
-        row.next_attempt_at = utcnow()
+        row.next_attempt_at = sdr.clock()                        # due now, on the SDR's clock
     assert worker_for(sdr).run_once() == {"delivered": 1}
     assert len(slack_env.calls_to("chat.postMessage")) == 1
     assert outbox_rows(sdr)[0].result.get("deduplicated") is True
