@@ -23,7 +23,7 @@ from conftest import FAKE_NOW_ENV, ROOT
 
 TIME_SENSITIVE = ["tests/test_meeting_flow.py", "tests/test_booking.py", "tests/test_scoring.py",
                   "tests/test_slack_handoff.py"]
-AWKWARD_INSTANTS = ["2026-12-01T03:30:00Z", "2027-03-28T01:30:00Z"]
+AWKWARD_INSTANTS = ["2026-12-01T03:30:00Z", "2026-12-01T10:00:00Z", "2027-03-28T01:30:00Z"]   # nobody, only Tom, London DST
 
 
 @pytest.mark.any_hour
