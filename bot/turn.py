@@ -125,7 +125,8 @@ class SDR:
     # -- the steps that touch the store ------------------------------------------------------------
 
     def _load(self, inbound: Inbound, text: str, session_id: str) -> TurnContext:
-        now = inbound.at or self.clock()
+        started, now = time.perf_counter(), inbound.at or self.clock()
+        deadline = time.monotonic() + self.settings.turn_deadline_s   # the visitor's wait starts now
         usage: dict[str, Any] = {"model_calls": 0, "prompt_tokens": 0, "completion_tokens": 0, "model_ms": 0.0,
                                  "fallbacks": []}
         with self.store.session() as s:
@@ -135,10 +136,10 @@ class SDR:
             tz = visitor_timezone(inbound.visitor or {}, state)
             view = LeadView(id=lead.id, fields=dict(lead.fields or {}), stage=lead.stage, score=lead.score,
                             asking=state.get("asking"), today=now.date(), message=text, usage=usage,
-                            deadline=time.monotonic() + self.settings.turn_deadline_s,
+                            deadline=deadline,
                             offered_slots=offered_slots(state, turn), timezone=tz, now=as_utc(now))
             ctx = TurnContext(inbound, text, session_id, now, view, history(s, conv.id), turn, first, tz,
-                              conv.id, lead.id)
+                              conv.id, lead.id, started=started)
             if inbound.message_id and state.get("last_message_id") == inbound.message_id and state.get("last_result"):
                 ctx.replay = TurnResult(session_id=session_id, **state["last_result"])   # a retry: the same answer, once
             return ctx
