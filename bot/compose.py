@@ -66,11 +66,10 @@ class ReplyPlan:
         return self.decision.sources()
 
     def without_content(self) -> "ReplyPlan":
-        """The same plan without anything quoted from content (answers become "I don't know",
-        no recommendation): the safe reply when even a template reply fails the guard."""
+        """The same plan without anything quoted from content (no answers, no recommendation — never
+        a false "I don't know"): the safe reply when even a template reply fails the guard."""
         return dataclasses.replace(self, steps=tuple(
-            Step("unknown") if s.kind == "answer" else s for s in self.steps
-            if s.kind not in ("recommend_case_study", "recommend_other", "objection_price")),
+            s for s in self.steps if s.kind not in ("answer", "recommend_case_study", "recommend_other", "objection_price")),
             decision=dataclasses.replace(self.decision, answers=tuple(a for a in self.decision.answers if a.hit is None),
                                          recommend=None))
 
@@ -204,7 +203,9 @@ class Composer:
     counters: dict[str, int]
 
     def evidence(self, view: LeadView, plan: ReplyPlan, extra: list[str]) -> str:
-        return evidence_text(self.playbook, view.message, view.fields, plan.sources(), list(plan.facts) + extra)
+        d = plan.decision   # every quoted section, even two from one page (sources() lists a page once)
+        hits = [a.hit for a in d.answers if a.hit is not None] + ([d.recommend] if d.recommend is not None else [])
+        return evidence_text(self.playbook, view.message, view.fields, hits, list(plan.facts) + extra)
 
     def _problems(self, reply: Reply, view: LeadView, plan: ReplyPlan) -> list[str]:
         if not reply.text.strip():

@@ -197,3 +197,16 @@ def test_the_reply_echoes_what_it_understood(client):
 def test_questions_are_answered_with_the_right_part_of_the_right_page(client, question, expect):
     d = chat(client, question)
     assert expect in d["reply"], d["reply"]
+
+
+@pytest.mark.parametrize("message, quoted", [
+    ("Do you support SSO? What about SOC 2?", ["SAML", "SOC 2 Type II"]),
+    ("Do you integrate with HubSpot? And Slack?", ["HubSpot", "Slack"]),
+    ("How much does it cost? Do you support SSO?", ["$39", "SAML"]),
+])
+def test_two_questions_in_one_message_are_both_answered_from_the_content(client, message, quoted):
+    """Two answers may quote two sections of one page: the guard sees both, so neither becomes a
+    false "I don't have that" (nor is silently dropped)."""
+    d = chat(client, message)
+    assert "don't have that" not in d["reply"]
+    assert all(q in d["reply"] for q in quoted), d["reply"]
