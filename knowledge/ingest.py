@@ -59,6 +59,7 @@ class IngestReport:
     documents_pruned: int = 0
     errors: list[tuple[str, str]] = field(default_factory=list)
     seconds: float = 0.0
+    prune_skipped: bool = False     # --prune was asked but a path or file failed: nothing was pruned
 
     def summary(self) -> str:
         s = (f"{self.documents} documents from {self.files} files: {self.chunks_embedded} chunks embedded, "
@@ -68,7 +69,9 @@ class IngestReport:
         if self.seconds:
             s += f" in {self.seconds:.1f}s"
         if self.errors:
-            s += f"; {len(self.errors)} file(s) skipped with errors"
+            s += f"; {len(self.errors)} path(s) or file(s) skipped with errors"
+        if self.prune_skipped:
+            s += "; nothing pruned, because not every path and file could be read (fix them and run again)"
         return s
 
 
@@ -327,7 +330,9 @@ def ingest(paths: Iterable[str | Path], collection: Any, embedder: Any, *, prune
         if stale:
             collection.delete(ids=sorted(stale))
             report.chunks_removed += len(stale)
-    if prune:
+    if prune and report.errors:
+        report.prune_skipped = True   # a typo'd path or a broken file must not wipe what it would have replaced
+    elif prune:
         everything = collection.get(include=["metadatas"])
         gone_ids = [i for i, m in zip(everything["ids"], everything["metadatas"] or []) if (m or {}).get("doc_id") not in seen_docs]
         gone_docs = {(m or {}).get("doc_id") for i, m in zip(everything["ids"], everything["metadatas"] or []) if i in set(gone_ids)}

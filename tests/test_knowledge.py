@@ -143,3 +143,18 @@ def test_reopening_uses_our_embedding_function_offline(settings):
     assert kb2.count() == kb1.count()
     assert kb2.search("how much per user", k=1)[0].type == "pricing"
     assert kb2.collection._embedding_function.name() == "sdr-embeddings"
+
+
+def test_prune_never_runs_when_a_path_or_file_failed(kb, tmp_path):
+    """`sdr ingest ./contnet --prune` (a typo) must not wipe the store it meant to refresh."""
+    content = tmp_path / "content"
+    content.mkdir()
+    (content / "tallpine.md").write_text(GOOD)
+    kb.ingest([content], progress=False)
+    n = kb.count()
+    r = kb.ingest([tmp_path / "contnet"], prune=True, progress=False)
+    assert r.errors and r.prune_skipped and r.chunks_removed == 0 and kb.count() == n
+    assert "nothing pruned" in r.summary()
+    (content / "broken.md").write_text("---\ntitle: [unclosed\n---\nbody")
+    r = kb.ingest([content], prune=True, progress=False)
+    assert r.errors and r.prune_skipped and kb.count() == n
