@@ -10,7 +10,9 @@ No other module reads `os.environ` for a setting of ours.
 """
 from __future__ import annotations
 
+import math
 import os
+from urllib.parse import urlsplit
 from pathlib import Path
 from typing import Any, Literal
 
@@ -155,6 +157,39 @@ class Settings(BaseSettings):
     def _no_trailing_slash(cls, v: Any) -> Any:
         return (v.rstrip("/") or None) if isinstance(v, str) else v
 
+    @field_validator("turn_deadline_s", mode="after")
+    @classmethod
+    def _finite(cls, v: float) -> float:
+        if not math.isfinite(v):
+            raise ValueError("must be a finite number of seconds (a visitor never waits forever)")
+        return v
+
+    @field_validator("rate_limit_storage", mode="after")
+    @classmethod
+    def _storage(cls, v: str) -> str:
+        if not v.startswith(("memory://", "redis://", "rediss://", "redis+unix://", "redis+sentinel://", "redis+cluster://")):
+            raise ValueError("use memory:// or a redis://host:port URL")
+        return v
+
+    @field_validator("public_url", "chroma_url", "openai_base_url", "slack_api_url", mode="after")
+    @classmethod
+    def _http_url(cls, v: str | None) -> str | None:
+        if v is not None and not (v.startswith(("http://", "https://")) and urlsplit(v).hostname):
+            raise ValueError("must be an http:// or https:// URL with a host")
+        return v
+
+    @field_validator("database_url", mode="after")
+    @classmethod
+    def _database_url(cls, v: str) -> str:
+        if v:
+            from sqlalchemy.engine import make_url
+            from sqlalchemy.exc import ArgumentError
+            try:
+                make_url(v)
+            except ArgumentError:
+                raise ValueError("is not a database URL, e.g. postgresql+psycopg://user@host/db (empty: SQLite in the data dir)") from None
+        return v
+
     @field_validator("slack_api_url", mode="after")
     @classmethod
     def _trailing_slash(cls, v: str) -> str:
@@ -217,11 +252,28 @@ SECRET_FIELDS = tuple(n for n, f in Settings.model_fields.items() if "SecretStr"
 SECRET_VARS = tuple(_alias(n) for n in SECRET_FIELDS)
 
 
+def url_password(value: str | None) -> str | None:
+    """The password inside a URL (postgresql://user:PASS@host/db, redis://:PASS@host), if any."""
+    if not value or "://" not in value or "@" not in value:
+        return None
+    try:
+        return urlsplit(value).password or None
+    except ValueError:
+        return None
+
+
+def hide_url_password(value: str) -> str:
+    """The URL with its password shown as ****, for display (`sdr config`)."""
+    pw = url_password(value)
+    return value.replace(f":{pw}@", ":****@", 1) if pw else value
+
+
 def secret_values(settings: Settings | None = None) -> list[str]:
     """The secrets set now (environment, plus `settings`' own when given), at least 6 characters long:
     what must never appear in a reply or a log line. Longest first, so a secret containing another is
     replaced whole."""
     found = {v for v in (_env_value(n) for n in SECRET_VARS) if v and len(v) >= 6}
+    found |= {p for p in (url_password(_env_value(_alias(n))) for n in Settings.model_fields) if p and len(p) >= 6}
     if settings is not None:
         found |= {v for v in (settings.secret(n) for n in SECRET_FIELDS) if v and len(v) >= 6}
     return sorted(found, key=len, reverse=True)
@@ -242,7 +294,8 @@ def describe(settings: Settings) -> list[dict[str, str]]:
     rows = []
     for name, f in Settings.model_fields.items():
         v = getattr(settings, name)
-        shown = mask(v.get_secret_value()) if isinstance(v, SecretStr) else ("(not set)" if v is None else str(v))
+        shown = (mask(v.get_secret_value()) if isinstance(v, SecretStr) else "(not set)" if v is None
+                 else hide_url_password(str(v)))
         rows.append({"name": name, "variable": _alias(name), "value": shown, "source": settings.source(name),
                      "description": f.description or ""})
     return rows
@@ -272,10 +325,13 @@ def _explain(e: ValidationError, given: dict[str, Any]) -> str:
         var = _alias(name) if f else key
         raw = err.get("input")
         where = f"{var}={raw!r}" if name not in given else f"{name}={raw!r}"
-        what = _NUMBER_WORDS.get(err["type"]) or err["msg"][0].lower() + err["msg"][1:]
+        msg = err["msg"].removeprefix("Value error, ")
+        what = _NUMBER_WORDS.get(err["type"]) or msg[0].lower() + msg[1:]
         if err["type"] == "literal_error" and f is not None:
             what = "is not one of " + err["msg"].split("Input should be ", 1)[-1]
-        elif err["type"] not in _NUMBER_WORDS:
+        elif err["type"] not in _NUMBER_WORDS and not what.startswith(("is ", "must ", "use ")):
+            what = "is not valid: " + what
+        elif what.startswith("use "):
             what = "is not valid: " + what
         fix = f"unset it or give e.g. {var}={_example(name, f)}" if f is not None else "unset it"
         lines.append(f"{where} {what}; {fix}")

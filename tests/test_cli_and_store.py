@@ -153,6 +153,30 @@ def test_config_shows_every_setting_masked_with_its_source(monkeypatch):
     assert "/tmp/elsewhere" in r.output and "[command line]" in r.output
 
 
+def test_passwords_inside_urls_are_masked_and_never_logged(monkeypatch):
+    from bot.guard import redact_secrets
+    monkeypatch.setenv("SDR_DATABASE_URL", "postgresql+psycopg://sdr:dbpass-9931@127.0.0.1/sdr")
+    monkeypatch.setenv("SDR_RATE_LIMIT_STORAGE", "redis://:redispass-77@127.0.0.1:6379")
+    out = run("config").output
+    assert "dbpass-9931" not in out and "redispass-77" not in out
+    assert "postgresql+psycopg://sdr:****@127.0.0.1/sdr" in out and "redis://:****@127.0.0.1:6379" in out
+    assert redact_secrets("connecting with dbpass-9931") == "connecting with [redacted]"
+
+
+@pytest.mark.parametrize("variable, value, says", [
+    ("SDR_RATE_LIMIT_STORAGE", "bogus://", "use memory:// or a redis://host:port URL"),
+    ("SDR_DATABASE_URL", "nonsense", "is not a database URL"),
+    ("SDR_TURN_DEADLINE_S", "inf", "must be a finite number of seconds"),
+    ("SDR_PUBLIC_URL", "notaurl", "must be an http:// or https:// URL"),
+    ("SDR_CHROMA_URL", "ftp://x", "must be an http:// or https:// URL"),
+])
+def test_a_setting_that_would_break_serve_fails_at_start(monkeypatch, variable, value, says):
+    monkeypatch.setenv(variable, value)
+    r = CliRunner().invoke(main, ["config"])
+    assert r.exit_code == 1 and f"{variable}={value!r}" in r.output and says in r.output
+    assert "Traceback" not in r.output
+
+
 def test_a_bad_setting_fails_at_start_naming_the_variable(monkeypatch):
     monkeypatch.setenv("SDR_TURN_DEADLINE_S", "abc")
     r = CliRunner().invoke(main, ["leads"])
