@@ -7,6 +7,7 @@ and SDR_PLAYBOOK / --playbook for the playbook; `sdr config` shows every setting
 from __future__ import annotations
 
 import socket
+import tempfile
 import sys
 from pathlib import Path
 from typing import Any
@@ -21,20 +22,20 @@ from bot.settings import Settings, SettingsError, describe
 SAMPLE = Path(__file__).resolve().parent.parent / "knowledge" / "sample"
 
 
-def _settings(ctx: click.Context) -> Settings:
+def _settings(ctx: click.Context, **overrides: Any) -> Settings:
     """The settings: the environment, with --data-dir / --playbook when given on the command line."""
     obj = (ctx.find_root().obj if ctx else None) or {}
     try:
-        return Settings.from_env(data_dir=obj.get("data_dir"), playbook_path=obj.get("playbook"))
+        return Settings.from_env(data_dir=obj.get("data_dir"), playbook_path=obj.get("playbook"), **overrides)
     except SettingsError as e:
         raise click.ClickException(str(e)) from None
 
 
-def _sdr(ctx: click.Context, load_knowledge: bool = True) -> Any:
+def _sdr(ctx: click.Context, load_knowledge: bool = True, **overrides: Any) -> Any:
     from integrations.calendar import CalendarConfigError
     from integrations.wiring import build_sdr
 
-    settings = _settings(ctx)
+    settings = _settings(ctx, **overrides)
     setup_logging(settings)
     try:
         return build_sdr(settings, load_knowledge=load_knowledge)
@@ -90,6 +91,8 @@ def _serve(sdr: Any, host: str, port: int, worker: bool = True) -> None:
     if not sdr.settings.public_url:
         sdr.settings.public_url = f"http://{host}:{port}"
     app = build_web_app(sdr)
+    for warning in app.extensions.get("sdr.warnings", []):
+        click.secho(f"  {warning}", fg="red", err=True)
     if worker:
         w, notes = build_outbox_worker(sdr)
         for note in notes:
@@ -258,7 +261,7 @@ def outbox_retry(ctx: click.Context, entry_id: int) -> None:
     from bot.outbox import retry_entry
 
     sdr = _sdr(ctx, load_knowledge=False)
-    row = retry_entry(sdr.store, entry_id)
+    row = retry_entry(sdr.store, entry_id) if 0 < entry_id < 2**63 else None   # ids are 64-bit in every database
     if row is None:
         raise click.ClickException(f"no outbox entry {entry_id}; list them with `sdr outbox`")
     click.echo(f"entry {entry_id} ({row.kind}) is {row.status}" + (" — due now" if row.status == "pending" else ""))
@@ -519,7 +522,10 @@ def eval_(ctx: click.Context, cases: str | None) -> None:
         loaded = load_cases(cases)
     except CaseError as e:
         raise _BadCases(str(e)) from None
-    sdr = _sdr(ctx)
+    # The prospects are simulated: their leads, handoffs and outbox entries go to a scratch database,
+    # never the real one (a running worker would post them to the sales channel). Content is shared.
+    scratch = tempfile.TemporaryDirectory(prefix="sdr-eval-")
+    sdr = _sdr(ctx, database_url=f"sqlite:///{scratch.name}/eval.db")
     if sdr.kb.count() == 0:
         _ingest(sdr, [str(SAMPLE)], prune=False)
     results = run_evals(sdr, cases=loaded)

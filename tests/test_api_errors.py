@@ -176,3 +176,8 @@ def test_team_pages_show_the_funnel_and_the_score_history_as_text(client):
     assert "Funnel" in page and d["lead"]["id"] in page and "<script>alert(1)</script>" not in page
     lead = client.get(f"/leads/{d['lead']['id']}").get_data(as_text=True)
     assert "<polyline" in lead and "SQL" in lead and "decision-maker seniority" in lead
+
+
+def test_a_meeting_id_beyond_any_database_integer_is_a_404(client):
+    r = client.get("/meetings/99999999999999999999999999.ics?lead=x")
+    assert r.status_code == 404 and r.get_json()["error"]["code"] == "meeting_not_found"

@@ -19,3 +19,5 @@ def test_eval_command_reports(monkeypatch):
     r = CliRunner().invoke(main, ["eval"])
     assert r.exit_code == 0, r.output
     assert f"{len(CASES)}/{len(CASES)} conversations as expected" in r.output
+    r = CliRunner().invoke(main, ["leads"])                   # simulated prospects never reach the real database
+    assert r.exit_code == 0 and "No leads yet" in r.output, r.output

@@ -82,3 +82,12 @@ def test_preflight_and_pages_are_not_limited(make_sdr):
     assert c.post("/api/chat", json={"message": "hi"}).status_code == 200
     r = c.post("/api/chat/stream", json={"message": "hi"})
     assert r.status_code == 429 and r.headers["Access-Control-Allow-Origin"] == "*"
+
+
+def test_an_unreachable_rate_limit_storage_is_said_at_start(sdr):
+    from integrations.web.app import create_app
+    sdr.settings.rate_limit_storage = "redis://127.0.0.1:1"     # nothing listens there
+    app = create_app(sdr)
+    [warning] = app.extensions["sdr.warnings"]
+    assert "rate limits are OFF" in warning and "127.0.0.1:1" in warning
+    assert app.test_client().post("/api/chat", json={"message": "hi"}).status_code == 200   # not a 500

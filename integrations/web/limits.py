@@ -52,6 +52,7 @@ def install(app: Flask, sdr: Any, *, by_ip: list[Blueprint], by_session: list[Bl
                       key_prefix=app.config.get("RATELIMIT_KEY_PREFIX", "sdr"),
                       swallow_errors=True)   # a storage outage is logged and lets requests through
     limiter.init_app(app)
+    _check_storage(app, limiter, uri)
     per_ip = limiter.shared_limit(lambda: f"{sdr.settings.rate_per_ip}/minute", scope="ip", methods=["POST"],
                                   error_message="requests from your address")
     per_session = limiter.shared_limit(lambda: f"{sdr.settings.rate_per_session}/minute", scope="session",
@@ -64,6 +65,21 @@ def install(app: Flask, sdr: Any, *, by_ip: list[Blueprint], by_session: list[Bl
     app.extensions[LIMITER] = limiter
     app.register_error_handler(RateLimitExceeded, _rate_limited)
     return limiter
+
+
+def _check_storage(app: Flask, limiter: Limiter, uri: str) -> None:
+    """Say at start when the shared storage cannot be reached: requests then go through unlimited
+    (logged per request) rather than failing, and the operator should know."""
+    try:
+        ok = bool(limiter.storage.check())
+    except Exception:  # noqa: BLE001 - any failure to reach it is the same news
+        ok = False
+    if not ok:
+        where = uri.split("@")[-1]   # never the password
+        warning = (f"rate limits are OFF: the storage {where} (SDR_RATE_LIMIT_STORAGE) cannot be reached; "
+                   "requests go through unlimited until it can")
+        log.warning(warning)
+        app.extensions["sdr.warnings"] = [*app.extensions.get("sdr.warnings", []), warning]
 
 
 def _rate_limited(e: RateLimitExceeded) -> Response:

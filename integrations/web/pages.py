@@ -49,7 +49,7 @@ def healthz() -> Response:
 def meeting_invite(meeting_id: int) -> Response:
     """The calendar invitation for a booked meeting (the lead id in the link is the key)."""
     with current_sdr().store.session() as s:
-        m = s.get(Meeting, meeting_id)
+        m = s.get(Meeting, meeting_id) if 0 < meeting_id < 2**63 else None   # ids are 64-bit in every database
         if m is None or m.lead_id != request.args.get("lead") or not m.ics:
             raise ApiError(404, "meeting_not_found", "no such meeting invitation; use the link from the booking")
         resp = Response(m.ics, mimetype="text/calendar")
@@ -65,7 +65,7 @@ def leads_page() -> str:
     f = funnel(sdr.store)
     bars = [(STAGE_LABELS[st], f.reached[st]) for st in FUNNEL_STAGES]
     side = [(STAGE_LABELS[st], f.at[st]) for st in SIDE_STAGES]
-    return render_template("leads.html", bars=bars, side=side, top=max(f.reached.values()) or 1,
+    return render_template("leads.html", bars=bars, side=side, top=max(f.reached.values()) or 1, total=f.total,
                            rows=sdr.store.list_leads(limit=50), labels=STAGE_LABELS,
                            token=request.args.get("token", ""))
 
