@@ -17,7 +17,7 @@ from sqlalchemy import select
 
 from bot.handoff import assign_rep, claim, mark_booked, not_a_fit, stats_today, story
 from bot.outbox import Delivery, PermanentError, RetryLater
-from bot.store import Lead, utcnow
+from bot.store import Lead
 from integrations.http import retry_after_s
 
 log = logging.getLogger("sdr.slack")
