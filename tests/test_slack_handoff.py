@@ -247,3 +247,35 @@ def test_a_click_keeps_why_the_lead_was_handed_off(sdr, slack_env, slack_app):
     post_signed(slack_app, slack_env.block_action_body("sdr_claim", user_id="U0TOM"))
     [update] = slack_env.wait_for("chat.update")
     assert "asked to talk to a person" in str(update.body["blocks"]) and r.lead["id"]
+
+
+HOSTILE_NAME = "Eve <!channel> <@U0TOM> *bold*"
+HOSTILE_COMPANY = "<https://evil.example|verify your session>"
+
+
+def test_visitor_text_cannot_write_markup_into_the_sales_channel(sdr, slack_env):
+    """A name, company, need or question that looks like Slack markup is shown, never acted on:
+    no channel ping, no mention, no disguised link (Slack's escaping rules: & < >)."""
+    r = sdr.handle(Inbound(text="I'm VP of Sales at a 450 person hospital network. We need better forecasting "
+                                "this quarter <!here>. How much does it cost? <https://evil.example|click>",
+                           visitor={"name": HOSTILE_NAME, "company": HOSTILE_COMPANY, "email": "eve@evil.example"}))
+    assert r.lead["stage"] == "sql"
+    assert worker_for(sdr).run_once() == {"delivered": 1}
+    [call] = slack_env.calls_to("chat.postMessage")
+    body = call.body
+    assert body["unfurl_links"] is False and body["unfurl_media"] is False
+    def texts(kind):
+        for b in body["blocks"]:
+            for t in [b.get("text")] + list(b.get("fields") or []) + list(b.get("elements") or []):
+                if isinstance(t, dict) and t.get("type") == kind:
+                    yield t["text"]
+    parsed = [str(body["text"])] + list(texts("mrkdwn"))                  # what Slack reads markup in
+    for raw in ("<!channel>", "<!here>", "<@U0TOM>", "<https://evil.example"):
+        assert not any(raw in t for t in parsed), raw
+    assert "&lt;!channel&gt;" in body["text"]                               # the fallback text escaped
+    assert not any("Eve" in t or "verify your session" in t for t in parsed[1:])   # visitor words: plain text
+    plain = list(texts("plain_text"))
+    assert any(HOSTILE_NAME in t and HOSTILE_COMPANY in t for t in plain)
+    assert any("<!here>" in t for t in plain)                             # shown as written, never acted on
+    everything = str(body["blocks"])
+    assert "<@U0MAYA>" in everything                                      # our own mention still works

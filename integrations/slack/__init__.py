@@ -58,10 +58,18 @@ class SlackConfig:
 # The message
 
 
+def esc(text: Any) -> str:
+    """Visitor text made inert in Slack mrkdwn: `&`, `<`, `>` escaped as Slack's formatting guide
+    says (https://api.slack.com/reference/surfaces/formatting#escaping), so `<!channel>`,
+    `<@U123>` and `<https://x|y>` are shown, never acted on."""
+    return str(text).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
 def _who(f: dict[str, Any]) -> str:
+    """Who the lead is, as plain text (no markup is read in it)."""
     name = f.get("name") or f.get("email") or "A visitor"
     parts = [p for p in (f.get("role"), f.get("company")) if p]
-    line = f"*{name}*" + (f" — {', '.join(str(p) for p in parts)}" if parts else "")
+    line = str(name) + (f" — {', '.join(str(p) for p in parts)}" if parts else "")
     facts = []
     if f.get("company_size"):
         facts.append(f"{f['company_size']:,} people" if isinstance(f["company_size"], int) else str(f["company_size"]))
@@ -72,35 +80,52 @@ def _who(f: dict[str, Any]) -> str:
     if f.get("budget") not in (None, ""):
         b = f["budget"]
         facts.append(f"budget: ${b:,.0f}" if isinstance(b, (int, float)) else f"budget: {b}")
-    return line + ("\n" + " · ".join(facts) if facts else "")
+    return (line + ("\n" + " · ".join(facts) if facts else ""))[:2900]
+
+
+def _plain(text: str) -> dict[str, Any]:
+    return {"type": "section", "text": {"type": "plain_text", "text": text[:2900] or " ", "emoji": False}}
+
+
+def _mrkdwn(text: str) -> dict[str, Any]:
+    return {"type": "section", "text": {"type": "mrkdwn", "text": text[:2900]}}
+
+
+def _story_blocks(st: dict[str, Any]) -> list[dict[str, Any]]:
+    """What they asked, their need, the content they got: visitor words as plain text, content
+    titles and links escaped."""
+    f, blocks = st["fields"], []
+    if st["asked"]:
+        blocks += [_mrkdwn("*They asked*"), _plain("\n".join(f"“{q[:200]}”" for q in st["asked"]))]
+    if f.get("need"):
+        blocks += [_mrkdwn("*Need*"), _plain(str(f["need"])[:300])]
+    if st["content"]:
+        blocks.append(_mrkdwn("*Content they received*\n" + "\n".join(
+            f"• <{esc(c['url'])}|{esc(c['title']).replace('|', '¦')}>" for c in st["content"][:5])))
+    return blocks
 
 
 def handoff_blocks(st: dict[str, Any], rep: Any, public_url: str | None, status: str | None = None) -> list[dict[str, Any]]:
+    """The Block Kit handoff. Every string that came from a visitor is plain text or escaped."""
     f = st["fields"]
-    mention = f"<@{rep.slack_user_id}>" if rep is not None and rep.slack_user_id else (rep.name if rep else "team")
-    why = "\n".join(f"• {r['points']:+g} {r['reason']}" for r in st["top_reasons"]) or "• (no score reasons)"
+    mention = f"<@{rep.slack_user_id}>" if rep is not None and rep.slack_user_id else esc(rep.name if rep else "team")
+    why = "\n".join(f"• {r['points']:+g} {esc(r['reason'])}" for r in st["top_reasons"]) or "• (no score reasons)"
     reason = {"sql": "crossed the SQL threshold", "asked_for_human": "asked to talk to a person",
               "meeting_requested": "asked for a meeting"}.get(st["reason"], st["reason"])
     link = f"{public_url.rstrip('/')}/leads/{st['lead_id']}" if public_url else None
     blocks: list[dict[str, Any]] = [
         {"type": "header", "text": {"type": "plain_text", "text": f"New lead: {reason}"[:150]}},
-        {"type": "section", "text": {"type": "mrkdwn", "text": f"{mention} — {_who(f)}"}},
+        _mrkdwn(f"{mention}, this lead is yours:"), _plain(_who(f)),
         {"type": "section", "fields": [
             {"type": "mrkdwn", "text": f"*Score* {st['score']:g} (SQL at {st['thresholds']['sql']:g})"},
             {"type": "mrkdwn", "text": f"*Fit* {st['fit_score']:g} · *Engagement* {st['engagement_score']:g}"}]},
-        {"type": "section", "text": {"type": "mrkdwn", "text": f"*Why they qualified*\n{why}"}},
+        _mrkdwn(f"*Why they qualified*\n{why}"),
+        *_story_blocks(st),
+        _mrkdwn(f"*Next step* {esc(st['next_step'])}"),
     ]
-    if st["asked"]:
-        blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": "*They asked*\n" + "\n".join(f"> {q[:200]}" for q in st["asked"])}})
-    if f.get("need"):
-        blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": f"*Need* {str(f['need'])[:300]}"}})
-    if st["content"]:
-        blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": "*Content they received*\n" + "\n".join(
-            f"• <{c['url']}|{c['title']}>" for c in st["content"][:5])}})
-    blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": f"*Next step* {st['next_step']}"}})
     transcript = f"<{link}|Full transcript>" if link else f"Transcript: `sdr lead {st['lead_id']}`"
     if f.get("email"):
-        transcript += f" · {f['email']}"
+        transcript += f" · {esc(f['email'])}"
     blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": transcript}]})
     if status:
         blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": status}]})
@@ -114,7 +139,7 @@ def handoff_blocks(st: dict[str, Any], rep: Any, public_url: str | None, status:
 
 def _fallback_text(st: dict[str, Any], rep: Any) -> str:
     f = st["fields"]
-    who = f.get("name") or f.get("email") or "a visitor"
+    who = esc(f.get("name") or f.get("email") or "a visitor")
     tag = f"<@{rep.slack_user_id}> " if rep is not None and rep.slack_user_id else ""
     return f"{tag}New lead: {who} (score {st['score']:g})"
 
@@ -127,7 +152,7 @@ def post(client: WebClient, **kwargs: Any) -> Any:
     """chat.postMessage, with Slack's answer translated for the outbox: 429 → retry after Retry-After,
     a configuration error → dead letter with the reason, anything else (5xx, network) → retry."""
     try:
-        return client.chat_postMessage(unfurl_links=False, **kwargs)
+        return client.chat_postMessage(unfurl_links=False, unfurl_media=False, **kwargs)
     except SlackApiError as e:
         status = getattr(e.response, "status_code", 200)
         data = getattr(e.response, "data", None)
@@ -192,7 +217,7 @@ class SlackMeetingInvite:
             if m is None or lead is None:
                 raise PermanentError("the meeting or lead no longer exists")
             start, tz = m.start, m.timezone
-            who = (lead.fields or {}).get("name") or (lead.fields or {}).get("email") or "a lead"
+            who = esc((lead.fields or {}).get("name") or (lead.fields or {}).get("email") or "a lead")
         rep = self.sdr.playbook.rep(p.get("rep"))
         base = self.cfg.public_url or self.sdr.settings.public_url or ""
         link = f"{base}/meetings/{p.get('meeting_id')}.ics?lead={d.lead_id}"
@@ -274,7 +299,7 @@ def _register_sdr_command(app: Any, sdr: Any, cfg: SlackConfig) -> None:
             with sdr.store.session() as s:
                 lead = s.scalars(select(Lead).where(Lead.email == email)).first()
                 if lead is None:
-                    respond(f"No lead with email {email}.")
+                    respond(f"No lead with email {esc(email)}.")
                     return
                 rep = sdr.playbook.rep(lead.owner)
                 st = story(s, sdr.playbook, lead)
