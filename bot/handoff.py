@@ -115,16 +115,17 @@ def claim(store: Store, lead_id: str, user: str, now: datetime | None = None) ->
         return True, user
 
 
-def not_a_fit(store: Store, lead_id: str, user: str, now: datetime | None = None) -> float:
+def not_a_fit(store: Store, lead_id: str, user: str, now: datetime | None = None) -> float | None:
     """A rep says no: the lead is disqualified and its score goes to zero, with the reason recorded.
-    Returns the points taken off (0 when it was already marked). Raises LookupError."""
+    Returns the points taken off, or None when it was already marked (nothing changes: a second
+    click is harmless). Raises LookupError."""
     now = now or utcnow()
     with store.session() as s:
         lead = s.get(Lead, lead_id, with_for_update=True)
         if lead is None:
             raise LookupError(lead_id)
         if lead.stage == "disqualified" and lead.disqualified_reason == "not_a_fit":
-            return 0.0
+            return None
         points = -lead.score
         s.add(ScoreEvent(lead_id=lead.id, kind="rep", rule="rep.not_a_fit", points=points,
                          reason=f"marked not a fit by {user}", at=now))

@@ -205,6 +205,10 @@ def test_not_a_fit_button(sdr, slack_env, slack_app):
     assert detail["stage"] == "disqualified" and detail["score"] == 0
     assert detail["score_events"][-1]["rule"] == "rep.not_a_fit" and "not a fit" in detail["score_events"][-1]["reason"]
     assert abs(sum(e["points"] for e in detail["score_events"]) - detail["score"]) < 0.1
+    assert post_signed(slack_app, slack_env.block_action_body("sdr_not_fit", user_id="U0MAYA")).status_code == 200
+    [eph] = slack_env.wait_for("chat.postEphemeral")                    # a second click: told, nothing changes
+    assert eph.body["user"] == "U0MAYA" and "already marked not a fit" in eph.body["text"]
+    assert sdr.lead_detail(lead_id)["score_events"] == detail["score_events"] and len(slack_env.calls_to("chat.update")) == 1
 
 
 def test_book_meeting_button(sdr, slack_env, slack_app):
@@ -214,6 +218,12 @@ def test_book_meeting_button(sdr, slack_env, slack_app):
     assert "booking the meeting" in str(update.body["blocks"])
     detail = sdr.lead_detail(lead_id)
     assert detail["stage"] == "meeting_booked" and any(e["rule"] == "engagement.meeting_booked" for e in detail["score_events"])
+    assert post_signed(slack_app, slack_env.block_action_body("sdr_book", user_id="U0TOM")).status_code == 200
+    [eph] = slack_env.wait_for("chat.postEphemeral")                    # booked twice? scored once, clicker told
+    assert eph.body["user"] == "U0TOM" and "already booked" in eph.body["text"]
+    again = sdr.lead_detail(lead_id)
+    assert [e["rule"] for e in again["score_events"]].count("engagement.meeting_booked") == 1
+    assert again["score"] == detail["score"] and len(slack_env.calls_to("chat.update")) == 1
 
 
 def test_bad_and_stale_signatures_are_401(sdr, slack_env, slack_app):

@@ -252,6 +252,10 @@ def make_bolt_app(sdr: Any, cfg: SlackConfig) -> Any:
         ts = (body.get("message") or {}).get("ts") or body.get("container", {}).get("message_ts")
         client.chat_update(channel=channel, ts=ts, text=status, blocks=handoff_blocks(st, rep, cfg.public_url, status=status))
 
+    def _already(body: dict[str, Any], client: Any, user: str, text: str) -> None:
+        """A second click of a one-time button: only the clicker is told; the lead is unchanged."""
+        client.chat_postEphemeral(channel=(body.get("channel") or {}).get("id"), user=user, text=text)
+
     @app.action("sdr_claim")
     def on_claim(ack: Any, body: dict[str, Any], client: Any) -> None:
         ack()
@@ -269,14 +273,18 @@ def make_bolt_app(sdr: Any, cfg: SlackConfig) -> Any:
         ack()
         user = body["user"]["id"]
         lead_id = body["actions"][0]["value"]
-        mark_booked(sdr.store, sdr.playbook, lead_id, user, sdr.clock())
+        if not mark_booked(sdr.store, sdr.playbook, lead_id, user, sdr.clock()):
+            _already(body, client, user, "This lead's meeting is already booked; nothing changed.")
+            return
         _restatus(body, client, f":calendar: <@{user}> is booking the meeting")
 
     @app.action("sdr_not_fit")
     def on_not_fit(ack: Any, body: dict[str, Any], client: Any) -> None:
         ack()
         user = body["user"]["id"]
-        not_a_fit(sdr.store, body["actions"][0]["value"], f"<@{user}>", sdr.clock())
+        if not_a_fit(sdr.store, body["actions"][0]["value"], f"<@{user}>", sdr.clock()) is None:
+            _already(body, client, user, "This lead is already marked not a fit; nothing changed.")
+            return
         _restatus(body, client, f":no_entry_sign: <@{user}> marked this lead not a fit")
 
     _register_sdr_command(app, sdr, cfg)
