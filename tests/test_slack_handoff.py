@@ -289,3 +289,16 @@ def test_visitor_text_cannot_write_markup_into_the_sales_channel(sdr, slack_env)
     assert any("<!here>" in t for t in plain)                             # shown as written, never acted on
     everything = str(body["blocks"])
     assert "<@U0MAYA>" in everything                                      # our own mention still works
+
+
+@pytest.mark.parametrize("path", ["/slack/events", "/slack/actions", "/slack/commands"])
+def test_bad_slack_requests_are_4xx_before_anything_is_parsed(sdr, slack_env, slack_app, path):
+    for headers, body in [({"X-Slack-Request-Timestamp": "abc", "X-Slack-Signature": "v0=00"}, b"payload=%7B"),
+                          ({"Content-Type": "application/json"}, b"{"),
+                          ({"X-Slack-Request-Timestamp": "99999999999999999999", "X-Slack-Signature": "v0=1"}, b"x=1"),
+                          ({}, b"\xff\xfe")]:
+        r = slack_app.post(path, data=body, headers=headers)
+        assert r.status_code == 401 and r.get_json()["error"]["code"] == "bad_signature", (headers, r.data)
+    body = "payload=%7B%22type%22%3A"                                  # signed, but not a payload anyone can read
+    r = slack_app.post(path, data=body, headers={**sign(body, SECRET), "Content-Type": "application/x-www-form-urlencoded"})
+    assert r.status_code == 400 and r.get_json()["error"]["code"] == "bad_slack_request", r.data

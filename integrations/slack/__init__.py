@@ -317,15 +317,34 @@ def _register_sdr_command(app: Any, sdr: Any, cfg: SlackConfig) -> None:
 
 
 def mount(flask_app: Any, sdr: Any, cfg: SlackConfig) -> Any:
-    """Mount the bolt app at /slack/events (and /slack/commands, /slack/actions)."""
-    from flask import request
+    """Mount the bolt app at /slack/events (and /slack/commands, /slack/actions). The signature is
+    checked first, as middleware (Slack's "Verifying requests" guide): a missing, non-numeric,
+    stale (> 5 min) or wrong signature is a 401 before any byte of the body is parsed; a signed body
+    bolt cannot read is a 400. Never a 500."""
+    from flask import jsonify, request
     from slack_bolt.adapter.flask import SlackRequestHandler
+    from slack_sdk.signature import SignatureVerifier
 
     bolt = make_bolt_app(sdr, cfg)
     handler = SlackRequestHandler(bolt)
+    verifier = SignatureVerifier(cfg.signing_secret)
+
+    def refuse(status: int, code: str, message: str) -> Any:
+        resp = jsonify({"error": {"code": code, "message": message}})
+        resp.status_code = status
+        return resp
 
     def slack_events() -> Any:
-        return handler.handle(request)
+        body = request.get_data(cache=True)
+        ts = request.headers.get("X-Slack-Request-Timestamp", "")
+        if not ts.isdigit() or not verifier.is_valid_request(body, dict(request.headers)):
+            return refuse(401, "bad_signature", "missing, stale or wrong Slack signature (X-Slack-Signature, "
+                                                "X-Slack-Request-Timestamp)")
+        try:
+            return handler.handle(request)
+        except Exception:  # noqa: BLE001 - a signed but unreadable body
+            log.warning("a signed Slack request could not be read", exc_info=True)
+            return refuse(400, "bad_slack_request", "the Slack request body could not be read")
 
     for path in ("/slack/events", "/slack/commands", "/slack/actions"):
         flask_app.add_url_rule(path, endpoint=f"slack_{path.rsplit('/', 1)[1]}", view_func=slack_events, methods=["POST"])
