@@ -158,3 +158,16 @@ def test_create_app_mounts_no_other_channel(sdr, monkeypatch):
     rules = {r.rule for r in create_app(sdr).url_map.iter_rules()}
     assert not any(rule.startswith("/slack") for rule in rules)
     assert {"/api/chat", "/api/chat/stream", "/api/events", "/api/leads", "/leads", "/widget.js"} <= rules
+
+
+def test_a_bad_character_already_in_the_store_never_breaks_a_page(sdr):
+    """Data stored before the boundary cleaned it (a lone surrogate in a JSON column) still renders."""
+    from bot.store import Lead
+    from integrations.web.app import create_app
+    with sdr.store.session() as s:
+        s.add(Lead(id="lead_bad", fields={"name": "Eve\ud800", "company": "X\udfff"}, field_sources={}, fit_rules={}))
+    c = create_app(sdr).test_client()
+    for path in ("/leads", "/leads/lead_bad", "/api/leads", "/api/leads/lead_bad"):
+        r = c.get(path)
+        assert r.status_code == 200, path
+        assert "Eve" in r.get_data(as_text=True)

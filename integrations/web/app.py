@@ -13,7 +13,9 @@ from collections.abc import Mapping
 from typing import Any
 
 from flask import Flask, Response, request
+from flask.json.provider import DefaultJSONProvider
 
+from bot.text import clean_text
 from bot.turn import SDR
 
 from . import chat, leads_api, pages, tracking
@@ -29,7 +31,8 @@ def create_app(sdr: SDR | None = None, *, config: Mapping[str, Any] | None = Non
     app = Flask(__name__, static_folder=None)
     app.config["MAX_CONTENT_LENGTH"] = sdr.settings.max_body_bytes
     app.config.update(config or {})
-    app.json.ensure_ascii = False  # type: ignore[attr-defined]
+    app.json = CleanJSONProvider(app)
+    app.jinja_env.finalize = _clean_output   # data stored before cleaning existed never breaks a page
     app.extensions["sdr"] = sdr
     register_error_handlers(app)
     install_rate_limits(app, sdr, by_ip=[chat.bp, tracking.bp], by_session=[chat.bp])
@@ -37,6 +40,19 @@ def create_app(sdr: SDR | None = None, *, config: Mapping[str, Any] | None = Non
         app.register_blueprint(bp)
     app.after_request(_headers)
     return app
+
+
+class CleanJSONProvider(DefaultJSONProvider):
+    """JSON as UTF-8 text, with any lone surrogate that reached the store (older data) replaced, so
+    one bad character never turns a response into a 500."""
+    ensure_ascii = False
+
+    def dumps(self, obj: Any, **kwargs: Any) -> str:
+        return clean_text(super().dumps(obj, **kwargs))
+
+
+def _clean_output(value: Any) -> Any:
+    return clean_text(value) if isinstance(value, str) else value
 
 
 def _headers(resp: Response) -> Response:
