@@ -136,6 +136,9 @@ def main(ctx: click.Context, data_dir: str | None, playbook: str | None) -> None
         return value if ctx.get_parameter_source(name) == ParameterSource.COMMANDLINE else None
 
     ctx.obj = {"data_dir": given("data_dir", data_dir), "playbook": given("playbook", playbook)}
+    for stream in (sys.stdout, sys.stderr):   # a bad character stored long ago never aborts a listing
+        if hasattr(stream, "reconfigure"):
+            stream.reconfigure(errors="replace")
 
 
 @main.command()

@@ -256,3 +256,22 @@ def test_postgres_path_same_code(make_sdr):
     assert [a["type"] for a in detail["actions"]] == ["handoff"]
     assert abs(sum(e["points"] for e in detail["score_events"]) - detail["score"]) < 0.1
     sdr.store.dispose()
+
+
+def test_a_bad_character_already_stored_never_aborts_a_listing(data_dir):
+    """Run as a real process (a terminal's stdout is strict UTF-8): the lead is listed, the character replaced."""
+    import subprocess
+    import sys
+
+    from bot.settings import Settings
+    from bot.store import Lead, Store
+    st = Settings.from_env()
+    st.ensure_dirs()
+    store = Store(st.database_url)
+    with store.session() as s:
+        s.add(Lead(id="lead_bad", fields={"name": "Eve\ud800"}, field_sources={}, fit_rules={}))
+    store.dispose()
+    for args in (["leads"], ["lead", "lead_bad"]):
+        r = subprocess.run([sys.executable, "-m", "integrations.cli", *args], capture_output=True, text=True,
+                           encoding="utf-8", errors="strict", timeout=120)
+        assert r.returncode == 0 and "Eve?" in r.stdout, r.stderr[-500:]
