@@ -72,6 +72,10 @@ class Settings(BaseSettings):
     # -- the chat API --------------------------------------------------------------------------
     admin_token_secret: SecretStr | None = _env(
         "SDR_ADMIN_TOKEN", None, "When set, /api/leads and the team pages need 'Authorization: Bearer <token>'.")
+    allowed_origins: str = _env("SDR_ALLOWED_ORIGINS", "",
+                                "Sites whose pages may call the chat API from the browser (the widget), comma-separated "
+                                "origins like https://www.example.com; empty: only this server's own pages; * lets "
+                                "any site (write it only if you mean it).", examples=["https://www.example.com"])
     rate_per_session: int = _env("SDR_RATE_PER_SESSION", 20, "Messages per minute per chat session.", ge=1)
     rate_per_ip: int = _env("SDR_RATE_PER_IP", 60, "Requests per minute per client IP.", ge=1)
     rate_limit_storage: str = _env("SDR_RATE_LIMIT_STORAGE", "memory://",
@@ -213,6 +217,11 @@ class Settings(BaseSettings):
     @admin_token.setter
     def admin_token(self, value: str | None) -> None:
         self.admin_token_secret = SecretStr(value) if value else None
+
+    @property
+    def origins(self) -> frozenset[str]:
+        """SDR_ALLOWED_ORIGINS as a set of origins (scheme://host[:port], no trailing slash)."""
+        return frozenset(o.strip().rstrip("/") for o in self.allowed_origins.split(",") if o.strip())
 
     @property
     def chroma_dir(self) -> Path:

@@ -100,7 +100,8 @@ def _serve(sdr: Any, host: str, port: int, worker: bool = True) -> None:
         w.start()
     url = f"http://{host}:{port}"
     click.secho(f"\n  Chat with the SDR at {url}\n", fg="green", bold=True)
-    click.echo(f"  widget for any site: <script src=\"{url}/widget.js\" defer></script>")
+    click.echo(f"  widget for any site: <script src=\"{url}/widget.js\" defer></script>"
+               " (list the site in SDR_ALLOWED_ORIGINS)")
     click.echo(f"  brain: {sdr.brain.name} · leads: `sdr leads` · data: {sdr.settings.data_dir}"
                f" · logs: {sdr.settings.log_dir / 'sdr.log'}")
     click.echo("  Ctrl+C stops.\n")

@@ -97,16 +97,28 @@ def test_healthz_and_pages(live_server):
     assert st == 200 and h["status"] == "ok" and h["content_chunks"] > 0
     with urllib.request.urlopen(live_server + "/widget.js") as r:
         assert r.headers["Content-Type"].startswith("application/javascript")
-        assert r.headers["Access-Control-Allow-Origin"] == "*"
+        assert "Access-Control-Allow-Origin" not in r.headers      # a <script> tag needs no CORS
     with urllib.request.urlopen(live_server + "/") as r:
         assert r.headers["Content-Type"].startswith("text/html") and b"/widget.js" in r.read()
 
 
-def test_cors_preflight(live_server):
-    req = urllib.request.Request(live_server + "/api/chat", method="OPTIONS",
-                                 headers={"Origin": "https://customer.example", "Access-Control-Request-Method": "POST"})
-    with urllib.request.urlopen(req) as r:
-        assert r.status == 204 and "POST" in r.headers["Access-Control-Allow-Methods"]
+def test_cors_preflight(sdr, live_server):
+    """Only the sites in SDR_ALLOWED_ORIGINS may call the chat API from their pages; by default none
+    but this server's own (same-origin pages need no CORS)."""
+    def preflight(origin):
+        req = urllib.request.Request(live_server + "/api/chat", method="OPTIONS",
+                                     headers={"Origin": origin, "Access-Control-Request-Method": "POST"})
+        with urllib.request.urlopen(req) as r:
+            return r.status, r.headers
+    status, h = preflight("https://customer.example")
+    assert status == 204 and "Access-Control-Allow-Origin" not in h and "Origin" in h["Vary"]
+    sdr.settings.allowed_origins = "https://customer.example, https://www.other.example/"
+    status, h = preflight("https://customer.example")
+    assert status == 204 and h["Access-Control-Allow-Origin"] == "https://customer.example"
+    assert "POST" in h["Access-Control-Allow-Methods"]
+    assert "Access-Control-Allow-Origin" not in preflight("https://evil.example")[1]
+    sdr.settings.allowed_origins = "*"                       # only when the operator writes it
+    assert preflight("https://anyone.example")[1]["Access-Control-Allow-Origin"] == "*"
 
 
 def test_rate_limits(make_sdr):

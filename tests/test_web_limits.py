@@ -80,8 +80,9 @@ def test_preflight_and_pages_are_not_limited(make_sdr):
     assert [c.options("/api/chat").status_code for _ in range(3)] == [204, 204, 204]
     assert [c.get("/healthz").status_code for _ in range(3)] == [200, 200, 200]
     assert c.post("/api/chat", json={"message": "hi"}).status_code == 200
-    r = c.post("/api/chat/stream", json={"message": "hi"})
-    assert r.status_code == 429 and r.headers["Access-Control-Allow-Origin"] == "*"
+    c.application.extensions["sdr"].settings.allowed_origins = "https://customer.example"
+    r = c.post("/api/chat/stream", json={"message": "hi"}, headers={"Origin": "https://customer.example"})
+    assert r.status_code == 429 and r.headers["Access-Control-Allow-Origin"] == "https://customer.example"
 
 
 def test_an_unreachable_rate_limit_storage_is_said_at_start(sdr):

@@ -35,12 +35,14 @@ ODD_CHAT = [
 
 @pytest.mark.parametrize("name,body,status,code", ODD_CHAT, ids=[c[0] for c in ODD_CHAT])
 def test_odd_chat_bodies(client, name, body, status, code):
+    client.application.extensions["sdr"].settings.allowed_origins = "https://customer.example"
     for path in ("/api/chat", "/api/chat/stream"):
-        r = client.post(path, data=body, content_type="application/json")
+        r = client.post(path, data=body, content_type="application/json", headers={"Origin": "https://customer.example"})
         data = r.get_json()
         assert r.status_code == status and data["error"]["code"] == code, (path, data)
         assert len(data["error"]["message"]) > 10
-        assert r.headers["Access-Control-Allow-Origin"] == "*" and r.headers["X-Content-Type-Options"] == "nosniff"
+        assert r.headers["Access-Control-Allow-Origin"] == "https://customer.example"   # errors readable by the widget
+        assert r.headers["X-Content-Type-Options"] == "nosniff"
 
 
 def test_messages_say_what_to_fix(client):

@@ -13,9 +13,10 @@ def events_of(body: str) -> list[tuple[str, dict]]:
 
 
 def test_the_stream_is_deltas_then_the_full_turn(client):
-    r = client.post("/api/chat/stream", json={"message": "How much does it cost?"})
+    client.application.extensions["sdr"].settings.allowed_origins = "https://customer.example"
+    r = client.post("/api/chat/stream", json={"message": "How much does it cost?"}, headers={"Origin": "https://customer.example"})
     assert r.status_code == 200 and r.mimetype == "text/event-stream"
-    assert r.headers["Cache-Control"] == "no-cache" and r.headers["Access-Control-Allow-Origin"] == "*"
+    assert r.headers["Cache-Control"] == "no-cache" and r.headers["Access-Control-Allow-Origin"] == "https://customer.example"
     events = events_of(r.get_data(as_text=True))
     kinds = [k for k, _ in events]
     assert kinds[-1] == "done" and set(kinds) <= {"delta", "reset", "done"} and "delta" in kinds

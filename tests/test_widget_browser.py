@@ -292,7 +292,7 @@ def test_waiting_state_and_retry_after_network_error(live_server, tab):
     tab.assert_clean()
 
 
-def test_cross_origin_embed_and_host_api(live_server, tab):
+def test_cross_origin_embed_and_host_api(sdr, live_server, tab):
     """A customer's site on another origin: the widget calls the API on its own origin (CORS)."""
     page = tab.page
     # Another origin on loopback (127.0.0.1 <-> localhost). Chromium's Local Network Access rules
@@ -301,6 +301,7 @@ def test_cross_origin_embed_and_host_api(live_server, tab):
     parts = urlsplit(live_server)
     other_host = "localhost" if parts.hostname != "localhost" else "127.0.0.1"
     customer_url = f"http://{other_host}:{parts.port or 80}/pricing?plan=team"
+    sdr.settings.allowed_origins = f"http://{other_host}:{parts.port or 80}"   # the customer's site, allowed
     try:
         page.context.grant_permissions(["local-network-access"])
     except Exception:  # older Playwright/Chromium without that permission: nothing to grant

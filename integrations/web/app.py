@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from flask import Flask, Response, request
+from flask import Flask, Response, current_app, request
 from flask.json.provider import DefaultJSONProvider
 
 from bot.text import clean_text
@@ -56,10 +56,16 @@ def _clean_output(value: Any) -> Any:
 
 
 def _headers(resp: Response) -> Response:
-    if request.path.startswith(CORS_PATHS):
-        resp.headers["Access-Control-Allow-Origin"] = "*"
-        resp.headers["Access-Control-Allow-Headers"] = "Content-Type"
-        resp.headers["Access-Control-Allow-Methods"] = "POST, GET, OPTIONS"
-        resp.headers["Access-Control-Max-Age"] = "600"
+    """CORS only for the sites in SDR_ALLOWED_ORIGINS (the browser then lets their pages read the
+    answer); same-origin pages need none; `*` only when the operator wrote it."""
+    origin = request.headers.get("Origin")
+    if origin and request.path.startswith(CORS_PATHS):
+        allowed = current_app.extensions["sdr"].settings.origins
+        if "*" in allowed or origin.rstrip("/") in allowed:
+            resp.headers["Access-Control-Allow-Origin"] = "*" if "*" in allowed else origin
+            resp.headers["Access-Control-Allow-Headers"] = "Content-Type"
+            resp.headers["Access-Control-Allow-Methods"] = "POST, GET, OPTIONS"
+            resp.headers["Access-Control-Max-Age"] = "600"
+        resp.headers.add("Vary", "Origin")
     resp.headers.setdefault("X-Content-Type-Options", "nosniff")
     return resp
