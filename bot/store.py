@@ -141,6 +141,13 @@ class Meeting(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
 
 
+class Suppressed(Base):
+    """A forgotten person: only a keyed hash of their email (HMAC-SHA256 with this install's salt)."""
+    __tablename__ = "suppressed"
+    email_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+
 class Store:
     """One per process: the engine and the session factory."""
 

@@ -397,11 +397,31 @@ def _bar(value: float, scale: float, width: int = 30, char: str = "█") -> str:
 
 
 @main.command()
-@click.argument("lead_id", metavar="ID_OR_EMAIL")
+@click.argument("words", nargs=-1, required=True, metavar="ID_OR_EMAIL | export EMAIL | forget EMAIL")
+@click.option("--out", type=click.Path(dir_okay=False, writable=True), default=None,
+              help="With export: write the JSON to this file instead of the terminal.")
+@click.option("--yes", is_flag=True, help="With forget: don't ask for confirmation.")
 @click.pass_context
-def lead(ctx: click.Context, lead_id: str) -> None:
+def lead(ctx: click.Context, words: tuple[str, ...], out: str | None, yes: bool) -> None:
     """One lead, by id (from `sdr leads`) or email: who they are, the score breakdown with every
-    reason, the score over time, the queued actions (handoff) and the transcript."""
+    reason, the score over time, the queued actions (handoff) and the transcript.
+
+    \b
+      sdr lead export EMAIL [--out FILE]   everything held about the person, as JSON (GDPR/CCPA access)
+      sdr lead forget EMAIL [--yes]        delete them from every table, the database file and the logs;
+                                           keep only a keyed hash so they are never contacted again
+    """
+    if words[0] in ("export", "forget"):
+        if len(words) != 2 or "@" not in words[1]:
+            raise click.UsageError(f"give one email: sdr lead {words[0]} EMAIL")
+        (_export if words[0] == "export" else _forget)(ctx, words[1], out=out, yes=yes)
+        return
+    if len(words) != 1:
+        raise click.UsageError("give one lead id or email (or: export EMAIL / forget EMAIL)")
+    _show_lead(ctx, words[0])
+
+
+def _show_lead(ctx: click.Context, lead_id: str) -> None:
     from bot.turn import NotFound
 
     sdr = _sdr(ctx, load_knowledge=False)
@@ -417,6 +437,37 @@ def lead(ctx: click.Context, lead_id: str) -> None:
     _print_score(d)
     _print_effects(d)
     _print_transcript(d)
+
+
+def _export(ctx: click.Context, email: str, out: str | None, **_: Any) -> None:
+    import json
+
+    from bot.privacy import export_person
+
+    data = export_person(_sdr(ctx, load_knowledge=False).store, email)
+    if data is None:
+        raise click.ClickException(f"no lead with email {email.strip()}: nothing is held about them")
+    text = json.dumps(data, indent=2, ensure_ascii=False, default=str)
+    if out:
+        Path(out).write_text(text, encoding="utf-8")
+        click.echo(f"wrote everything held about {email.strip()} to {out}")
+    else:
+        click.echo(text)
+
+
+def _forget(ctx: click.Context, email: str, yes: bool, **_: Any) -> None:
+    from bot.privacy import forget_person
+
+    if not yes:
+        click.confirm(f"Delete everything held about {email.strip()}? This cannot be undone", abort=True)
+    sdr = _sdr(ctx, load_knowledge=False)
+    r = forget_person(sdr.store, email, sdr.settings.data_dir, sdr.settings.log_dir)
+    rows = sum(r["deleted"].values())
+    click.echo(f"forgot {email.strip()}: {rows} rows deleted" + ("" if r["found"] else " (no lead had this email)")
+               + f", {r['log_files_scrubbed']} log file(s) scrubbed; the address is suppressed (never contacted again)")
+    for m in r["slack_messages"]:
+        click.secho(f"  a Slack message about them remains: channel {m['channel']} ts {m['ts']} — delete it in Slack",
+                    fg="yellow")
 
 
 def _print_score(d: dict[str, Any]) -> None:
