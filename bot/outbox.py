@@ -42,11 +42,14 @@ def enqueue(s: Any, *, kind: str, key: str, lead_id: str | None, payload: dict[s
 
 
 class RetryLater(Exception):
-    """A temporary failure; `after_s` is how long the other side asked us to wait (Retry-After)."""
+    """A temporary failure; `after_s` is how long the other side asked us to wait (Retry-After).
+    `not_done`: the other side certainly did nothing (e.g. a 429); otherwise — a timeout, a reset
+    connection, a 5xx — it may have, and the next try looks before doing it again."""
 
-    def __init__(self, message: str, after_s: float | None = None):
+    def __init__(self, message: str, after_s: float | None = None, not_done: bool = False):
         super().__init__(message)
         self.after_s = after_s
+        self.not_done = not_done
 
 
 class PermanentError(Exception):
@@ -61,8 +64,14 @@ class Delivery:
     lead_id: str | None
     idempotency_key: str
     payload: dict[str, Any]
-    attempts: int
+    attempts: int                     # attempts started before this one (one may have reached the other side)
     result: dict[str, Any]
+    uncertain: bool = False           # an earlier try of this attempt ended without knowing (timeout, reset)
+
+    @property
+    def maybe_done(self) -> bool:
+        """True when an earlier try may have been carried out: look before doing it again."""
+        return self.attempts > 0 or bool(self.result) or self.uncertain
 
 
 Handler = Callable[[Delivery], dict[str, Any]]
@@ -103,11 +112,13 @@ class OutboxWorker:
             if not ids:
                 return []
             # The conditional UPDATE is the claim: a row another worker took in between is not ours.
+            # Write-ahead: the attempt is counted before anyone calls out, so after a crash mid-delivery
+            # the next worker knows it may have been done and looks before doing it again.
             s.execute(update(OutboxEntry).where(OutboxEntry.id.in_(ids), due)
-                      .values(locked_by=self.worker_id, locked_until=until))
+                      .values(locked_by=self.worker_id, locked_until=until, attempts=OutboxEntry.attempts + 1))
             rows = s.scalars(select(OutboxEntry).where(OutboxEntry.id.in_(ids), OutboxEntry.locked_by == self.worker_id,
                                                        OutboxEntry.locked_until == until)).all()
-            return [Delivery(r.id, r.kind, r.lead_id, r.idempotency_key, dict(r.payload or {}), r.attempts,
+            return [Delivery(r.id, r.kind, r.lead_id, r.idempotency_key, dict(r.payload or {}), r.attempts - 1,
                              dict(r.result or {})) for r in rows]
 
     # -- delivering --------------------------------------------------------------------------------
@@ -122,7 +133,11 @@ class OutboxWorker:
                 return min(float(after), 30.0)
             return wait_exponential_jitter(initial=0.5, max=5.0, jitter=0.5)(rs)
 
-        for attempt in Retrying(stop=stop_after_attempt(self.quick_tries), wait=wait,
+        def note_outcome(rs: RetryCallState) -> None:
+            exc = rs.outcome.exception() if rs.outcome else None
+            d.uncertain = d.uncertain or not getattr(exc, "not_done", False)
+
+        for attempt in Retrying(stop=stop_after_attempt(self.quick_tries), wait=wait, before_sleep=note_outcome,
                                 retry=retry_if_exception_type(RetryLater), reraise=True):
             with attempt:
                 return handler(d)

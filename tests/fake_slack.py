@@ -32,7 +32,7 @@ Scripted failures
 ``"response_url"``: posts to response URLs); each request takes one, then normal answers resume. A
 step is a dict or ``f(call) -> dict | None`` (``None``: normal). Keys: ``delay`` (seconds, then
 answer; with nothing else that is "accepted but answered late"; ``stop()`` cuts it short with a 503),
-``status`` (>= 400 without a body answers Slack-style: 429 ``ratelimited`` with ``Retry-After: 1``
+(the message is stored at once, the answer comes after the delay), ``status`` (>= 400 without a body answers Slack-style: 429 ``ratelimited`` with ``Retry-After: 1``
 unless given, 500 ``internal_error``, 502-504 ``service_unavailable``), ``headers``, ``body``
 (verbatim), ``raw`` (+ ``content_type``, e.g. an HTML 502 page), or any other keys as the JSON body
 (``{"ok": False, "error": "channel_not_found"}``).
@@ -321,6 +321,11 @@ class FakeSlack(HttpFake):
             step = step(call)
         if step is None:
             return normal()
+        if set(step) == {"delay"}:      # a delay alone: accepted now (the message exists), answered late
+            response = normal()
+            if self.pause(float(step["delay"])):
+                return self._json(503, {"ok": False, "error": "service_unavailable"})
+            return response
         if self.pause(float(step.get("delay") or 0)):
             return self._json(503, {"ok": False, "error": "service_unavailable"})
         status = int(step.get("status", 200))

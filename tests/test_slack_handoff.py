@@ -302,3 +302,59 @@ def test_bad_slack_requests_are_4xx_before_anything_is_parsed(sdr, slack_env, sl
     body = "payload=%7B%22type%22%3A"                                  # signed, but not a payload anyone can read
     r = slack_app.post(path, data=body, headers={**sign(body, SECRET), "Content-Type": "application/x-www-form-urlencoded"})
     assert r.status_code == 400 and r.get_json()["error"]["code"] == "bad_slack_request", r.data
+
+
+def test_slack_that_accepts_but_answers_after_the_timeout_gets_one_message(sdr, slack_env):
+    """The post reached Slack but the answer came after the client gave up: the in-process retry
+    looks the key up (message metadata) before posting again."""
+    import dataclasses
+
+    from integrations.slack import SlackConfig, SlackHandoff
+    hot_lead(sdr)
+    cfg = dataclasses.replace(SlackConfig.from_env(sdr.playbook), timeout_s=0.5)
+    w = worker_for(sdr)
+    w.handlers["handoff"] = SlackHandoff(sdr, cfg)
+    slack_env.fail("chat.postMessage", {"delay": 1.5})           # accepted now, answered in 1.5 s
+    assert w.run_once() == {"delivered": 1}
+    assert len(slack_env._messages) == 1                          # one message in the channel
+    assert outbox_rows(sdr)[0].result.get("deduplicated") is True
+
+
+KILLED_WORKER = """
+import os, signal, sys
+sys.path[:0] = [{root!r}, {tests!r}]
+from bot.settings import Settings
+from integrations.wiring import build_outbox_worker, build_sdr
+sdr = build_sdr(Settings.from_env(), load_knowledge=False)
+w, _ = build_outbox_worker(sdr, lease_s=1.0)
+handoff = w.handlers["handoff"]
+def post_then_die(d):
+    handoff(d)                                 # Slack has the message ...
+    os.kill(os.getpid(), signal.SIGKILL)       # ... and the worker dies before writing it down
+w.handlers["handoff"] = post_then_die
+w.run_once()
+"""
+
+
+def test_a_worker_killed_with_sigkill_after_posting_leaves_one_message(sdr, slack_env, tmp_path):
+    """kill -9 between Slack's answer and the commit: the attempt was recorded before the call
+    (write-ahead), so the next worker looks before posting. One message for one lead."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    from pathlib import Path
+    hot_lead(sdr)
+    script = tmp_path / "worker.py"
+    root = Path(__file__).resolve().parent.parent
+    script.write_text(KILLED_WORKER.format(root=str(root), tests=str(root / "tests")))
+    proc = subprocess.run([sys.executable, str(script)], env=dict(os.environ), capture_output=True, timeout=120)
+    assert proc.returncode == -signal.SIGKILL, proc.stderr.decode()[-800:]
+    assert len(slack_env._messages) == 1
+    [row] = outbox_rows(sdr)
+    assert row.status == "pending" and row.attempts == 1          # counted before the call, never finished
+    time.sleep(1.1)                                                # the dead worker's lease runs out
+    from bot.store import utcnow
+    sdr.clock = utcnow                                             # the killed process leased on the wall clock
+    assert worker_for(sdr).run_once() == {"delivered": 1}
+    assert len(slack_env._messages) == 1 and outbox_rows(sdr)[0].result.get("deduplicated") is True

@@ -32,6 +32,7 @@ class SlackConfig:
     api_url: str
     channel: str
     public_url: str | None = None
+    timeout_s: float = 10.0          # how long a Web API call may take before its outcome is unknown
 
     @classmethod
     def from_settings(cls, settings: Any, playbook: Any = None) -> "SlackConfig | None":
@@ -51,7 +52,7 @@ class SlackConfig:
         return cls.from_settings(Settings.from_env(), playbook)
 
     def client(self) -> WebClient:
-        return WebClient(token=self.token, base_url=self.api_url, timeout=10, retry_handlers=[])
+        return WebClient(token=self.token, base_url=self.api_url, timeout=self.timeout_s, retry_handlers=[])
 
 
 # ---------------------------------------------------------------------------------------------
@@ -158,7 +159,8 @@ def post(client: WebClient, **kwargs: Any) -> Any:
         data = getattr(e.response, "data", None)
         error = data.get("error") if isinstance(data, dict) else str(e)
         if status == 429 or error == "ratelimited":
-            raise RetryLater("Slack rate limited us", retry_after_s(e.response.headers.get("Retry-After")) or 1.0) from None
+            raise RetryLater("Slack rate limited us", retry_after_s(e.response.headers.get("Retry-After")) or 1.0,
+                             not_done=True) from None
         if error in PERMANENT:
             raise PermanentError(f"Slack said {error}: check SLACK_BOT_TOKEN and the channel ({kwargs.get('channel')})") from None
         raise RetryLater(f"Slack error {status} {error}") from None
@@ -172,11 +174,15 @@ class SlackHandoff:
         self.client = cfg.client()
 
     def _already_posted(self, key: str) -> dict[str, Any] | None:
-        """After a crash between Slack's answer and our bookkeeping: find the message we posted."""
+        """After a crash, timeout or reset between Slack's answer and our bookkeeping: find the message
+        we posted (its metadata carries the idempotency key). Slack unreachable → RetryLater: never
+        post blind when it may already be there."""
         try:
             resp = self.client.conversations_history(channel=self.cfg.channel, limit=100, include_all_metadata=True)
         except SlackApiError:
-            return None
+            return None   # e.g. no channels:history scope: the README asks for it
+        except Exception as e:  # noqa: BLE001 - network: we cannot know, so we do not post
+            raise RetryLater(f"Slack unreachable: {type(e).__name__}") from None
         for m in resp.get("messages", []):
             meta = m.get("metadata") or {}
             if meta.get("event_type") == "sdr_handoff" and (meta.get("event_payload") or {}).get("key") == key:
@@ -190,7 +196,7 @@ class SlackHandoff:
                 raise PermanentError(f"lead {d.lead_id} no longer exists")
             rep = assign_rep(s, self.sdr.playbook, lead, self.sdr.clock())
             st = story(s, self.sdr.playbook, lead, d.payload.get("reason", "sql"))
-        if d.attempts > 0 or d.result:
+        if d.maybe_done:   # a crash, timeout or reset may have posted it: look before posting again
             found = self._already_posted(d.idempotency_key)
             if found:
                 return {**found, "rep": rep.id if rep else None, "deduplicated": True}
