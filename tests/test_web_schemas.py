@@ -173,3 +173,17 @@ def test_a_bad_character_already_in_the_store_never_breaks_a_page(sdr):
         r = c.get(path)
         assert r.status_code == 200, path
         assert "Eve" in r.get_data(as_text=True)
+
+
+def test_openapi_describes_every_api_route_from_the_request_models(client):
+    """/openapi.json is generated from the pydantic models that validate requests, and lists every
+    /api route the app serves (a route added without a description fails here)."""
+    doc = client.get("/openapi.json").get_json()
+    assert doc["openapi"].startswith("3.1")
+    chat = doc["components"]["schemas"]["ChatRequest"]
+    assert "message" in chat["required"] and chat["properties"]["visitor"]
+    assert doc["paths"]["/api/chat"]["post"]["requestBody"]["content"]["application/json"]["schema"]["$ref"] \
+        == "#/components/schemas/ChatRequest"
+    served = {r.rule.replace("<", "{").replace(">", "}") for r in client.application.url_map.iter_rules()
+              if r.rule.startswith("/api/")}
+    assert served <= set(doc["paths"]), served - set(doc["paths"])

@@ -18,7 +18,7 @@ from flask.json.provider import DefaultJSONProvider
 from bot.text import clean_text
 from bot.turn import SDR
 
-from . import chat, leads_api, pages, tracking
+from . import chat, leads_api, openapi, pages, tracking
 from .errors import register_error_handlers
 from .limits import install as install_rate_limits
 
@@ -36,7 +36,7 @@ def create_app(sdr: SDR | None = None, *, config: Mapping[str, Any] | None = Non
     app.extensions["sdr"] = sdr
     register_error_handlers(app)
     install_rate_limits(app, sdr, by_ip=[chat.bp, tracking.bp], by_session=[chat.bp])
-    for bp in (pages.bp, chat.bp, tracking.bp, leads_api.bp):
+    for bp in (pages.bp, chat.bp, tracking.bp, leads_api.bp, openapi.bp):
         app.register_blueprint(bp)
     app.after_request(_headers)
     return app
