@@ -187,3 +187,10 @@ def test_openapi_describes_every_api_route_from_the_request_models(client):
     served = {r.rule.replace("<", "{").replace(">", "}") for r in client.application.url_map.iter_rules()
               if r.rule.startswith("/api/")}
     assert served <= set(doc["paths"]), served - set(doc["paths"])
+
+
+def test_a_null_email_is_left_out_not_a_500(client):
+    """Found by the fuzz run: `"email": null` crashed the email check."""
+    assert client.post("/api/chat", json={"message": "hi", "visitor": {"email": None}}).status_code == 200
+    r = client.post("/api/events", json={"type": "pricing_page_view", "email": None})
+    assert r.status_code == 400 and r.get_json()["error"]["code"] == "missing_lead"

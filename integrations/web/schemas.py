@@ -49,7 +49,9 @@ def _custom(code: str, message: str) -> PydanticCustomError:
 def _email_check(code: str, what: str, blank_ok: bool) -> Any:
     """A validator: an address email-validator accepts (syntax only: no DNS lookup), or blank when
     `blank_ok` (the visitor left it out). The value itself is kept as sent."""
-    def check(value: str) -> str:
+    def check(value: str | None) -> str | None:
+        if value is None:
+            return None   # left out (null): the field is optional
         if value.strip() or not blank_ok:
             try:
                 validate_email(value.strip(), check_deliverability=False)
