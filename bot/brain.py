@@ -66,9 +66,10 @@ class BrainUnavailable(Exception):
     """The brain could not help this turn; `cause` says why (timeout, rate_limit, server_error,
     connection, malformed, grounding, empty...). The caller falls back, it never fails the turn."""
 
-    def __init__(self, cause: str, detail: str = ""):
+    def __init__(self, cause: str, detail: str = "", partial: Any = None):
         super().__init__(f"{cause}: {detail}" if detail else cause)
         self.cause = cause
+        self.partial = partial   # what the brain already has that the fallback would redo (the rules' reading)
 
 
 class Brain(Protocol):
@@ -101,7 +102,7 @@ class FallbackBrain:
             return self.primary.understand(message, lead, history)
         except BrainUnavailable as e:
             note_fallback(lead, e.cause)
-            return self.fallback.understand(message, lead, history)
+            return e.partial if e.partial is not None else self.fallback.understand(message, lead, history)
 
     def compose(self, plan: "ReplyPlan", lead: LeadView, history: list[dict[str, str]]) -> Reply:
         if plan.fixed_words:

@@ -97,10 +97,10 @@ def ungrounded_claims(reply: str, evidence: str) -> list[str]:
     return [p for p in problems if not (p in seen or seen.add(p))]
 
 
-def redact_secrets(text: str) -> str:
-    """Secrets from the settings (bot.settings.secret_values) and anything shaped like an API or
-    Slack token never appear in a reply or a log line."""
-    for value in secret_values():
+def redact_secrets(text: str, settings: Any = None) -> str:
+    """Secrets from the settings (bot.settings.secret_values: the environment's, plus `settings`'
+    own) and anything shaped like an API or Slack token never appear in a reply or a log line."""
+    for value in secret_values(settings):
         text = text.replace(value, "[redacted]")
     text = re.sub(r"\b(?:sk|xox[abpr])-[A-Za-z0-9-]{10,}\b", "[redacted]", text)
     return text

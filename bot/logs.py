@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import logging
 
-from .settings import Settings, secret_values
+from .guard import redact_secrets
+from .settings import Settings
 
 
 class RedactSecrets(logging.Filter):
@@ -15,17 +16,10 @@ class RedactSecrets(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         msg = record.getMessage()
-        changed = False
-        for secret in secret_values(self.settings):
-            if secret in msg:
-                msg = msg.replace(secret, "[redacted]")
-                changed = True
-        if changed:
-            record.msg, record.args = msg, None
+        clean = redact_secrets(msg, self.settings)
+        if clean != msg:
+            record.msg, record.args = clean, None
         return True
-
-
-_RedactSecrets = RedactSecrets   # the old name
 
 
 def setup_logging(settings: Settings, verbose: bool = False) -> None:

@@ -1,7 +1,7 @@
 """Lead scoring: fit from what we know, engagement from what they do, decay over time.
 
-Pure functions: they take the playbook and the lead's state and return the score changes to record.
-Every change is a ScoreChange with a rule and a reason; the stored events of a lead always add up
+The rules are pure functions of the playbook and the lead's state returning the score changes;
+`engage`, `rescore`, `restage` and `score_message` record them in the caller's session. Every change is a ScoreChange with a rule and a reason; the stored events of a lead always add up
 to its score (fit events + engagement events + decay events).
 """
 from __future__ import annotations
@@ -10,7 +10,10 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Iterable
 
+from sqlalchemy import func, select
+
 from .playbook import FitRule, Playbook
+from .store import Activity, ScoreEvent
 
 
 @dataclass
@@ -141,10 +144,6 @@ def engage(s: Any, playbook: Playbook, lead: Any, event_type: str, properties: d
     """Record one engagement event on `lead`: an Activity row always, a ScoreEvent when it earns
     points (the per-type daily cap counts what was awarded on `now`'s UTC day). `s` is an open
     SQLAlchemy session; nothing is committed here."""
-    from sqlalchemy import func, select
-
-    from .store import Activity, ScoreEvent
-
     day_start = now.replace(hour=0, minute=0, second=0, microsecond=0)
     awarded = float(s.scalar(select(func.coalesce(func.sum(ScoreEvent.points), 0.0)).where(
         ScoreEvent.lead_id == lead.id, ScoreEvent.rule == f"engagement.{event_type}",
@@ -162,10 +161,6 @@ def engage(s: Any, playbook: Playbook, lead: Any, event_type: str, properties: d
 def rescore(s: Any, playbook: Playbook, lead: Any, now: datetime) -> list[ScoreChange]:
     """Record fit deltas and decay as score events, then set the lead's fit, engagement and total
     score to the sums of its events (so the events always add up to the score)."""
-    from sqlalchemy import select
-
-    from .store import ScoreEvent
-
     changes, applied = fit_changes(playbook, dict(lead.fields or {}), dict(lead.fit_rules or {}))
     lead.fit_rules = applied
     for c in changes:
@@ -205,10 +200,6 @@ def score_message(s: Any, playbook: Playbook, lead: Any, intents: set[str], topi
                   injection: bool = False) -> list[ScoreChange]:
     """The score step of a turn: engagement for the message (a chat message, a pricing question,
     the first demo request, an unsubscribe), then fit and decay. An injection earns nothing."""
-    from sqlalchemy import func, select
-
-    from .store import Activity
-
     changes: list[ScoreChange] = []
     if not injection:
         events = ["chat_message"]

@@ -168,7 +168,11 @@ class ModelBrain:
             company=self.playbook.company.name, industries=", ".join(self.playbook.industries) or "any",
             today=(lead.today.isoformat() if lead.today else "today"), asking=lead.asking or "nothing yet",
             known=json.dumps(lead.fields, default=str), message=message)
-        return self._merge(rules, self._extract(msgs, lead))
+        try:
+            ext = self._extract(msgs, lead)
+        except BrainUnavailable as e:   # the rules' reading is the fallback: hand it over, don't read twice
+            raise BrainUnavailable(e.cause, str(e), partial=rules) from None
+        return self._merge(rules, ext)
 
     def _extract(self, msgs: list[BaseMessage], view: LeadView) -> Extraction:
         out = self._call(lambda: self._structured.invoke(msgs), view)

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import math
-import re
 from typing import Annotated, Any, ClassVar
 
 from email_validator import EmailNotValidError, validate_email
@@ -31,7 +30,6 @@ from bot.text import clean_text
 from .errors import ApiError
 
 MAX_DEPTH = 32
-SURROGATE = re.compile("[\ud800-\udfff]")
 SESSION_PATTERN = r"^[A-Za-z0-9_-]{8,80}$"
 JSON_TYPES = {dict: "object", list: "array", str: "string", bool: "boolean", int: "number", float: "number",
               type(None): "null"}
@@ -99,19 +97,7 @@ def _read_json_object() -> dict[str, Any]:
         raise ApiError(400, "bad_request", f"the body must be a JSON object, got {json_type(data)}")
     if _too_deep(data):
         raise ApiError(400, "bad_request", f"the JSON is nested too deeply (at most {MAX_DEPTH} levels)")
-    return _no_surrogates(data)
-
-
-def _no_surrogates(value: Any) -> Any:
-    """A lone surrogate ("\\ud800" is valid JSON, not valid text) becomes "?", one for one, so
-    lengths and patterns are checked on what will be stored."""
-    if isinstance(value, str):
-        return SURROGATE.sub("?", value) if SURROGATE.search(value) else value
-    if isinstance(value, dict):
-        return {_no_surrogates(k): _no_surrogates(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_no_surrogates(v) for v in value]
-    return value
+    return _clean_json(data)
 
 
 def _too_deep(value: Any) -> bool:
@@ -171,12 +157,10 @@ def _describe(err: Any) -> str:
     return f"{path} must be a string, got {json_type(err['input'])}"
 
 
-def _clean(value: str | None) -> str | None:
-    return clean_text(value) if value is not None else None
-
-
 def _clean_json(value: Any) -> Any:
-    """Every string (keys too) in a parsed JSON value as text a database stores."""
+    """Every string (keys too) in a parsed body as text a database stores (bot.text.clean_text: NUL
+    removed, a lone surrogate — valid JSON, not valid text — made "?"), done once as the body is read,
+    so lengths and patterns are checked on what will be stored."""
     if isinstance(value, str):
         return clean_text(value)
     if isinstance(value, dict):
@@ -197,8 +181,8 @@ class Visitor(Body):
     timezone: Annotated[StrictStr | None, Field(max_length=64)] = None
 
     def as_dict(self) -> dict[str, str]:
-        """The fields that were sent, trimmed, as text a database stores (no NUL, no lone surrogate)."""
-        return {k: clean_text(v).strip() for k, v in self.model_dump(exclude_none=True).items()}
+        """The fields that were sent, trimmed (the body was cleaned as it was read)."""
+        return {k: v.strip() for k, v in self.model_dump(exclude_none=True).items()}
 
 
 class ChatRequest(Body):
@@ -206,7 +190,7 @@ class ChatRequest(Body):
     turn (bot.inbound.validate), for every channel alike; its InputError answers 400/413 here."""
     message: StrictStr
     session_id: Annotated[StrictStr | None, Field(pattern=SESSION_PATTERN)] = None
-    message_id: Annotated[StrictStr | None, Field(max_length=100), AfterValidator(_clean)] = None
+    message_id: Annotated[StrictStr | None, Field(max_length=100)] = None
     visitor: Visitor | None = None
 
     codes: ClassVar[dict[str, str]] = {"message": "bad_message", "message:missing": "missing_message",
@@ -226,9 +210,9 @@ class ChatRequest(Body):
 class EventRequest(Body):
     """POST /api/events: something a lead did elsewhere (a pricing page view, a webinar...)."""
     type: Annotated[StrictStr, Field(min_length=1)]
-    lead_id: Annotated[StrictStr | None, AfterValidator(_clean)] = None
+    lead_id: StrictStr | None = None
     email: Annotated[StrictStr | None, _email_check("bad_email", "email", blank_ok=False)] = None
-    properties: Annotated[Any, AfterValidator(_clean_json)] = None   # an object: checked after whose event it is
+    properties: Any = None   # an object: checked after whose event it is
 
     codes: ClassVar[dict[str, str]] = {"type": "missing_type", "lead_id": "bad_lead_id", "email": "bad_email"}
     hints: ClassVar[dict[str, str]] = {"type": 'the body needs a \'type\' string, e.g. "pricing_page_view"',
