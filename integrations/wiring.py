@@ -17,7 +17,7 @@ from typing import Any
 from bot.outbox import OutboxWorker
 from bot.settings import Settings
 
-__all__ = ["build_sdr", "build_web_app", "build_outbox_worker", "slack_config"]
+__all__ = ["build_outbox_worker", "build_sdr", "build_web_app", "forget_person_everywhere", "slack_config"]
 
 
 def build_sdr(settings: Settings, *, load_knowledge: bool = True, **kwargs: Any) -> Any:
@@ -79,3 +79,30 @@ def build_outbox_worker(sdr: Any, settings: Settings | None = None, **kwargs: An
     kwargs.setdefault("max_attempts", st.outbox_max_attempts)
     kwargs.setdefault("clock", sdr.clock)
     return OutboxWorker(sdr.store, handlers, **kwargs), notes
+
+
+def forget_person_everywhere(sdr: Any, email: str, settings: Settings | None = None) -> dict[str, Any]:
+    """Forget `email` (GDPR art. 17 / CCPA right to delete): every lead that carries it, from every table
+    and file of the data dir (`bot.privacy.forget_person`), then — when Slack is configured — the
+    messages posted about them, by chat.delete. The result is forget_person's with each of
+    "slack_messages" as {"channel", "ts", "link", "deleted": bool, "error": str | None}: a message Slack
+    would not delete (cant_delete_message, missing_scope, Slack unreachable, ...) stays listed, with its
+    link, for the operator to remove by hand; without Slack every message is listed so, undeleted.
+    Never raises for Slack."""
+    from bot.privacy import forget_person
+
+    result = forget_person(sdr.store, email, sdr.settings.data_dir, sdr.settings.log_dir)
+    messages = result["slack_messages"]
+    cfg = slack_config(sdr, settings)
+    if cfg is None:
+        from integrations.slack.delete import redirect_link
+
+        result["slack_messages"] = [{**m, "link": redirect_link(str(m.get("channel") or ""), str(m.get("ts") or "")),
+                                     "deleted": False, "error": "Slack is not configured"} for m in messages]
+        return result
+    from integrations.slack.delete import delete_messages, unrecorded_handoffs
+
+    client = cfg.client()
+    messages = messages + unrecorded_handoffs(client, cfg.channel, result.get("lead_ids") or [], messages)
+    result["slack_messages"] = delete_messages(client, messages)
+    return result

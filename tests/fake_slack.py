@@ -16,12 +16,16 @@ The outbound side (the app calling Slack)
 answers ``not_authed``, another token ``invalid_auth`` (HTTP 200, like Slack). Form, JSON and
 query-string arguments are merged; JSON-string form fields (``blocks``, ``metadata``, ...) decoded.
 
-Methods: ``auth.test``, ``chat.postMessage``, ``chat.update``, ``chat.postEphemeral``,
-``conversations.history`` (``include_all_metadata``); any other answers ``unknown_method``, as Slack
-does for a name it doesn't know, so a new call in the product shows up here first. ``channel`` may be
-an ID, ``#name`` or a bare name (a name gets an ID ``C0AUTO0001``..., kept) or a user ID (``U...``:
-the DM ``D...``); responses carry the ID. Timestamps are unique and increasing. Posted messages are
-kept in ``._messages`` (``{(channel, ts): message}``) and ``chat.update`` edits them.
+Methods: ``auth.test``, ``chat.postMessage``, ``chat.update``, ``chat.delete``, ``chat.getPermalink``,
+``chat.postEphemeral``, ``conversations.history`` (``include_all_metadata``); any other answers
+``unknown_method``, as Slack does for a name it doesn't know, so a new call in the product shows up
+here first. ``channel`` may be an ID, ``#name`` or a bare name (a name gets an ID ``C0AUTO0001``...,
+kept) or a user ID (``U...``: the DM ``D...``); responses carry the ID. Timestamps are unique and
+increasing. Posted messages are kept in ``._messages`` (``{(channel, ts): message}``); ``chat.update``
+edits them, ``chat.delete`` removes them (an unknown ts: ``message_not_found``; a token that may not
+delete is scripted: ``fail("chat.delete", {"ok": False, "error": "cant_delete_message"})`` or
+``{"ok": False, "error": "missing_scope", "needed": "chat:write", "provided": "..."}``).
+``chat.getPermalink`` answers ``https://fake-workspace.slack.com/archives/<channel>/p<ts digits>``.
 
 Every request is recorded as a :class:`Call`: ``.calls``, ``.calls_to(method)``,
 ``.wait_for(method, count)`` (bolt runs listeners after the HTTP ack, so tests wait for them).
@@ -416,6 +420,25 @@ class FakeSlack(HttpFake):
             stored["edited"] = {"user": BOT_USER_ID, "ts": self._next_ts()}
             message = {k: v for k, v in stored.items() if k not in ("channel", "ts", "type")}
         return {"ok": True, "channel": channel, "ts": ts, "text": stored["text"], "message": message}
+
+    def _m_chat_delete(self, body: dict) -> dict:
+        channel, ts = self._channel(body.get("channel")), str(body.get("ts") or "")
+        if channel is None:
+            return {"ok": False, "error": "channel_not_found"}
+        with self._lock:
+            if self._messages.pop((channel, ts), None) is None:
+                return {"ok": False, "error": "message_not_found"}
+        return {"ok": True, "channel": channel, "ts": ts}
+
+    def _m_chat_getPermalink(self, body: dict) -> dict:
+        channel, ts = self._channel(body.get("channel")), str(body.get("message_ts") or "")
+        if channel is None:
+            return {"ok": False, "error": "channel_not_found"}
+        with self._lock:
+            if (channel, ts) not in self._messages:
+                return {"ok": False, "error": "message_not_found"}
+        return {"ok": True, "channel": channel,
+                "permalink": f"https://{TEAM_DOMAIN}.slack.com/archives/{channel}/p{ts.replace('.', '')}"}
 
     def _m_chat_postEphemeral(self, body: dict) -> dict:
         channel = self._channel(body.get("channel"))
