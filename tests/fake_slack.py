@@ -17,11 +17,20 @@ answers ``not_authed``, another token ``invalid_auth`` (HTTP 200, like Slack). F
 query-string arguments are merged; JSON-string form fields (``blocks``, ``metadata``, ...) decoded.
 
 Methods: ``auth.test``, ``chat.postMessage``, ``chat.update``, ``chat.delete``, ``chat.getPermalink``,
-``chat.postEphemeral``, ``conversations.history`` (``include_all_metadata``); any other answers
-``unknown_method``, as Slack does for a name it doesn't know, so a new call in the product shows up
-here first. ``channel`` may be an ID, ``#name`` or a bare name (a name gets an ID ``C0AUTO0001``...,
-kept) or a user ID (``U...``: the DM ``D...``); responses carry the ID. Timestamps are unique and
-increasing. Posted messages are kept in ``._messages`` (``{(channel, ts): message}``); ``chat.update``
+``chat.postEphemeral``, ``conversations.history``, ``conversations.open`` (one user: the DM's ID),
+``conversations.list`` (the channels seen so far, one page); any other answers ``unknown_method``, as
+Slack does for a name it doesn't know, so a new call in the product shows up here first. ``channel``
+may be an ID, ``#name`` or a bare name (a name gets an ID ``C0AUTO0001``..., kept) or a user ID
+(``U...``: the DM ``D...``); responses carry the ID. ``history_needs_id = True`` makes
+``conversations.history`` answer ``channel_not_found`` for anything but an ID, as Slack does.
+
+``conversations.history`` pages as Slack does: newest first, ``limit`` (default 100, at most 999),
+``oldest``/``latest`` exclusive unless ``inclusive=true``, ``has_more`` and
+``response_metadata.next_cursor`` (opaque) while more remain, ``cursor`` for the next page (one it
+never gave: ``invalid_cursor``); ``metadata`` only with ``include_all_metadata=true``.
+
+Timestamps are Slack's clock: ``FakeSlack(clock=...)`` (epoch seconds; default ``time.time``, or set
+``.clock``), unique and increasing (at least 100 µs apart) even when the clock stands still. Posted messages are kept in ``._messages`` (``{(channel, ts): message}``); ``chat.update``
 edits them, ``chat.delete`` removes them (an unknown ts: ``message_not_found``; a token that may not
 delete is scripted: ``fail("chat.delete", {"ok": False, "error": "cant_delete_message"})`` or
 ``{"ok": False, "error": "missing_scope", "needed": "chat:write", "provided": "..."}``).
@@ -82,7 +91,6 @@ APP_ID = "A0FAKE0001"
 DEFAULT_USER_ID = "U0REP00001"
 DEFAULT_CHANNEL_ID = "C0SALES001"
 VERIFICATION_TOKEN = "fake-verification-token"
-TS_BASE = 1_700_000_000
 
 _JSON_FIELDS = ("blocks", "attachments", "metadata")   # form fields Slack takes as JSON strings
 _CONTROL_KEYS = {"delay", "status", "headers", "content_type"}
@@ -187,9 +195,12 @@ def _find_button(blocks: Any, action_id: str) -> tuple[str | None, dict] | None:
 class FakeSlack(HttpFake):
     """A scriptable Slack Web API on 127.0.0.1 (random port, kept across stop/restart)."""
 
-    def __init__(self, token: str = DEFAULT_TOKEN) -> None:
+    def __init__(self, token: str = DEFAULT_TOKEN, clock: Callable[[], float] = time.time) -> None:
         super().__init__()
         self.token = token
+        self.clock = clock                                   # Slack's clock (epoch seconds): stamps every ts
+        self.history_needs_id = False                        # True: conversations.history wants an ID, as Slack does
+        self._last_ts = 0                                    # microseconds
         self._lock = threading.RLock()
         self._changed = threading.Condition(self._lock)
         self._calls: list[Call] = []
@@ -197,7 +208,6 @@ class FakeSlack(HttpFake):
         self._failures: dict[str, collections.deque[Step]] = {}
         self._channels: dict[str, str] = {}                  # name -> ID
         self._messages: dict[tuple[str, str], dict] = {}     # (channel ID, ts) -> message
-        self._ts = itertools.count(1)
         self._ids = itertools.count(1)
 
     @property
@@ -375,8 +385,10 @@ class FakeSlack(HttpFake):
             return self._channels.setdefault(ch.lstrip("#"), f"C0AUTO{next(self._ids):04d}")
 
     def _next_ts(self) -> str:
-        micro = next(self._ts) * 100
-        return f"{TS_BASE + micro // 1_000_000}.{micro % 1_000_000:06d}"
+        """Slack's clock as ``seconds.micros``, unique and increasing even when the clock stands still."""
+        with self._lock:
+            self._last_ts = micro = max(int(self.clock() * 1_000_000), self._last_ts + 100)
+        return f"{micro // 1_000_000}.{micro % 1_000_000:06d}"
 
     @staticmethod
     def _content_error(body: dict) -> str | None:
@@ -450,19 +462,77 @@ class FakeSlack(HttpFake):
             return {"ok": True, "message_ts": self._next_ts()}
 
     def _m_conversations_history(self, body: dict) -> dict:
-        channel = self._channel(body.get("channel"))
+        """Newest first, ``oldest``/``latest`` exclusive unless ``inclusive`` (Slack's defaults:
+        0 and now), ``limit`` (default 100, at most 999) per page, then ``has_more`` and
+        ``response_metadata.next_cursor`` for the next page; metadata only with
+        ``include_all_metadata``."""
+        raw = str(body.get("channel") or "")
+        channel = self._channel(raw) if not self.history_needs_id or _ID_RE.fullmatch(raw) else None
         if channel is None:
             return {"ok": False, "error": "channel_not_found"}
-        limit = int(body.get("limit") or 100)
-        with_meta = str(body.get("include_all_metadata", "")).lower() in ("1", "true")
+        try:
+            limit = min(max(int(body.get("limit") or 100), 1), 999)
+            oldest, latest = float(body.get("oldest") or 0), float(body.get("latest") or 9e12)
+            before = _decode_cursor(body.get("cursor"))
+        except ValueError:
+            return {"ok": False, "error": "invalid_arguments"}
+        if before is False:
+            return {"ok": False, "error": "invalid_cursor"}
+        inclusive = _flag(body.get("inclusive"))
         with self._lock:
             msgs = sorted((dict(m) for (ch, _), m in self._messages.items() if ch == channel),
                           key=lambda m: float(m["ts"]), reverse=True)
-        for m in msgs:
+        msgs = [m for m in msgs if (oldest <= float(m["ts"]) <= latest if inclusive else oldest < float(m["ts"]) < latest)
+                and (before is None or float(m["ts"]) < before)]
+        page, more = msgs[:limit], len(msgs) > limit
+        for m in page:
             m.pop("channel")
-            if not with_meta:
+            if not _flag(body.get("include_all_metadata")):
                 m.pop("metadata", None)
-        return {"ok": True, "channel": channel, "messages": msgs[:limit], "has_more": len(msgs) > limit}
+        answer = {"ok": True, "channel": channel, "messages": page, "has_more": more, "pin_count": 0}
+        if more:
+            answer["response_metadata"] = {"next_cursor": _encode_cursor(page[-1]["ts"])}
+        return answer
+
+    def _m_conversations_open(self, body: dict) -> dict:
+        users = [u.strip() for u in str(body.get("users") or "").split(",") if u.strip()]
+        if len(users) != 1 or not _ID_RE.fullmatch(users[0]) or users[0][0] not in "UW":
+            return {"ok": False, "error": "users_list_not_supplied" if not users else "user_not_found"}
+        return {"ok": True, "channel": {"id": self._channel(users[0])}}
+
+    def _m_conversations_list(self, body: dict) -> dict:
+        with self._lock:
+            channels = [{"id": cid, "name": name, "is_channel": True, "is_archived": False}
+                        for name, cid in self._channels.items()]
+        return {"ok": True, "channels": channels, "response_metadata": {"next_cursor": ""}}
+
+
+def _flag(value: Any) -> bool:
+    return str(value or "").lower() in ("1", "true")
+
+
+def _encode_cursor(ts: str) -> str:
+    """Opaque, like Slack's (base64 of ``next_ts:<ts>``)."""
+    import base64
+    return base64.b64encode(f"next_ts:{ts}".encode()).decode()
+
+
+def _decode_cursor(cursor: Any) -> float | None | bool:
+    """The ts a page continues below; None for the first page; False for a cursor we never gave."""
+    import base64
+    import binascii
+    if not cursor:
+        return None
+    try:
+        text = base64.b64decode(str(cursor), validate=True).decode()
+    except (binascii.Error, UnicodeDecodeError):
+        return False
+    if not text.startswith("next_ts:"):
+        return False
+    try:
+        return float(text[len("next_ts:"):])
+    except ValueError:
+        return False
 
 
 @pytest.fixture

@@ -358,3 +358,172 @@ def test_a_worker_killed_with_sigkill_after_posting_leaves_one_message(sdr, slac
     sdr.clock = utcnow                                             # the killed process leased on the wall clock
     assert worker_for(sdr).run_once() == {"delivered": 1}
     assert len(slack_env._messages) == 1 and outbox_rows(sdr)[0].result.get("deduplicated") is True
+
+
+# ---------------------------------------------------------------------------------------------
+# Exactly once when the channel moved on: the look-up pages back to the entry's creation
+
+
+def slack_clock(clock, skew_s=0.0):
+    """Slack's clock (epoch seconds) following the test's clock, `skew_s` off it."""
+    from datetime import timezone
+    return lambda: clock().replace(tzinfo=timezone.utc).timestamp() + skew_s
+
+
+def chatter(fake, channel, n, decoy_key):
+    """`n` newer messages in `channel`: plain ones, and decoys that nearly carry the key."""
+    from slack_sdk import WebClient
+    client = WebClient(token=fake.token, base_url=fake.base_url, retry_handlers=[])
+    for i in range(n):
+        meta = None
+        if i % 50 == 0:      # near misses: another event type with the same key, the same type with another key
+            meta = ({"event_type": "sdr_other", "event_payload": {"key": decoy_key}} if i % 100 == 0 else
+                    {"event_type": "sdr_handoff" if decoy_key.startswith("handoff") else "sdr_meeting_invite",
+                     "event_payload": {"key": decoy_key + "0"}})
+        client.chat_postMessage(channel=channel, text=f"chatter {i}", **({"metadata": meta} if meta else {}))
+
+
+def first_attempt_cut_off(sdr, kind):
+    """Claim the entry and post it, then "die": the entry is left as a restarted worker finds it."""
+    w = worker_for(sdr, lease_s=0.5)
+    w.handlers = {kind: w.handlers[kind]}
+    [d] = w.claim()
+    first = w.handlers[kind](d)                                  # Slack has it ... and the process dies here
+    return d, first
+
+
+def due_again(sdr, entry_id):
+    time.sleep(0.6)                                              # the dead worker's lease runs out
+    with sdr.store.session() as s:
+        row = s.get(OutboxEntry, entry_id)
+        row.next_attempt_at = sdr.clock()
+
+
+def keyed(fake, event_type, key):
+    return [m for m in fake._messages.values()
+            if (m.get("metadata") or {}).get("event_type") == event_type
+            and ((m.get("metadata") or {}).get("event_payload") or {}).get("key") == key]
+
+
+def test_a_handoff_cut_off_by_a_crash_is_found_behind_250_newer_messages(sdr, slack_env, clock):
+    """The first post reached Slack, the worker died before writing it down, and by the retry 250
+    messages came after it (more than a page): the look-up pages back and posts nothing."""
+    slack_env.clock = slack_clock(clock, skew_s=-1200)           # Slack's clock 20 minutes behind ours
+    slack_env.history_needs_id = True                            # as Slack: a conversation ID, not #name
+    lead_id = hot_lead(sdr)
+    d, first = first_attempt_cut_off(sdr, "handoff")
+    clock.advance(minutes=3)
+    chatter(slack_env, "#sales-handoffs", 250, decoy_key=d.idempotency_key)
+    due_again(sdr, d.id)
+    assert worker_for(sdr).run_once() == {"delivered": 1}
+    [msg] = keyed(slack_env, "sdr_handoff", f"handoff:{lead_id}")
+    [row] = [r for r in outbox_rows(sdr) if r.kind == "handoff"]
+    assert row.result["deduplicated"] is True and row.result["ts"] == msg["ts"] == first["ts"]
+    assert row.result["channel"] == first["channel"]
+    pages = slack_env.calls_to("conversations.history")
+    assert len(pages) == 2 and "cursor" not in pages[0].body and pages[1].body["cursor"]
+    assert all(p.body["channel"] == first["channel"] for p in pages)          # resolved from the name
+    with sdr.store.session() as s:
+        created = s.get(OutboxEntry, d.id).created_at
+    assert float(pages[0].body["oldest"]) == pytest.approx(slack_clock(lambda: created)() - 3600, abs=1e-3)
+    assert len(slack_env.calls_to("chat.postMessage")) == 1 + 250
+
+
+def add_invite(sdr):
+    from bot.outbox import enqueue
+    from bot.store import Meeting
+    lead_id = hot_lead(sdr)
+    now = sdr.clock()
+    with sdr.store.session() as s:
+        m = Meeting(lead_id=lead_id, rep_id="maya", start=datetime(2026, 1, 15, 16, 0), end=datetime(2026, 1, 15, 16, 30),
+                    timezone="America/New_York", status="booked")
+        s.add(m)
+        s.flush()
+        enqueue(s, kind="meeting_invite", key=f"invite:{m.id}", lead_id=lead_id, now=now,
+                payload={"meeting_id": m.id, "rep": "maya", "status": "booked"})
+        return m.id
+
+
+def test_a_meeting_invite_cut_off_by_a_crash_is_not_posted_again(sdr, slack_env, clock):
+    """Same for the rep's invitation (a DM): its message carries its key, and the retry finds it."""
+    slack_env.clock = slack_clock(clock)
+    slack_env.history_needs_id = True
+    meeting_id = add_invite(sdr)
+    d, first = first_attempt_cut_off(sdr, "meeting_invite")
+    assert first["channel"] == "D0MAYA"                                        # Maya's DM
+    clock.advance(minutes=1)
+    chatter(slack_env, "U0MAYA", 250, decoy_key=d.idempotency_key)
+    due_again(sdr, d.id)
+    w = worker_for(sdr)
+    w.handlers = {"meeting_invite": w.handlers["meeting_invite"]}
+    assert w.run_once() == {"delivered": 1}
+    [msg] = keyed(slack_env, "sdr_meeting_invite", f"invite:{meeting_id}")
+    assert "Invitation:" in msg["text"]
+    [row] = [r for r in outbox_rows(sdr) if r.kind == "meeting_invite"]
+    assert row.result["deduplicated"] is True and row.result["ts"] == first["ts"]
+    assert [c.body["users"] for c in slack_env.calls_to("conversations.open")] == ["U0MAYA"]
+    assert {c.body["channel"] for c in slack_env.calls_to("conversations.history")} == {"D0MAYA"}
+
+
+def test_a_look_up_that_finds_nothing_posts_exactly_once(sdr, slack_env, clock):
+    """An earlier try may have posted (it was cut off) but did not: after paging through everything
+    since the entry was created, the message is posted once, with its key."""
+    slack_env.clock = slack_clock(clock)
+    slack_env.history_needs_id = True
+    lead_id = hot_lead(sdr)
+    w = worker_for(sdr, lease_s=0.5)
+    [d] = w.claim()                                              # claimed, and the process died before posting
+    chatter(slack_env, "#sales-handoffs", 250, decoy_key=d.idempotency_key)
+    due_again(sdr, d.id)
+    assert worker_for(sdr).run_once() == {"delivered": 1}
+    [msg] = keyed(slack_env, "sdr_handoff", f"handoff:{lead_id}")
+    [row] = outbox_rows(sdr)
+    assert "deduplicated" not in row.result and row.result["ts"] == msg["ts"]
+    pages = slack_env.calls_to("conversations.history")
+    assert len(pages) == 2 and slack_env.calls_to("conversations.history")[-1].response["has_more"] is False
+
+
+def test_a_look_up_that_cannot_reach_the_entry_s_creation_posts_nothing(sdr, slack_env, clock, monkeypatch):
+    """More pages than the cap since the entry was created: unknown, so RetryLater, never a blind post."""
+    import integrations.slack as slack
+    from bot.outbox import RetryLater
+    monkeypatch.setattr(slack, "LOOKUP_MAX_PAGES", 1)
+    slack_env.clock = slack_clock(clock)
+    hot_lead(sdr)
+    w = worker_for(sdr, lease_s=0.5)
+    [d] = w.claim()
+    d.attempts = 1                                               # an earlier attempt may have posted
+    chatter(slack_env, "#sales-handoffs", 250, decoy_key=d.idempotency_key)
+    with pytest.raises(RetryLater, match="could not tell"):
+        w.handlers["handoff"](d)
+    assert len(slack_env.calls_to("chat.postMessage")) == 250
+
+
+def test_fake_slack_history_pages_like_slack(fake_slack):
+    """The stand-in's conversations.history: newest first, limit + cursor, oldest/latest exclusive
+    unless inclusive, metadata only when asked."""
+    from slack_sdk import WebClient
+    fake_slack.clock = lambda: 1_800_000_000.0                   # a clock standing still: ts still increase
+    c = WebClient(token=fake_slack.token, base_url=fake_slack.base_url, retry_handlers=[])
+    ts = [c.chat_postMessage(channel="#x", text=str(i), metadata={"event_type": "e", "event_payload": {"key": str(i)}})["ts"]
+          for i in range(5)]
+    assert ts == sorted(ts, key=float) and len(set(ts)) == 5 and ts[0] == "1800000000.000000"
+    cid = c.chat_postMessage(channel="#x", text="x")["channel"]
+    c.chat_delete(channel=cid, ts=c.conversations_history(channel=cid, limit=1)["messages"][0]["ts"])
+    first = c.conversations_history(channel=cid, limit=2)
+    assert [m["text"] for m in first["messages"]] == ["4", "3"] and first["has_more"] is True
+    assert "metadata" not in first["messages"][0]
+    rest = c.conversations_history(channel=cid, limit=2, cursor=first["response_metadata"]["next_cursor"],
+                                   include_all_metadata=True)
+    assert [m["metadata"]["event_payload"]["key"] for m in rest["messages"]] == ["2", "1"] and rest["has_more"]
+    last = c.conversations_history(channel=cid, limit=2, cursor=rest["response_metadata"]["next_cursor"])
+    assert [m["text"] for m in last["messages"]] == ["0"] and last["has_more"] is False
+    assert [m["text"] for m in c.conversations_history(channel=cid, oldest=ts[1], latest=ts[3])["messages"]] == ["2"]
+    assert [m["text"] for m in c.conversations_history(channel=cid, oldest=ts[1], latest=ts[3],
+                                                        inclusive=True)["messages"]] == ["3", "2", "1"]
+    from slack_sdk.errors import SlackApiError
+    with pytest.raises(SlackApiError, match="invalid_cursor"):
+        c.conversations_history(channel=cid, cursor="bm9wZQ==")
+    fake_slack.history_needs_id = True
+    with pytest.raises(SlackApiError, match="channel_not_found"):
+        c.conversations_history(channel="#x")

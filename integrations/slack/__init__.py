@@ -2,14 +2,19 @@
 
 Handoffs leave through the outbox: `SlackHandoff` is the outbox handler that assigns a rep, posts
 the Block Kit message and reports Slack's answer (429 → retry after Retry-After; a revoked token or
-unknown channel → dead-lettered with the reason). The bolt app verifies every request's signature
+unknown channel → dead-lettered with the reason); `SlackMeetingInvite` tells the rep about a booked
+meeting. Both post exactly once: the entry's idempotency key rides in the message metadata and, when
+an earlier try may have reached Slack, the channel is searched for it before posting again (see
+"Posting exactly once" below). The bolt app verifies every request's signature
 (bad or older than 5 minutes → 401), acks within Slack's 3 seconds, and updates the lead.
 """
 from __future__ import annotations
 
 import logging
+import re
 from dataclasses import dataclass
-from typing import Any
+from datetime import timezone
+from typing import Any, Callable
 
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
@@ -17,7 +22,7 @@ from sqlalchemy import select
 
 from bot.handoff import assign_rep, claim, mark_booked, not_a_fit, stats_today, story
 from bot.outbox import Delivery, PermanentError, RetryLater
-from bot.store import Lead
+from bot.store import Lead, OutboxEntry
 from integrations.http import retry_after_s
 
 log = logging.getLogger("sdr.slack")
@@ -168,26 +173,155 @@ def post(client: WebClient, **kwargs: Any) -> Any:
         raise RetryLater(f"Slack unreachable: {type(e).__name__}") from None
 
 
-class SlackHandoff:
+# ---------------------------------------------------------------------------------------------
+# Posting exactly once: write-ahead metadata and the "already posted?" look-up
+#
+# Every message an outbox entry posts carries its idempotency key in the message metadata
+# (event_type + event_payload.key). When an earlier try may have reached Slack (a crash, timeout or
+# reset before our bookkeeping: Delivery.maybe_done), the channel is searched for that key before
+# posting again: conversations.history, newest first, page by page (cursor), back to `oldest` = the
+# entry's creation minus LOOKUP_MARGIN_S. The margin is generous because `ts` is Slack's clock and
+# created_at ours. After LOOKUP_MAX_PAGES pages without reaching `oldest` the answer is "unknown":
+# we raise RetryLater rather than post blind (exactly once wins over speed; the entry is tried again
+# with backoff and, if the channel is that busy for good, dead-lettered with the reason, visible in
+# `sdr outbox`). A channel this busy between an entry's creation and its retry (4,000 messages) is
+# far beyond a handoff channel's traffic, so in practice the look-up always answers and the entry
+# is delivered.
+
+LOOKUP_MARGIN_S = 3600.0
+LOOKUP_PAGE = 200
+LOOKUP_MAX_PAGES = 20
+_CONVERSATION_ID = re.compile(r"[CDG][A-Z0-9]{2,}")
+_USER_ID = re.compile(r"[UW][A-Z0-9]{2,}")
+
+
+def _read(method: Callable[..., Any], **kwargs: Any) -> Any:
+    """A read-only Web API call made for the look-up. 429 → RetryLater after Retry-After, 5xx or
+    network → RetryLater (this try posted nothing: not_done), any other Slack error raised."""
+    try:
+        return method(**kwargs)
+    except SlackApiError as e:
+        status = getattr(e.response, "status_code", 200)
+        data = getattr(e.response, "data", None)
+        error = data.get("error") if isinstance(data, dict) else str(e)
+        if status == 429 or error == "ratelimited":
+            raise RetryLater("Slack rate limited the look-up", retry_after_s(e.response.headers.get("Retry-After")) or 1.0,
+                             not_done=True) from None
+        if status >= 500:
+            raise RetryLater(f"Slack error {status} {error} during the look-up", not_done=True) from None
+        raise
+    except Exception as e:  # noqa: BLE001 - network: we cannot know, so we do not post
+        raise RetryLater(f"Slack unreachable: {type(e).__name__}", not_done=True) from None
+
+
+def is_ours(message: dict[str, Any], event_type: str, key: str) -> bool:
+    """The message carries exactly this event type and idempotency key in its metadata."""
+    meta = message.get("metadata") or {}
+    payload = meta.get("event_payload") if isinstance(meta, dict) else None
+    return meta.get("event_type") == event_type and isinstance(payload, dict) and payload.get("key") == key
+
+
+def find_posted(client: WebClient, channel_id: str, event_type: str, key: str,
+                oldest: float | None) -> dict[str, Any] | None:
+    """The message in `channel_id` (a conversation ID) whose metadata carries `key`, searched newest
+    first across pages back to `oldest` (epoch seconds, Slack's clock); None when it is not there.
+    Not reaching `oldest` within LOOKUP_MAX_PAGES → RetryLater: unknown, so nothing is posted."""
+    args: dict[str, Any] = {"channel": channel_id, "limit": LOOKUP_PAGE, "include_all_metadata": True}
+    if oldest is not None:
+        args["oldest"] = f"{max(oldest, 0.0):.6f}"
+    for _ in range(LOOKUP_MAX_PAGES):
+        resp = _read(client.conversations_history, **args)
+        for m in resp.get("messages") or []:
+            if is_ours(m, event_type, key):
+                return {"channel": channel_id, "ts": m.get("ts")}
+        cursor = (resp.get("response_metadata") or {}).get("next_cursor")
+        if not resp.get("has_more"):
+            return None
+        if not cursor:
+            break
+        args["cursor"] = cursor
+    raise RetryLater(f"could not tell whether {key} is already in Slack: more than {LOOKUP_MAX_PAGES} pages of "
+                     f"{LOOKUP_PAGE} messages since the entry was created; not posting blind")
+
+
+class _PostOnce:
+    """An outbox handler that posts one message per entry, exactly once (see above)."""
+
+    event_type = ""
+
     def __init__(self, sdr: Any, cfg: SlackConfig):
         self.sdr, self.cfg = sdr, cfg
         self.client = cfg.client()
+        self._ids: dict[str, str] = {}     # channel name or user ID → conversation ID
 
-    def _already_posted(self, key: str) -> dict[str, Any] | None:
-        """After a crash, timeout or reset between Slack's answer and our bookkeeping: find the message
-        we posted (its metadata carries the idempotency key). Slack unreachable → RetryLater: never
-        post blind when it may already be there."""
+    def _oldest(self, d: Delivery) -> float | None:
+        """Where the look-up may stop: the entry's creation, minus the clock margin (epoch seconds)."""
+        with self.sdr.store.session() as s:
+            row = s.get(OutboxEntry, d.id)
+            created = row.created_at if row is not None else None
+        if created is None:
+            return None
+        created = created if created.tzinfo else created.replace(tzinfo=timezone.utc)
+        return created.timestamp() - LOOKUP_MARGIN_S
+
+    def _conversation_id(self, channel: str) -> str | None:
+        """conversations.history takes a conversation ID only: a user ID becomes its DM
+        (conversations.open, im:write), a #name is looked up (conversations.list, channels:read)."""
+        ch = channel.strip()
+        if _CONVERSATION_ID.fullmatch(ch):
+            return ch
+        if ch not in self._ids:
+            try:
+                if _USER_ID.fullmatch(ch):
+                    self._ids[ch] = _read(self.client.conversations_open, users=ch)["channel"]["id"]
+                else:
+                    self._ids[ch] = self._channel_by_name(ch.lstrip("#"))
+            except SlackApiError as e:
+                log.warning("Slack: cannot resolve %s to a conversation ID (%s); using it as given", ch,
+                            (getattr(e.response, "data", None) or {}).get("error"))
+                return ch
+        return self._ids[ch]
+
+    def _channel_by_name(self, name: str) -> str:
+        args: dict[str, Any] = {"types": "public_channel,private_channel", "exclude_archived": True, "limit": 1000}
+        for _ in range(LOOKUP_MAX_PAGES):
+            resp = _read(self.client.conversations_list, **args)
+            for c in resp.get("channels") or []:
+                if c.get("name") == name:
+                    return c["id"]
+            args["cursor"] = (resp.get("response_metadata") or {}).get("next_cursor")
+            if not args["cursor"]:
+                break
+        log.warning("Slack: no channel named #%s found; looking it up by name", name)
+        return name
+
+    def already_posted(self, d: Delivery, channel: str) -> dict[str, Any] | None:
+        """The message an earlier try of this entry posted, or None. Slack refusing the look-up (a
+        missing *:history scope: the README asks for it) → None, with a warning."""
         try:
-            resp = self.client.conversations_history(channel=self.cfg.channel, limit=100, include_all_metadata=True)
-        except SlackApiError:
-            return None   # e.g. no channels:history scope: the README asks for it
-        except Exception as e:  # noqa: BLE001 - network: we cannot know, so we do not post
-            raise RetryLater(f"Slack unreachable: {type(e).__name__}") from None
-        for m in resp.get("messages", []):
-            meta = m.get("metadata") or {}
-            if meta.get("event_type") == "sdr_handoff" and (meta.get("event_payload") or {}).get("key") == key:
-                return {"channel": resp.get("channel") or self.cfg.channel, "ts": m.get("ts")}
-        return None
+            channel_id = self._conversation_id(channel)
+            return find_posted(self.client, channel_id, self.event_type, d.idempotency_key, self._oldest(d))
+        except SlackApiError as e:
+            log.warning("Slack refused the look-up for %s (%s): posting without it", d.idempotency_key,
+                        (getattr(e.response, "data", None) or {}).get("error"))
+            return None
+
+    def post_once(self, d: Delivery, channel: str, **message: Any) -> dict[str, Any]:
+        """Post `message` with the entry's idempotency key in its metadata; when an earlier try may
+        have posted it (d.maybe_done), look first and answer with that message instead."""
+        if d.maybe_done:
+            found = self.already_posted(d, channel)
+            if found:
+                return {**found, "deduplicated": True}
+        resp = post(self.client, channel=channel, metadata={
+            "event_type": self.event_type, "event_payload": {"key": d.idempotency_key, "lead_id": d.lead_id}}, **message)
+        if resp.get("channel") and channel != resp.get("channel"):
+            self._ids.setdefault(channel, resp["channel"])
+        return {"channel": resp.get("channel"), "ts": resp.get("ts")}
+
+
+class SlackHandoff(_PostOnce):
+    event_type = "sdr_handoff"
 
     def __call__(self, d: Delivery) -> dict[str, Any]:
         with self.sdr.store.session() as s:
@@ -196,23 +330,16 @@ class SlackHandoff:
                 raise PermanentError(f"lead {d.lead_id} no longer exists")
             rep = assign_rep(s, self.sdr.playbook, lead, self.sdr.clock())
             st = story(s, self.sdr.playbook, lead, d.payload.get("reason", "sql"))
-        if d.maybe_done:   # a crash, timeout or reset may have posted it: look before posting again
-            found = self._already_posted(d.idempotency_key)
-            if found:
-                return {**found, "rep": rep.id if rep else None, "deduplicated": True}
-        resp = post(self.client, channel=self.cfg.channel, text=_fallback_text(st, rep),
-                    blocks=handoff_blocks(st, rep, self.cfg.public_url),
-                    metadata={"event_type": "sdr_handoff", "event_payload": {"key": d.idempotency_key, "lead_id": d.lead_id}})
-        return {"channel": resp.get("channel"), "ts": resp.get("ts"), "rep": rep.id if rep else None}
+        result = self.post_once(d, self.cfg.channel, text=_fallback_text(st, rep),
+                                blocks=handoff_blocks(st, rep, self.cfg.public_url))
+        return {**result, "rep": rep.id if rep else None}
 
 
-class SlackMeetingInvite:
+class SlackMeetingInvite(_PostOnce):
     """Tell the rep about a meeting the SDR booked for them (a DM, or the handoff channel), with the
-    invitation link. The visitor got the same link in the chat."""
+    invitation link. The visitor got the same link in the chat. Exactly once, like the handoff."""
 
-    def __init__(self, sdr: Any, cfg: SlackConfig):
-        self.sdr, self.cfg = sdr, cfg
-        self.client = cfg.client()
+    event_type = "sdr_meeting_invite"
 
     def __call__(self, d: Delivery) -> dict[str, Any]:
         from bot.store import Meeting
@@ -231,8 +358,7 @@ class SlackMeetingInvite:
         text = (f"{mention}:calendar: Meeting {'requested' if p.get('status') == 'pending' else 'booked'} with {who}: "
                 f"{start:%a %d %b %H:%M} UTC (their time zone: {tz}). Invitation: {link}")
         channel = rep.slack_user_id if rep and rep.slack_user_id else self.cfg.channel
-        resp = post(self.client, channel=channel, text=text)
-        return {"channel": resp.get("channel"), "ts": resp.get("ts")}
+        return self.post_once(d, channel, text=text)
 
 
 # ---------------------------------------------------------------------------------------------
