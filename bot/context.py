@@ -43,6 +43,7 @@ class TurnContext:
     conv_id: str = ""
     lead_id: str = ""
     replay: TurnResult | None = None   # a retried message_id: its stored answer
+    resumed: bool = False              # a retried message_id already scored, its answer lost (a crash): score nothing again
     decision: Decision | None = None
     meeting: MeetingRequest | None = None
     changes: list[ScoreChange] = field(default_factory=list)

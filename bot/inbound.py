@@ -5,6 +5,7 @@ A channel (web chat, form fill, email reply, CLI, a due sequence step) turns wha
 """
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -36,6 +37,7 @@ class Inbound:
     session_id: str | None = None
     visitor: dict[str, Any] = field(default_factory=dict)   # email, name, company, page_url, timezone
     message_id: str | None = None                            # the sender's id, for safe retries
+    verified: bool = False   # the channel vouches for visitor["email"] (verified identity, signed form, API client)
     at: datetime | None = None                               # naive UTC; default: the SDR's clock
 
 
@@ -52,4 +54,21 @@ def validate(inbound: Inbound, max_chars: int) -> tuple[str, str]:
     text = clean_text(text).strip()
     if not text:
         raise InputError("empty_message", "message has no readable text")
-    return text, inbound.session_id or new_id("s")
+    return text, inbound.session_id or first_session_id(inbound.message_id)
+
+
+def new_session_id() -> str:
+    """A fresh session id: 128 bits from the OS's CSPRNG (knowing it is what lets a browser
+    continue its conversation)."""
+    return new_id("s")
+
+
+def first_session_id(message_id: str | None, scope: str = "") -> str:
+    """The session id for a conversation's first message. With a `message_id` it is derived from
+    it (SHA-256 of scope and id, 128 bits shown), so a retried first message whose answer was lost
+    lands in the same conversation — answered once — instead of opening a second lead; it is as
+    hard to guess as the message id (the widget's are 128 random bits). `scope` narrows it (the
+    web passes the client's address and user agent for anonymous browsers). Without one: random."""
+    if not message_id:
+        return new_session_id()
+    return "s_" + hashlib.sha256(f"first message\0{scope}\0{message_id}".encode()).hexdigest()[:32]

@@ -14,15 +14,19 @@ from .store import ContentSent, Conversation, Lead, Message, OutboxEntry, ScoreE
 
 
 def open_conversation(s: Session, session_id: str, inbound: Inbound, now: datetime) -> tuple[Conversation, Lead, bool]:
-    """The conversation for `session_id` and its lead, created when new (a known email joins its
-    lead). Returns (conversation, lead, first_turn)."""
+    """The conversation for `session_id` and its lead, created when new. A new session joins an
+    existing lead only for a verified email (`inbound.verified`) that lead holds verified too: an
+    email anyone can type never opens another person's lead. Returns (conversation, lead, first_turn)."""
     conv = s.get(Conversation, session_id)
     if conv is not None:
         lead = s.get(Lead, conv.lead_id)
         assert lead is not None
         return conv, lead, False
     email = str((inbound.visitor or {}).get("email") or "").strip().lower() or None
-    lead = s.scalars(select(Lead).where(Lead.email == email)).first() if email else None
+    lead = None
+    if email and inbound.verified:
+        lead = s.scalars(select(Lead).where(Lead.email == email)).first()
+        lead = lead if lead is not None and email_verified(lead) else None
     if lead is None:
         lead = Lead(id=new_id("lead"), fields={}, field_sources={}, fit_rules={}, created_at=now, updated_at=now)
         s.add(lead)
@@ -31,6 +35,45 @@ def open_conversation(s: Session, session_id: str, inbound: Inbound, now: dateti
     s.add(conv)
     s.flush()
     return conv, lead, True
+
+
+def email_verified(lead: Lead) -> bool:
+    """True when the lead's email came from a channel that vouches for it (see Inbound.verified)."""
+    return bool((lead.field_sources or {}).get("email", {}).get("verified"))
+
+
+def session_exists(s: Session, session_id: str) -> bool:
+    """True when `session_id` names a conversation this SDR opened."""
+    return s.get(Conversation, session_id) is not None
+
+
+def retry_of(state: dict[str, Any], message_id: str | None) -> str | None:
+    """What a conversation's state says about a message id seen before: "answered" (its answer is
+    stored: send it again), "scored" (stored and scored, but a crash took the answer: answer it
+    without scoring again), or None (new)."""
+    if not message_id:
+        return None
+    if state.get("last_message_id") == message_id and state.get("last_result"):
+        return "answered"
+    return "scored" if state.get("assessed_message_id") == message_id else None
+
+
+def add_visitor_message(s: Session, conv: Conversation, lead: Lead, inbound: Inbound, text: str, now: datetime) -> None:
+    s.add(Message(conversation_id=conv.id, lead_id=lead.id, role="visitor", text=text, at=now,
+                  meta={"channel": inbound.channel, "page_url": (inbound.visitor or {}).get("page_url")}))
+
+
+def add_agent_message(s: Session, conv_id: str, lead_id: str, text: str, now: datetime, reply: Any,
+                      result: dict[str, Any], intents: Any, usage: dict[str, Any], total_ms: float) -> None:
+    """The reply as stored, with what produced it (prompt, model, sources, actions, score changes,
+    latency in ms, model calls and tokens, fallbacks) for the team's transcript."""
+    s.add(Message(conversation_id=conv_id, lead_id=lead_id, role="agent", text=text, at=now,
+                  meta={"prompt": reply.prompt, "prompt_version": reply.prompt_version, "model": reply.model,
+                        "sources": result["sources"], "actions": result["actions"],
+                        "score_changes": result["score_changes"], "intents": sorted(intents),
+                        "latency_ms": round(total_ms, 2), "model_calls": usage["model_calls"],
+                        "prompt_tokens": usage["prompt_tokens"], "completion_tokens": usage["completion_tokens"],
+                        "model_ms": round(usage["model_ms"], 1), "fallbacks": usage["fallbacks"]}))
 
 
 def history(s: Session, conversation_id: str, limit: int = 12) -> list[dict[str, str]]:

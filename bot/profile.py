@@ -17,12 +17,13 @@ from .store import Activity, ContentSent, Conversation, Lead, Message, OutboxEnt
 VISITOR_FIELDS = ("email", "name", "company")   # what a channel may tell us about the visitor directly
 
 
-def _facts(lead: Lead, u: Understanding, visitor: dict[str, Any]) -> dict[str, Fact]:
-    """The widget's (or form's) own fields first, then what the message said."""
+def _facts(lead: Lead, u: Understanding, visitor: dict[str, Any], verified: bool) -> dict[str, Fact]:
+    """The widget's (or form's) own fields first, then what the message said. A verified email
+    always comes in (it may confirm the one the lead typed)."""
     facts: dict[str, Fact] = {}
     for key in VISITOR_FIELDS:
         v = visitor.get(key)
-        if isinstance(v, str) and v.strip() and not (lead.fields or {}).get(key):
+        if isinstance(v, str) and v.strip() and (not (lead.fields or {}).get(key) or (key == "email" and verified)):
             facts[key] = Fact(v.strip().lower() if key == "email" else v.strip(), extractor="visitor", evidence="widget")
     facts.update(u.fields)
     return facts
@@ -38,31 +39,59 @@ def _keeps_old(name: str, old: Any, fact: Fact, sources: dict[str, Any]) -> bool
 
 
 def update_profile(s: Session, lead: Lead, u: Understanding, visitor: dict[str, Any],
-                   now: datetime) -> tuple[Lead, list[str]]:
+                   now: datetime, verified: bool = False) -> tuple[Lead, list[str]]:
     """Merge this message's facts into the lead's fields (each with its extractor, certainty,
-    evidence and time in `field_sources`). Returns the lead — another one when the email showed
-    this visitor is a lead we already know — and the names of the fields learned."""
+    evidence and time in `field_sources`). `verified`: the channel vouches for visitor["email"].
+    Returns the lead — another one when a verified email showed this visitor is a lead we already
+    know — and the names of the fields learned."""
     fields = dict(lead.fields or {})
     sources = dict(lead.field_sources or {})
     learned = []
-    for name, fact in _facts(lead, u, visitor).items():
-        if _keeps_old(name, fields.get(name), fact, sources):
+    for name, fact in _facts(lead, u, visitor, verified).items():
+        confirms = name == "email" and verified and not sources.get("email", {}).get("verified")
+        if _keeps_old(name, fields.get(name), fact, sources) and not confirms:
             continue
+        source = {"extractor": fact.extractor, "certain": fact.certain, "evidence": fact.evidence[:120],
+                  "at": now.isoformat()}
         if name == "email":
-            other = s.scalars(select(Lead).where(Lead.email == fact.value, Lead.id != lead.id)).first()
-            if other is not None:
-                absorb(s, keep=other, gone=lead, now=now)
-                fields = {**dict(other.fields or {}), **{k: v for k, v in fields.items() if v not in (None, "")}}
-                sources = {**dict(other.field_sources or {}), **sources}
-                lead = other
-            lead.email = fact.value
+            trusted = verified and fact.value == str(visitor.get("email") or "").strip().lower()
+            kept, source = _claim_email(s, lead, fact.value, trusted, source, now)
+            if kept is not lead:   # the same person as a lead we know: continue on that one
+                fields = {**dict(kept.fields or {}), **{k: v for k, v in fields.items() if v not in (None, "")}}
+                sources = {**dict(kept.field_sources or {}), **sources}
+                lead = kept
         fields[name] = fact.value
-        sources[name] = {"extractor": fact.extractor, "certain": fact.certain, "evidence": fact.evidence[:120],
-                         "at": now.isoformat()}
+        sources[name] = source
         learned.append(name)
     lead.fields = fields
     lead.field_sources = sources
     return lead, learned
+
+
+def _claim_email(s: Session, lead: Lead, email: str, trusted: bool, source: dict[str, Any],
+                 now: datetime) -> tuple[Lead, dict[str, Any]]:
+    """Who holds `email` now. A verified address held verified by another lead joins the two
+    (absorbed into that lead); a verified address held unverified by another lead moves here (that
+    lead keeps a note of the match); an unverified address another lead holds stays there — this
+    lead records it as a possible match for sales and never sees the other's data."""
+    source = {**source, "verified": trusted}
+    other = s.scalars(select(Lead).where(Lead.email == email, Lead.id != lead.id)).first()
+    if other is None:
+        lead.email = email
+        return lead, source
+    other_verified = bool((other.field_sources or {}).get("email", {}).get("verified"))
+    if trusted and other_verified:
+        absorb(s, keep=other, gone=lead, now=now)
+        return other, source
+    if trusted:
+        other.email = None
+        other.field_sources = {**dict(other.field_sources or {}),
+                               "email": {**(other.field_sources or {}).get("email", {}), "matches_lead": lead.id}}
+        s.flush()   # the unique address leaves the other row before it lands on this one
+        lead.email = email
+        return lead, source
+    lead.email = None
+    return lead, {**source, "matches_lead": other.id}
 
 
 def absorb(s: Session, keep: Lead, gone: Lead, now: datetime) -> None:

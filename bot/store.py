@@ -21,7 +21,8 @@ def utcnow() -> datetime:
 
 
 def new_id(prefix: str) -> str:
-    return f"{prefix}_{secrets.token_hex(8)}"
+    """`<prefix>_` and 128 random bits (32 hex digits): unguessable, as session ids must be."""
+    return f"{prefix}_{secrets.token_hex(16)}"
 
 
 class Base(DeclarativeBase):

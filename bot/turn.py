@@ -28,7 +28,7 @@ from .guard import redact_secrets
 from .handoff import queue_handoff
 from .context import TurnContext, TurnResult
 from .inbound import Inbound, InputError, NotFound, validate
-from .leads import history, lead_detail, lead_view, open_conversation
+from .leads import add_agent_message, add_visitor_message, history, lead_detail, lead_view, open_conversation, retry_of
 from .meetings import (MeetingOutcome, offered_slots, record_meeting, request_meeting, run_meeting,
                        visitor_timezone)
 from .playbook import Playbook, load_playbook
@@ -37,7 +37,7 @@ from .profile import note_intents, update_profile
 from .rule_brain import RuleBrain
 from .scoring import restage, score_message
 from .settings import Settings
-from .store import ContentSent, Conversation, Lead, Message, Store, utcnow
+from .store import ContentSent, Conversation, Lead, Store, utcnow
 
 __all__ = ["SDR", "Inbound", "InputError", "NotFound", "TurnResult", "lead_view"]
 
@@ -140,8 +140,10 @@ class SDR:
                             offered_slots=offered_slots(state, turn), timezone=tz, now=as_utc(now))
             ctx = TurnContext(inbound, text, session_id, now, view, history(s, conv.id), turn, first, tz,
                               conv.id, lead.id, started=started)
-            if inbound.message_id and state.get("last_message_id") == inbound.message_id and state.get("last_result"):
+            retry = retry_of(state, inbound.message_id)
+            if retry == "answered":
                 ctx.replay = TurnResult(session_id=session_id, **state["last_result"])   # a retry: the same answer, once
+            ctx.resumed = retry == "scored"   # stored and scored before a crash took the answer: only answer it now
             return ctx
 
     def _assess(self, ctx: TurnContext, u: Understanding) -> None:
@@ -151,14 +153,17 @@ class SDR:
             conv = s.get(Conversation, ctx.session_id)
             lead = s.get(Lead, conv.lead_id)
             state = dict(conv.state or {})
-            s.add(Message(conversation_id=conv.id, lead_id=lead.id, role="visitor", text=ctx.text, at=now,
-                          meta={"channel": ctx.inbound.channel, "page_url": (ctx.inbound.visitor or {}).get("page_url")}))
             learned: list[str] = []
-            if not injection:
-                lead, learned = update_profile(s, lead, u, ctx.inbound.visitor or {}, now)
-                conv.lead_id = lead.id
-            note_answer(state, u, learned, ctx.turn)
-            ctx.changes = score_message(s, pb, lead, u.intents, u.topics, now, injection)
+            if not ctx.resumed:
+                add_visitor_message(s, conv, lead, ctx.inbound, ctx.text, now)
+                if not injection:
+                    lead, learned = update_profile(s, lead, u, ctx.inbound.visitor or {}, now,
+                                                   verified=ctx.inbound.verified)
+                    conv.lead_id = lead.id
+                note_answer(state, u, learned, ctx.turn)
+                ctx.changes = score_message(s, pb, lead, u.intents, u.topics, now, injection)
+            if ctx.inbound.message_id:   # write-ahead: a retry after a crash from here on scores nothing twice
+                state["assessed_message_id"] = ctx.inbound.message_id
             prev_stage = lead.stage
             note_intents(lead, u, now)
             restage(pb, lead, engaged=True)
@@ -176,7 +181,8 @@ class SDR:
             for hit in d.sources():
                 if hit.url and hit.url not in sent:
                     s.add(ContentSent(lead_id=lead.id, url=hit.url, title=hit.title, type=hit.type, at=now))
-            ctx.meeting = request_meeting(s, pb, self.calendar, lead, d, u.pick, now)
+            met = ctx.resumed and state.get("met_message_id") == ctx.inbound.message_id
+            ctx.meeting = None if met else request_meeting(s, pb, self.calendar, lead, d, u.pick, now)
             picked = ctx.meeting is not None and ctx.meeting.pick is not None
             ctx.actions += note_decision(state, d, pb, fields, ctx.turn, None if picked else d.ask_field)
             state["visitor_tz"] = ctx.tz
@@ -198,6 +204,8 @@ class SDR:
             conv, lead = s.get(Conversation, ctx.conv_id), s.get(Lead, ctx.lead_id)
             ctx.actions += record_meeting(s, self.playbook, out, req.rep, conv, lead, ctx.attendee, ctx.tz, ctx.turn,
                                           ctx.now)
+            if ctx.inbound.message_id:   # booked: a retry after a crash does not book again
+                conv.state = {**dict(conv.state or {}), "met_message_id": ctx.inbound.message_id}
             ctx.lead_after = lead_view(lead, self.playbook)
         return out
 
@@ -209,13 +217,8 @@ class SDR:
                             score_changes=[c.as_dict() for c in ctx.changes])
         total_ms = (time.perf_counter() - ctx.started) * 1000
         with self.store.session() as s:
-            s.add(Message(conversation_id=ctx.conv_id, lead_id=ctx.lead_id, role="agent", text=text, at=ctx.now,
-                          meta={"prompt": reply.prompt, "prompt_version": reply.prompt_version, "model": reply.model,
-                                "sources": result.sources, "actions": ctx.actions, "score_changes": result.score_changes,
-                                "intents": sorted(u.intents), "latency_ms": round(total_ms, 2),
-                                "model_calls": usage["model_calls"], "prompt_tokens": usage["prompt_tokens"],
-                                "completion_tokens": usage["completion_tokens"],
-                                "model_ms": round(usage["model_ms"], 1), "fallbacks": usage["fallbacks"]}))
+            add_agent_message(s, ctx.conv_id, ctx.lead_id, text, ctx.now, reply, result.as_dict(), u.intents, usage,
+                              total_ms)
             if ctx.inbound.message_id:
                 conv = s.get(Conversation, ctx.conv_id)
                 cached = {k: v for k, v in result.as_dict().items() if k != "session_id"}
@@ -229,10 +232,11 @@ class SDR:
     # -- events and reads ------------------------------------------------------------------------
 
     def record_event(self, event_type: str, *, lead_id: str | None = None, email: str | None = None,
-                     properties: dict[str, Any] | None = None, at: datetime | None = None) -> dict[str, Any]:
+                     session_id: str | None = None, properties: dict[str, Any] | None = None,
+                     at: datetime | None = None) -> dict[str, Any]:
         """Score a tracked event (see bot.events.record_event)."""
         return record_event(self.store, self.playbook, event_type, lead_id=lead_id, email=email,
-                            properties=properties, now=at or self.clock())
+                            session_id=session_id, properties=properties, now=at or self.clock())
 
     def rescore(self, lead_id: str, at: datetime | None = None) -> dict[str, Any]:
         """Apply decay (and playbook changes) to one lead now."""
