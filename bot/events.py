@@ -12,10 +12,15 @@ from .inbound import InputError, NotFound
 from .leads import lead_view
 from .playbook import Playbook
 from .scoring import engage, rescore, restage
-from .store import Lead, Store, new_id
+from .store import Conversation, Lead, Store, new_id
 
 
-def _lead_for(s: Any, lead_id: str | None, email: str | None, now: datetime) -> Lead:
+def _lead_for(s: Any, lead_id: str | None, email: str | None, session_id: str | None, now: datetime) -> Lead:
+    if session_id:
+        conv = s.get(Conversation, session_id)
+        if conv is None:
+            raise NotFound(f"no conversation with session id {session_id!r}")
+        return s.get(Lead, conv.lead_id)
     if lead_id:
         lead = s.get(Lead, lead_id)
         if lead is None:
@@ -26,8 +31,8 @@ def _lead_for(s: Any, lead_id: str | None, email: str | None, now: datetime) -> 
     email = email.strip().lower()
     lead = s.scalars(select(Lead).where(Lead.email == email)).first()
     if lead is None:
-        lead = Lead(id=new_id("lead"), email=email, fields={"email": email},
-                    field_sources={"email": {"extractor": "event", "at": now.isoformat()}},
+        lead = Lead(id=new_id("lead"), email=email, fields={"email": email},   # a server vouches for it
+                    field_sources={"email": {"extractor": "event", "verified": True, "at": now.isoformat()}},
                     created_at=now, updated_at=now)
         s.add(lead)
         s.flush()
@@ -35,16 +40,17 @@ def _lead_for(s: Any, lead_id: str | None, email: str | None, now: datetime) -> 
 
 
 def record_event(store: Store, playbook: Playbook, event_type: str, *, lead_id: str | None = None,
-                 email: str | None = None, properties: dict[str, Any] | None = None,
-                 now: datetime) -> dict[str, Any]:
-    """Score one tracked event for a lead (by id, or by email — a new email creates the lead) and
+                 email: str | None = None, session_id: str | None = None,
+                 properties: dict[str, Any] | None = None, now: datetime) -> dict[str, Any]:
+    """Score one tracked event for a lead (by the session id of its conversation, by id, or by
+    email — a new email creates the lead) and
     queue the handoff if it made the lead an SQL. Returns {"lead", "score_changes", "actions"}.
     Raises InputError (unknown_event_type: not in the playbook's `engagement`; missing_lead) or NotFound."""
     if event_type not in playbook.engagement:
         known = ", ".join(sorted(playbook.engagement))
         raise InputError("unknown_event_type", f"event type {event_type!r} is not in the playbook; known types: {known}")
     with store.session() as s:
-        lead = _lead_for(s, lead_id, email, now)
+        lead = _lead_for(s, lead_id, email, session_id, now)
         prev_stage = lead.stage
         change = engage(s, playbook, lead, event_type, properties or {}, now)
         changes = ([change] if change else []) + rescore(s, playbook, lead, now)

@@ -125,7 +125,8 @@ class FitRule(_Strict):
 
 class EngagementRule(_Strict):
     points: float
-    daily_cap: float | None = None
+    daily_cap: float | None = None   # points a lead may earn from this event type per UTC day
+    public: bool = False             # a browser may report it (for its own session); else servers only
 
     @field_validator("daily_cap")
     @classmethod

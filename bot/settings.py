@@ -71,7 +71,18 @@ class Settings(BaseSettings):
 
     # -- the chat API --------------------------------------------------------------------------
     admin_token_secret: SecretStr | None = _env(
-        "SDR_ADMIN_TOKEN", None, "When set, /api/leads and the team pages need 'Authorization: Bearer <token>'.")
+        "SDR_ADMIN_TOKEN", None, "The API token: 'Authorization: Bearer <token>' reads leads (/api/leads), sends "
+        "events from servers and signs operators in to the team pages; unset: `sdr serve` generates one at start "
+        "and prints a one-time sign-in link.")
+    identity_secret: SecretStr | None = _env(
+        "SDR_IDENTITY_SECRET", None, "Verifies who a signed-in visitor is: your site sends visitor.email and "
+        "visitor.user_hash = hex HMAC-SHA256(this secret, email) (Intercom's scheme); only then do that visitor's "
+        "sessions join one lead. Unset: every email typed or sent by a browser is unverified.")
+    events_secret: SecretStr | None = _env(
+        "SDR_EVENTS_SECRET", None, "Servers may sign POST /api/events instead of sending the API token: header "
+        "X-SDR-Signature: t=<unix seconds>,v1=<hex HMAC-SHA256(this secret, '<t>.<raw body>')>.")
+    demo_mode: bool = _env("SDR_DEMO", False, "Return the lead's score, stage and fields to the browser after every "
+                           "message (the demo page's panel); `sdr demo` turns it on. Never in production.")
     allowed_origins: str = _env("SDR_ALLOWED_ORIGINS", "",
                                 "Sites whose pages may call the chat API from the browser (the widget), comma-separated "
                                 "origins like https://www.example.com; empty: only this server's own pages; * lets "

@@ -100,12 +100,25 @@ def _serve(sdr: Any, host: str, port: int, worker: bool = True) -> None:
         w.start()
     url = f"http://{host}:{port}"
     click.secho(f"\n  Chat with the SDR at {url}\n", fg="green", bold=True)
+    _print_signin(app, sdr.settings.public_url or url)
     click.echo(f"  widget for any site: <script src=\"{url}/widget.js\" defer></script>"
                " (list the site in SDR_ALLOWED_ORIGINS)")
     click.echo(f"  brain: {sdr.brain.name} · leads: `sdr leads` · data: {sdr.settings.data_dir}"
                f" · logs: {sdr.settings.log_dir / 'sdr.log'}")
     click.echo("  Ctrl+C stops.\n")
     _run_server(host, port, app)
+
+
+def _print_signin(app: Any, base: str) -> None:
+    from integrations.web.access import signin_code
+
+    click.echo(f"  team pages: sign in once at {base}/signin?code={signin_code(app.secret_key)}")
+    if app.extensions.get("sdr.generated_token"):
+        click.echo("    (a one-time link; SDR_ADMIN_TOKEN is unset, so this run made its own API token and\n"
+                   "    nobody can read leads without this link: set SDR_ADMIN_TOKEN to keep one across restarts\n"
+                   "    and to call /api/leads with 'Authorization: Bearer <token>')")
+    else:
+        click.echo("    (a one-time link; `sdr signin` prints another, or sign in with SDR_ADMIN_TOKEN)")
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -127,6 +140,7 @@ def main(ctx: click.Context, data_dir: str | None, playbook: str | None) -> None
       sdr leads / sdr lead ID|EMAIL see who came in, their score breakdown and transcript
       sdr eval                      play scripted prospects and check how the SDR did
       sdr config                    every setting (environment variable), its value and where it came from
+      sdr signin                    a one-time link that signs a teammate in to the team pages
 
     \b
     Settings come from environment variables (SDR_*, OPENAI_*, SLACK_*, CALCOM_API_KEY); a bad value
@@ -140,6 +154,28 @@ def main(ctx: click.Context, data_dir: str | None, playbook: str | None) -> None
     for stream in (sys.stdout, sys.stderr):   # a bad character stored long ago never aborts a listing
         if hasattr(stream, "reconfigure"):
             stream.reconfigure(errors="replace")
+
+
+@main.command()
+@click.option("--url", default=None, help="The server's address. [default: SDR_PUBLIC_URL, else http://127.0.0.1:8000]")
+@click.pass_context
+def signin(ctx: click.Context, url: str | None) -> None:
+    """Print a one-time sign-in link to the team pages (/leads) of a running `sdr serve`.
+
+    The link works once, within a day, on a server started with the same SDR_ADMIN_TOKEN (a server
+    that generated its own token printed its own link at start). Send it to a teammate privately:
+    whoever opens it first is signed in for 12 hours.
+    """
+    from bot.settings import Settings
+    from integrations.web.access import session_key, signin_code
+
+    settings = Settings.from_env()
+    token = settings.admin_token
+    if not token:
+        raise click.ClickException("SDR_ADMIN_TOKEN is not set: the running server made its own token and printed "
+                                   "its sign-in link at start. Set SDR_ADMIN_TOKEN for both to issue links here.")
+    base = (url or settings.public_url or "http://127.0.0.1:8000").rstrip("/")
+    click.echo(f"{base}/signin?code={signin_code(session_key(token))}")
 
 
 @main.command()
@@ -177,6 +213,7 @@ def demo(ctx: click.Context, host: str, port: int, no_serve: bool) -> None:
             click.secho(f"Port {port} on {host} is taken; using port {free} instead.", fg="yellow")
         port = free
     sdr = _sdr(ctx)
+    sdr.settings.demo_mode = True   # the demo page's panel shows the lead as it is built
     click.echo(f"Loading the sample content of '{sdr.playbook.company.name}' from {SAMPLE} ...")
     if _ingest(sdr, [str(SAMPLE)], prune=False):
         raise click.ClickException("the sample content did not load completely (see above)")
@@ -456,18 +493,22 @@ def _export(ctx: click.Context, email: str, out: str | None, **_: Any) -> None:
 
 
 def _forget(ctx: click.Context, email: str, yes: bool, **_: Any) -> None:
-    from bot.privacy import forget_person
+    from integrations.wiring import forget_person_everywhere
 
     if not yes:
         click.confirm(f"Delete everything held about {email.strip()}? This cannot be undone", abort=True)
     sdr = _sdr(ctx, load_knowledge=False)
-    r = forget_person(sdr.store, email, sdr.settings.data_dir, sdr.settings.log_dir)
+    r = forget_person_everywhere(sdr, email)
     rows = sum(r["deleted"].values())
     click.echo(f"forgot {email.strip()}: {rows} rows deleted" + ("" if r["found"] else " (no lead had this email)")
                + f", {r['log_files_scrubbed']} log file(s) scrubbed; the address is suppressed (never contacted again)")
+    gone = [m for m in r["slack_messages"] if m.get("deleted")]
+    if gone:
+        click.echo(f"  {len(gone)} Slack message(s) about them deleted")
     for m in r["slack_messages"]:
-        click.secho(f"  a Slack message about them remains: channel {m['channel']} ts {m['ts']} — delete it in Slack",
-                    fg="yellow")
+        if not m.get("deleted"):
+            click.secho(f"  a Slack message about them remains ({m.get('error') or 'not deleted'}): {m.get('link')} "
+                        "— delete it in Slack", fg="yellow")
 
 
 def _print_score(d: dict[str, Any]) -> None:

@@ -240,9 +240,32 @@ def sdr(make_sdr: Any) -> Any:
     return make_sdr()
 
 
+API_TOKEN = "test-api-token-0123456789abcdef"
+
+
+def api_client(app: Any, sdr: Any) -> Any:
+    """A test client that sends the API token on every request, as a server-side integration or
+    an eval does (it sees the lead in chat answers and may read /api/leads)."""
+    c = app.test_client()
+    c.environ_base["HTTP_AUTHORIZATION"] = f"Bearer {sdr.settings.admin_token}"
+    return c
+
+
 @pytest.fixture
 def client(sdr: Any) -> Any:
+    """The web app as a server-side API client sees it (Bearer API token)."""
     from integrations.web.app import create_app
+    sdr.settings.admin_token = sdr.settings.admin_token or API_TOKEN
+    app = create_app(sdr)
+    app.testing = True
+    return api_client(app, sdr)
+
+
+@pytest.fixture
+def browser_client(sdr: Any) -> Any:
+    """The web app as a stranger's browser sees it: no token, no cookie."""
+    from integrations.web.app import create_app
+    sdr.settings.admin_token = sdr.settings.admin_token or API_TOKEN
     app = create_app(sdr)
     app.testing = True
     return app.test_client()
@@ -267,6 +290,7 @@ def live_server(sdr: Any) -> Iterator[str]:
     """The real Flask app over real HTTP on 127.0.0.1, fresh data dir, sample content ingested."""
     from integrations.web.app import create_app
 
+    sdr.settings.admin_token = sdr.settings.admin_token or API_TOKEN
     srv = LiveServer(create_app(sdr))
     try:
         yield srv.url

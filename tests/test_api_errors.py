@@ -4,7 +4,9 @@ import urllib.error
 import urllib.request
 
 import pytest
+from conftest import API_TOKEN
 
+AUTH = {"Authorization": f"Bearer {API_TOKEN}"}   # a server-side integration (the live_server's API token)
 
 def call(base, path, body=None, *, method="POST", ctype="application/json", headers=None):
     data = body if isinstance(body, (bytes, type(None))) else json.dumps(body).encode()
@@ -56,13 +58,13 @@ def test_4000_characters_is_fine(live_server):
 
 
 def test_not_found_and_method_not_allowed_are_json(live_server):
-    st, _, data = call(live_server, "/api/leads/lead_doesnotexist", method="GET", ctype=None)
+    st, _, data = call(live_server, "/api/leads/lead_doesnotexist", method="GET", ctype=None, headers=AUTH)
     assert st == 404 and data["error"]["code"] == "lead_not_found"
     st, _, data = call(live_server, "/no/such/route", method="GET", ctype=None)
     assert st == 404 and data["error"]["code"] == "not_found"
     st, _, data = call(live_server, "/api/chat", method="GET", ctype=None)
     assert st == 405 and data["error"]["code"] == "method_not_allowed"
-    st, _, data = call(live_server, "/api/leads?limit=abc", method="GET", ctype=None)
+    st, _, data = call(live_server, "/api/leads?limit=abc", method="GET", ctype=None, headers=AUTH)
     assert st == 400
 
 
@@ -78,17 +80,17 @@ EVENTS_BAD = [
 
 @pytest.mark.parametrize("body,status,code", EVENTS_BAD)
 def test_bad_events(live_server, body, status, code):
-    st, _, data = call(live_server, "/api/events", body)
+    st, _, data = call(live_server, "/api/events", body, headers=AUTH)
     assert st == status and data["error"]["code"] == code
 
 
 def test_events_score_a_lead(live_server):
-    st, _, d = call(live_server, "/api/chat", {"message": "hi", "visitor": {"email": "kim@acme.example"}})
+    st, _, d = call(live_server, "/api/chat", {"message": "hi", "visitor": {"email": "kim@acme.example"}}, headers=AUTH)
     lead_id = d["lead"]["id"]
     st, _, r = call(live_server, "/api/events", {"email": "kim@acme.example", "type": "pricing_page_view",
-                                                 "properties": {"url": "https://pipelark.example/pricing"}})
+                                                 "properties": {"url": "https://pipelark.example/pricing"}}, headers=AUTH)
     assert st == 200 and r["lead"]["id"] == lead_id and r["lead"]["engagement_score"] > d["lead"]["engagement_score"]
-    st, _, detail = call(live_server, f"/api/leads/{lead_id}", method="GET", ctype=None)
+    st, _, detail = call(live_server, f"/api/leads/{lead_id}", method="GET", ctype=None, headers=AUTH)
     assert any(e["rule"] == "engagement.pricing_page_view" for e in detail["score_events"])
 
 
@@ -140,9 +142,11 @@ def test_admin_token_protects_lead_reads(make_sdr):
     from integrations.web.app import create_app
     sdr = make_sdr(settings={"admin_token": "s3cret-token"})
     c = create_app(sdr).test_client()
-    lead_id = c.post("/api/chat", json={"message": "hi"}).get_json()["lead"]["id"]
+    auth = {"Authorization": "Bearer s3cret-token"}
+    lead_id = c.post("/api/chat", json={"message": "hi"}, headers=auth).get_json()["lead"]["id"]
     assert c.get(f"/api/leads/{lead_id}").status_code == 401
-    assert c.get(f"/api/leads/{lead_id}", headers={"Authorization": "Bearer s3cret-token"}).status_code == 200
+    assert c.get(f"/api/leads/{lead_id}", headers={"Authorization": "Bearer s3cret-tokeN"}).status_code == 401
+    assert c.get(f"/api/leads/{lead_id}", headers=auth).status_code == 200
 
 
 def test_hostile_input_is_stored_as_text_and_nothing_breaks(client):
@@ -162,11 +166,12 @@ def test_concurrent_visitors_lose_and_double_nothing(live_server):
     from concurrent.futures import ThreadPoolExecutor
 
     def visitor(i):
-        st, _, d = call(live_server, "/api/chat", {"message": f"Hi, I'm Visitor{i}, VP of Sales at a 500 person company"})
+        st, _, d = call(live_server, "/api/chat", {"message": f"Hi, I'm Visitor{i}, VP of Sales at a 500 person company"},
+                        headers=AUTH)
         assert st == 200
         sid = d["session_id"]
         with ThreadPoolExecutor(2) as pool:
-            res = list(pool.map(lambda m: call(live_server, "/api/chat", {"message": m, "session_id": sid}),
+            res = list(pool.map(lambda m: call(live_server, "/api/chat", {"message": m, "session_id": sid}, headers=AUTH),
                                 ["we need forecasting this quarter", "budget is approved"]))
         assert all(r[0] == 200 for r in res)
         return d["lead"]["id"]
@@ -175,7 +180,7 @@ def test_concurrent_visitors_lose_and_double_nothing(live_server):
         lead_ids = list(pool.map(visitor, range(8)))
     assert len(set(lead_ids)) == 8
     for lead_id in lead_ids:
-        _, _, detail = call(live_server, f"/api/leads/{lead_id}", method="GET", ctype=None)
+        _, _, detail = call(live_server, f"/api/leads/{lead_id}", method="GET", ctype=None, headers=AUTH)
         assert [m["role"] for m in detail["messages"]] == ["visitor", "agent"] * 3
         assert len([a for a in detail["actions"] if a["type"] == "handoff"]) == 1
         assert abs(sum(e["points"] for e in detail["score_events"]) - detail["score"]) < 0.1

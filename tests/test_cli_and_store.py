@@ -240,7 +240,7 @@ def test_postgres_path_same_code(make_sdr):
     from sqlalchemy import create_engine
 
     from bot.store import Base
-    from conftest import chat
+    from conftest import api_client, chat
     from integrations.web.app import create_app
 
     eng = create_engine(PG)
@@ -248,7 +248,7 @@ def test_postgres_path_same_code(make_sdr):
     eng.dispose()
     sdr = make_sdr(settings={"database_url": PG})
     assert sdr.store.engine.dialect.name == "postgresql"
-    c = create_app(sdr).test_client()
+    c = api_client(create_app(sdr), sdr)
     d = chat(c, "Hi, I'm Dana, VP of Sales at a 450 person company; we need better forecasting this quarter")
     assert d["lead"]["stage"] == "sql"
     d = chat(c, "dana@acme.example \x00", d["session_id"])

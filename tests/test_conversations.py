@@ -139,10 +139,13 @@ def test_returning_visitor_with_known_email_is_the_same_lead(client):
     assert d2["lead"]["fields"]["seniority"] == "c_level"
 
 
-def test_same_email_typed_in_a_new_session_merges_without_double_counting(client):
-    d1 = chat(client, "I'm the VP of Marketing, email me at ana@corp.example")
+def test_same_verified_email_in_a_new_session_merges_without_double_counting(client):
+    """A server that vouches for the visitor's email (the API token here; a browser with a valid
+    visitor.user_hash alike) joins two sessions of one person into one lead."""
+    me = {"email": "ana@corp.example"}
+    d1 = chat(client, "I'm the VP of Marketing, email me at ana@corp.example", visitor=me)
     d2 = chat(client, "Hi! I'm a VP of marketing")
-    d3 = chat(client, "my email is ana@corp.example", d2["session_id"])
+    d3 = chat(client, "my email is ana@corp.example", d2["session_id"], visitor=me)
     assert d3["lead"]["id"] == d1["lead"]["id"]
     detail = lead_of(client, d3)
     assert detail["fields"]["seniority"] == "vp"
@@ -210,3 +213,44 @@ def test_two_questions_in_one_message_are_both_answered_from_the_content(client,
     d = chat(client, message)
     assert "don't have that" not in d["reply"]
     assert all(q in d["reply"] for q in quoted), d["reply"]
+
+
+def test_a_retried_first_message_is_one_conversation_and_one_lead(client, browser_client, sdr):
+    """A first message has no session yet; if its answer is lost the retry (same message_id) must
+    not open a second lead — for servers and for anonymous browsers alike."""
+    mid = "7f3c2a9e0b1d4c6f8a5e2d1c0b9a8f7e"
+    for c in (client, browser_client):
+        first = c.post("/api/chat", json={"message": "I'm the CRO at a 600 person SaaS company", "message_id": mid + "x"
+                                          if c is browser_client else mid}).get_json()
+        again = c.post("/api/chat", json={"message": "I'm the CRO at a 600 person SaaS company", "message_id": mid + "x"
+                                          if c is browser_client else mid}).get_json()
+        assert again["session_id"] == first["session_id"] and again["reply"] == first["reply"]
+    assert len(sdr.store.list_leads(limit=10)) == 2
+    other = browser_client.post("/api/chat", json={"message": "hi", "message_id": mid + "x"},
+                                headers={"User-Agent": "someone else"}).get_json()
+    assert other["session_id"] != first["session_id"]      # another browser never lands in that session
+
+
+def test_a_crash_after_scoring_answers_the_retry_without_scoring_again(client, sdr, monkeypatch):
+    """The process dies after the message was stored and scored but before its answer was: the
+    retry (same message_id) gets an answer, and nothing is stored or scored twice."""
+    from bot.turn import SDR
+    d = chat(client, "hello", message_id="m-0")
+    real, crashes = SDR._persist, []
+
+    def crash_once(self, *a, **kw):
+        if not crashes:
+            crashes.append(1)
+            raise KeyboardInterrupt("killed")   # not an Exception: nothing catches it, as with kill -9
+        return real(self, *a, **kw)
+    monkeypatch.setattr(SDR, "_persist", crash_once)
+    text = "I'm VP of Sales at a 300 person SaaS company, budget 50k"
+    with pytest.raises(KeyboardInterrupt):
+        client.post("/api/chat", json={"message": text, "session_id": d["session_id"], "message_id": "m-1"})
+    again = chat(client, text, d["session_id"], message_id="m-1")
+    detail = lead_of(client, again)
+    assert [m["text"] for m in detail["messages"] if m["role"] == "visitor"] == ["hello", text]
+    assert [m["role"] for m in detail["messages"]] == ["visitor", "agent", "visitor", "agent"]
+    rules = Counter(e["rule"] for e in detail["score_events"])
+    assert rules["engagement.chat_message"] == 2 and all(n == 1 for r, n in rules.items() if r.startswith("fit."))
+    assert again["reply"] and chat(client, text, d["session_id"], message_id="m-1")["reply"] == again["reply"]

@@ -9,7 +9,7 @@ from datetime import datetime, timezone
 import pytest
 from icalendar import Calendar
 
-from conftest import chat
+from conftest import api_client, chat
 
 
 # Tue 13 Jan 2026 15:00 UTC: 10:00 in New York (Maya at work), 15:00 in London (Tom at work).
@@ -25,7 +25,7 @@ def booking_client(sdr, clock):
     clock.set(BOTH_AT_WORK)
     sdr.calendar = make_calendar(sdr.playbook, sdr.store)
     sdr.settings.public_url = "http://127.0.0.1:8000"
-    c = create_app(sdr).test_client()
+    c = api_client(create_app(sdr), sdr)   # a server-side client: it sees the lead's stage
     c.sdr = sdr
     return c
 

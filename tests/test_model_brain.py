@@ -4,6 +4,7 @@ import json
 import time
 
 import pytest
+from conftest import api_client
 
 from bot.turn import Inbound
 from integrations.llm import LLMConfig, build_chat_model, llm_config
@@ -152,7 +153,7 @@ def test_streaming_to_the_widget(model_sdr, fake_openai, make_sdr):
     sdr = model_sdr()
     fake_openai.script(extraction(), {"content": "Hi there! Pipelark helps sales teams forecast. What are you hoping to fix?",
                                       "chunk_delay": 0.01})
-    c = create_app(sdr).test_client()
+    c = api_client(create_app(sdr), sdr)
     resp = c.post("/api/chat/stream", json={"message": "hello"})
     assert resp.status_code == 200 and resp.mimetype == "text/event-stream"
     events = [(b.split("\n")[0][7:], json.loads(b.split("\n")[1][6:])) for b in resp.get_data(as_text=True).strip().split("\n\n")]

@@ -6,6 +6,7 @@ import os
 import uuid
 
 import pytest
+from conftest import api_client
 
 REDIS_URL = os.environ.get("SDR_TEST_REDIS_URL", "redis://127.0.0.1:6379")
 EVENT = {"type": "pricing_page_view", "email": "kim@acme.example"}
@@ -30,7 +31,7 @@ def apps_on(make_sdr, settings, monkeypatch, storage, prefix, **limits):
     if hasattr(settings, "rate_limit_storage"):
         limits["rate_limit_storage"] = storage
     sdr = make_sdr(settings=limits)
-    return [create_app(sdr, config={"RATELIMIT_KEY_PREFIX": prefix}).test_client() for _ in range(2)]
+    return [api_client(create_app(sdr, config={"RATELIMIT_KEY_PREFIX": prefix}), sdr) for _ in range(2)]
 
 
 def test_two_apps_share_one_limit_through_redis(make_sdr, settings, monkeypatch):
@@ -68,7 +69,7 @@ def test_memory_limits_are_per_app_and_by_default(make_sdr):
 
     sdr = make_sdr(settings={"rate_per_ip": 2})
     assert (getattr(sdr.settings, "rate_limit_storage", None) or "memory://") == "memory://"
-    a, b = create_app(sdr).test_client(), create_app(sdr).test_client()
+    a, b = api_client(create_app(sdr), sdr), api_client(create_app(sdr), sdr)
     assert [a.post("/api/events", json=EVENT).status_code for _ in range(3)] == [200, 200, 429]
     assert b.post("/api/events", json=EVENT).status_code == 200     # another process counts its own
 

@@ -6,6 +6,7 @@ import json
 import re
 
 import pytest
+from conftest import api_client
 
 NESTED_TOO_DEEP_FOR_THE_PARSER = b'{"message": "hi", "visitor": ' + b"[" * 30_000 + b"]" * 30_000 + b"}"
 NESTED_33 = b'{"message": "hi", "x": ' + b"[" * 33 + b"]" * 33 + b"}"
@@ -137,20 +138,6 @@ def test_the_team_page_funnel_counts_as_the_report_does(sdr, client):
     assert f.reached["new"] == 3
 
 
-def test_team_pages_need_the_token_and_carry_it_in_links(make_sdr):
-    from integrations.web.app import create_app
-
-    c = create_app(make_sdr(settings={"admin_token": "t0k&n"})).test_client()
-    lead_id = c.post("/api/chat", json={"message": "hi"}).get_json()["lead"]["id"]
-    r = c.get("/leads")
-    assert r.status_code == 401 and "?token=" in r.get_json()["error"]["message"]
-    page = c.get("/leads", query_string={"token": "t0k&n"}).get_data(as_text=True)
-    assert f"/leads/{lead_id}?token=t0k%26n" in page
-    assert c.get(f"/leads/{lead_id}", query_string={"token": "t0k&n"}).status_code == 200
-    assert c.get(f"/leads/{lead_id}", headers={"Authorization": "Bearer t0k&n"}).status_code == 200
-    assert c.get(f"/leads/{lead_id}", query_string={"token": "wrong"}).status_code == 401
-
-
 def test_create_app_mounts_no_other_channel(sdr, monkeypatch):
     """Slack is mounted by the composition root (integrations/wiring.py), not by the web app."""
     from integrations.web.app import create_app
@@ -168,7 +155,7 @@ def test_a_bad_character_already_in_the_store_never_breaks_a_page(sdr):
     from integrations.web.app import create_app
     with sdr.store.session() as s:
         s.add(Lead(id="lead_bad", fields={"name": "Eve\ud800", "company": "X\udfff"}, field_sources={}, fit_rules={}))
-    c = create_app(sdr).test_client()
+    c = api_client(create_app(sdr), sdr)
     for path in ("/leads", "/leads/lead_bad", "/api/leads", "/api/leads/lead_bad"):
         r = c.get(path)
         assert r.status_code == 200, path

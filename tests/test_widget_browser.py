@@ -174,7 +174,8 @@ def test_reload_keeps_the_session(live_server, tab):
     tab.assert_clean()
 
 
-def test_demo_page_panel_shows_stage_score_and_reasons(live_server, tab):
+def test_demo_page_panel_shows_stage_score_and_reasons(sdr, live_server, tab):
+    sdr.settings.demo_mode = True   # as `sdr demo` runs it: the browser gets the lead after every message
     page = tab.page
     page.goto(f"{live_server}/")
     expect(tab.sdr("input")).to_be_visible()          # the demo page opens the widget by itself

@@ -18,7 +18,9 @@ from flask.json.provider import DefaultJSONProvider
 from bot.text import clean_text
 from bot.turn import SDR
 
-from . import chat, leads_api, openapi, pages, tracking
+from flask_wtf.csrf import generate_csrf
+
+from . import access, chat, leads_api, openapi, pages, signin, tracking
 from .errors import register_error_handlers
 from .limits import install as install_rate_limits
 
@@ -34,9 +36,11 @@ def create_app(sdr: SDR | None = None, *, config: Mapping[str, Any] | None = Non
     app.json = CleanJSONProvider(app)
     app.jinja_env.finalize = _clean_output   # data stored before cleaning existed never breaks a page
     app.extensions["sdr"] = sdr
+    access.install(app, sdr)   # an API token always exists; the team pages' signed session cookie
+    app.jinja_env.globals["csrf_token"] = generate_csrf
     register_error_handlers(app)
     install_rate_limits(app, sdr, by_ip=[chat.bp, tracking.bp], by_session=[chat.bp])
-    for bp in (pages.bp, chat.bp, tracking.bp, leads_api.bp, openapi.bp):
+    for bp in (pages.bp, signin.bp, chat.bp, tracking.bp, leads_api.bp, openapi.bp):
         app.register_blueprint(bp)
     app.after_request(_headers)
     return app
@@ -63,7 +67,7 @@ def _headers(resp: Response) -> Response:
         allowed = current_app.extensions["sdr"].settings.origins
         if "*" in allowed or origin.rstrip("/") in allowed:
             resp.headers["Access-Control-Allow-Origin"] = "*" if "*" in allowed else origin
-            resp.headers["Access-Control-Allow-Headers"] = "Content-Type"
+            resp.headers["Access-Control-Allow-Headers"] = "Content-Type"   # no credentials: cookies stay home
             resp.headers["Access-Control-Allow-Methods"] = "POST, GET, OPTIONS"
             resp.headers["Access-Control-Max-Age"] = "600"
         resp.headers.add("Vary", "Origin")

@@ -1,13 +1,14 @@
-"""The leads API for the team: GET /api/leads and /api/leads/<id> (SDR_ADMIN_TOKEN when set), and
-a person's data: GET /api/privacy/export?email= and POST /api/privacy/forget {"email"} (always the
-API token: with no SDR_ADMIN_TOKEN configured they answer 403)."""
+"""The leads API for the team: GET /api/leads and /api/leads/<id>, and a person's data: GET
+/api/privacy/export?email= and POST /api/privacy/forget {"email"}. Reads need the API token
+(`Authorization: Bearer`) or a signed-in operator's cookie; forget needs the API token itself (a
+cookie alone never deletes: no cross-site request can)."""
 from __future__ import annotations
 
 from flask import Blueprint, Response, jsonify, request
 
 from bot.turn import NotFound
 
-from .access import current_sdr, require_admin
+from .access import current_sdr, require_admin, require_api_client
 from .errors import ApiError
 
 bp = Blueprint("leads", __name__)
@@ -37,12 +38,6 @@ def leads() -> Response:
                                "fields": r["lead"].fields, "last_message": r["last_message"]} for r in rows]})
 
 
-def _privacy_token() -> None:
-    if not current_sdr().settings.admin_token:
-        raise ApiError(403, "no_api_token", "set SDR_ADMIN_TOKEN and send 'Authorization: Bearer <token>' to export "
-                       "or forget a person (or use `sdr lead export|forget EMAIL` on the server)")
-
-
 def _email(raw: object) -> str:
     if not isinstance(raw, str) or "@" not in raw or len(raw) > 320:
         raise ApiError(400, "bad_email", "give the person's email, e.g. ?email=dana@example.com")
@@ -52,7 +47,6 @@ def _email(raw: object) -> str:
 @bp.get("/api/privacy/export")
 def privacy_export() -> Response:
     """Everything held about one person (GDPR art. 15 / CCPA right to know), as JSON."""
-    _privacy_token()
     from bot.privacy import export_person
     data = export_person(current_sdr().store, _email(request.args.get("email")))
     if data is None:
@@ -63,9 +57,8 @@ def privacy_export() -> Response:
 @bp.post("/api/privacy/forget")
 def privacy_forget() -> Response:
     """Delete a person everywhere and suppress their address (GDPR art. 17 / CCPA right to delete)."""
-    _privacy_token()
-    from bot.privacy import forget_person
-    sdr = current_sdr()
+    require_api_client("forget a person (or use `sdr lead forget EMAIL` on the server)")
+    from integrations.wiring import forget_person_everywhere
     body = request.get_json(silent=True)
     email = _email(body.get("email") if isinstance(body, dict) else None)
-    return jsonify(forget_person(sdr.store, email, sdr.settings.data_dir, sdr.settings.log_dir))
+    return jsonify(forget_person_everywhere(current_sdr(), email))

@@ -5,10 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from urllib.parse import quote
+
 from flask import (
     Blueprint,
     Response,
     jsonify,
+    redirect,
     render_template,
     request,
     send_from_directory,
@@ -18,7 +21,7 @@ from bot.reports import FUNNEL_STAGES, SIDE_STAGES, STAGE_LABELS, funnel
 from bot.store import Meeting
 from bot.turn import NotFound
 
-from .access import current_sdr, require_admin
+from .access import current_sdr, is_operator
 from .errors import ApiError
 
 STATIC = Path(__file__).with_name("static")
@@ -57,23 +60,31 @@ def meeting_invite(meeting_id: int) -> Response:
         return resp
 
 
+def _sign_in_first() -> Response | None:
+    """Team pages are for signed-in operators: others go to /signin and come back here after."""
+    if is_operator():
+        return None
+    return redirect(f"/signin?next={quote(request.full_path.rstrip('?'), safe='/')}", code=303)
+
+
 @bp.get("/leads")
-def leads_page() -> str:
+def leads_page() -> Response | str:
     """The funnel (counted as `sdr leads` counts it) and the latest leads, for the team."""
-    require_admin(allow_query=True)
+    if (go := _sign_in_first()) is not None:
+        return go
     sdr = current_sdr()
     f = funnel(sdr.store)
     bars = [(STAGE_LABELS[st], f.reached[st]) for st in FUNNEL_STAGES]
     side = [(STAGE_LABELS[st], f.at[st]) for st in SIDE_STAGES]
     return render_template("leads.html", bars=bars, side=side, top=max(f.reached.values()) or 1, total=f.total,
-                           rows=sdr.store.list_leads(limit=50), labels=STAGE_LABELS,
-                           token=request.args.get("token", ""))
+                           rows=sdr.store.list_leads(limit=50), labels=STAGE_LABELS)
 
 
 @bp.get("/leads/<lead_id>")
-def lead_page(lead_id: str) -> str:
+def lead_page(lead_id: str) -> Response | str:
     """The story a rep opens from Slack: fields, score over time, why, transcript, actions."""
-    require_admin(allow_query=True)
+    if (go := _sign_in_first()) is not None:
+        return go
     try:
         d = current_sdr().lead_detail(lead_id)
     except NotFound as e:

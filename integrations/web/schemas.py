@@ -179,10 +179,11 @@ class Visitor(Body):
     company: Annotated[StrictStr | None, Field(max_length=200)] = None
     page_url: Annotated[StrictStr | None, Field(max_length=2000)] = None
     timezone: Annotated[StrictStr | None, Field(max_length=64)] = None
+    user_hash: Annotated[StrictStr | None, Field(pattern=r"^[0-9a-fA-F]{64}$")] = None   # verified identity
 
     def as_dict(self) -> dict[str, str]:
-        """The fields that were sent, trimmed (the body was cleaned as it was read)."""
-        return {k: v.strip() for k, v in self.model_dump(exclude_none=True).items()}
+        """The fields that were sent, trimmed (the body was cleaned as it was read); not the user_hash."""
+        return {k: v.strip() for k, v in self.model_dump(exclude_none=True, exclude={"user_hash"}).items()}
 
 
 class ChatRequest(Body):
@@ -210,18 +211,22 @@ class ChatRequest(Body):
 class EventRequest(Body):
     """POST /api/events: something a lead did elsewhere (a pricing page view, a webinar...)."""
     type: Annotated[StrictStr, Field(min_length=1)]
-    lead_id: StrictStr | None = None
-    email: Annotated[StrictStr | None, _email_check("bad_email", "email", blank_ok=False)] = None
+    session_id: Annotated[StrictStr | None, Field(pattern=SESSION_PATTERN)] = None   # the browser's own session
+    lead_id: StrictStr | None = None                                                  # servers (API token) only
+    email: Annotated[StrictStr | None, _email_check("bad_email", "email", blank_ok=False)] = None   # servers only
     properties: Any = None   # an object: checked after whose event it is
 
-    codes: ClassVar[dict[str, str]] = {"type": "missing_type", "lead_id": "bad_lead_id", "email": "bad_email"}
+    codes: ClassVar[dict[str, str]] = {"type": "missing_type", "lead_id": "bad_lead_id", "email": "bad_email",
+                                       "session_id": "bad_session_id"}
     hints: ClassVar[dict[str, str]] = {"type": 'the body needs a \'type\' string, e.g. "pricing_page_view"',
-                                       "lead_id": "lead_id must be a string", "email": "email must be an email address"}
+                                       "lead_id": "lead_id must be a string", "email": "email must be an email address",
+                                       "session_id": "session_id must be the session id the chat returned"}
 
     @model_validator(mode="after")
     def _whose_and_what(self) -> EventRequest:
-        if not self.lead_id and not self.email:
-            raise _custom("missing_lead", "give 'lead_id' or 'email' to say whose event this is")
+        if not self.lead_id and not self.email and not self.session_id:
+            raise _custom("missing_lead", "give 'session_id' (from a browser), or 'lead_id' or 'email' (from a server "
+                          "with the API token) to say whose event this is")
         if self.properties is not None and not isinstance(self.properties, dict):
             raise _custom("bad_properties", f"properties must be an object, got {json_type(self.properties)}")
         return self
