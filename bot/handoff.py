@@ -92,8 +92,10 @@ def story(s: Session, playbook: Playbook, lead: Lead, reason: str | None = None)
         step = "Buying this quarter: offer a call within the hour."
     else:
         step = "Sales-qualified: open with their need and offer a call."
+    src = (lead.field_sources or {}).get("email", {})
     return {
         "lead_id": lead.id, "reason": reason, "fields": f, "stage": lead.stage,
+        "email_verified": bool(src.get("verified")), "email_matches_lead": src.get("matches_lead"),
         "score": round(lead.score, 1), "fit_score": round(lead.fit_score, 1),
         "engagement_score": round(lead.engagement_score, 1),
         "thresholds": {"mql": playbook.thresholds.mql, "sql": playbook.thresholds.sql},

@@ -230,3 +230,19 @@ def test_sdr_signin_prints_a_link_that_works_once(apps, monkeypatch):
     monkeypatch.delenv("SDR_ADMIN_TOKEN")
     out = CliRunner().invoke(main, ["signin"])
     assert out.exit_code == 1 and "SDR_ADMIN_TOKEN is not set" in out.output
+
+
+def test_sales_sees_the_unverified_email_and_its_possible_match(apps):
+    from bot.handoff import story
+    from bot.store import Lead
+    from integrations.slack import handoff_blocks
+    sdr, api, browser = apps
+    victim = _victim(api)
+    d = chat(browser, f"I'm the CRO at a 900 person SaaS company, budget 80k, this quarter, {VICTIM}, I want a person")
+    lead_id = [r["id"] for r in api.get("/api/leads").get_json()["leads"] if r["id"] != victim["id"]][0]
+    page = api.get(f"/leads/{lead_id}").get_data(as_text=True)
+    assert "unverified" in page and f'href="/leads/{victim["id"]}"' in page
+    with sdr.store.session() as s:
+        st = story(s, sdr.playbook, s.get(Lead, lead_id))
+    text = json.dumps(handoff_blocks(st, None, "https://sdr.example"))
+    assert "unverified" in text and victim["id"] in text and d["reply"]

@@ -131,7 +131,9 @@ def handoff_blocks(st: dict[str, Any], rep: Any, public_url: str | None, status:
     ]
     transcript = f"<{link}|Full transcript>" if link else f"Transcript: `sdr lead {st['lead_id']}`"
     if f.get("email"):
-        transcript += f" · {esc(f['email'])}"
+        transcript += f" · {esc(f['email'])}" + ("" if st.get("email_verified") else " (unverified: typed by the visitor)")
+    if st.get("email_matches_lead"):
+        transcript += f" · the address is also on lead `{esc(st['email_matches_lead'])}` — check before you write"
     blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": transcript}]})
     if status:
         blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": status}]})
