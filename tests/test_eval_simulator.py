@@ -271,3 +271,167 @@ def test_scripted_personas_replay() -> None:
     assert s.asked_log == ["company_size", None, None]
     assert isinstance(make_prospect({"name": "s", "messages": ["x"]}, PB), ScriptedProspect)
     assert isinstance(make_prospect(persona(), PB), RuleProspect)
+
+
+# ---------------------------------------------------------------------------------------------
+# The suite
+
+
+def write(tmp_path: Path, text: str, name: str = "suite.yaml") -> Path:
+    p = tmp_path / name
+    p.write_text(text, encoding="utf-8")
+    return p
+
+
+def test_the_issue_example_persona_loads_exactly_as_written(tmp_path: Path) -> None:
+    [p] = load_suite([write(tmp_path, ISSUE_PERSONA)], PB)
+    assert p["name"] == "hot healthcare VP" and p["channel"] == "chat" and p["style"] == "plain"
+    assert p["truths"]["company_size"] == 1200 and p["volunteers"] == ["company", "role"]
+    assert p["expect"]["recommended_any"] == ["https://example.com/customers/maple"]
+    assert p["expect"]["never_says"] == ["Pipedrive"] and p["messages"] is None
+    assert p["source"] == str(tmp_path / "suite.yaml")
+    assert isinstance(make_prospect(p, PB), RuleProspect)
+
+
+def test_the_shipped_conversations_load_and_extras_are_welcome(tmp_path: Path) -> None:
+    from evals.suite import CONVERSATIONS
+    cases = load_suite([CONVERSATIONS], PB)
+    assert len(cases) == len(yaml.safe_load(CONVERSATIONS.read_text()))
+    assert all(c["messages"] and c["truths"] == {} and c["max_turns"] >= len(c["messages"]) for c in cases)
+    assert cases[0]["expect"]["recommended"].startswith("https://")
+    from evals.suite import PERSONAS, default_paths
+    assert default_paths() == ([PERSONAS] if PERSONAS.is_file() else []) + [CONVERSATIONS]
+    extra = ISSUE_PERSONA.replace("  max_turns: 10\n", "  max_turns: 10\n  notes: x\n  tags: [hot]\n  language: en\n")
+    assert load_suite([write(tmp_path, extra)], PB)[0]["tags"] == ["hot"]
+
+
+@pytest.mark.parametrize("change, named", [
+    (("  style: plain", "  stlye: plain"), ["'stlye'", "style"]),
+    (("    budget: 40000", "    budgte: 40000"), ["'truths.budgte'", "company_size"]),
+    (("    stage: sql", "    stgae: sql"), ["'expect.stgae'", "recommended_any"]),
+    (("  volunteers: [company, role]", "  volunteers: [company, title]"), ["'title'"]),
+    (("    timeline: this_quarter\n    budget", "    timeline: soonish\n    budget"), ["truths.timeline", "'soonish'"]),
+    (("  style: plain", "  style: shouty"), ["style", "'shouty'"]),
+    (("  max_turns: 10", "  max_turns: 99"), ["max_turns"]),
+    (("  channel: chat", "  channel: fax"), ["channel", "'fax'"]),
+    (("fields: {seniority: vp,", "fields: {senority: vp,"), ["expect.fields.senority"]),
+])
+def test_a_mistake_names_the_file_the_persona_and_the_key(tmp_path: Path, change: tuple[str, str],
+                                                          named: list[str]) -> None:
+    assert change[0] in ISSUE_PERSONA
+    path = write(tmp_path, ISSUE_PERSONA.replace(*change))
+    with pytest.raises(SuiteError) as e:
+        load_suite([path], PB)
+    msg = str(e.value)
+    assert str(path) in msg and "persona #1 'hot healthcare VP'" in msg
+    for n in named:
+        assert n in msg, msg
+
+
+def test_every_bad_key_is_named_at_once(tmp_path: Path) -> None:
+    text = ISSUE_PERSONA.replace("  style: plain", "  stlye: plain").replace("  max_turns: 10", "  max_turn: 10")
+    with pytest.raises(SuiteError, match=r"stlye.*max_turn|max_turn.*stlye"):
+        load_suite([write(tmp_path, text)], PB)
+
+
+def test_the_form_is_scripted_or_simulated_not_both(tmp_path: Path) -> None:
+    both = ISSUE_PERSONA.replace("  max_turns: 10\n", "  max_turns: 10\n  messages: [hi]\n")
+    with pytest.raises(SuiteError, match="both 'messages' and 'opening'"):
+        load_suite([write(tmp_path, both)], PB)
+    neither = "- name: nobody\n  truths: {company_size: 5}\n"
+    with pytest.raises(SuiteError, match=r"persona #1 'nobody'.*opening"):
+        load_suite([write(tmp_path, neither)], PB)
+
+
+def test_a_name_used_twice_names_both_files(tmp_path: Path) -> None:
+    a, b = write(tmp_path, ISSUE_PERSONA, "a.yaml"), write(tmp_path, ISSUE_PERSONA, "b.yaml")
+    with pytest.raises(SuiteError) as e:
+        load_suite([a, b], PB)
+    assert str(a) in str(e.value) and str(b) in str(e.value) and "hot healthcare VP" in str(e.value)
+
+
+def test_unreadable_or_broken_files_are_named(tmp_path: Path) -> None:
+    missing = tmp_path / "nope.yaml"
+    with pytest.raises(SuiteError, match="nope.yaml: cannot read"):
+        load_suite([missing], PB)
+    with pytest.raises(SuiteError, match="bad.yaml: not valid YAML"):
+        load_suite([write(tmp_path, "- name: [unclosed\n", "bad.yaml")], PB)
+    with pytest.raises(SuiteError, match="map.yaml: expected a list"):
+        load_suite([write(tmp_path, "name: x\n", "map.yaml")], PB)
+    with pytest.raises(SuiteError, match=r"persona #2 is not a mapping"):
+        load_suite([write(tmp_path, ISSUE_PERSONA + "- just a string\n", "s.yaml")], PB)
+
+
+def test_channels_not_built_yet_are_skipped_with_a_reason() -> None:
+    assert skip_reason({"channel": "chat"}, {"chat"}) is None
+    assert skip_reason({"channel": "email"}, {"chat"}) == "channel 'email' is not built yet (issue 12)"
+    assert skip_reason({"channel": "form"}, {"chat", "form"}) is None
+
+
+# ---------------------------------------------------------------------------------------------
+# Styles
+
+
+def test_typos_touch_words_never_the_values() -> None:
+    def said(seed: int) -> list[str]:
+        p = RuleProspect(persona(style="typos"), PB, seed=seed)
+        p.opening()
+        return [str(p.respond(q(f), [])) for f in ("company_size", "industry", "budget", "email", "name")]
+
+    runs = [said(s) for s in range(8)]
+    assert runs[0] == said(0)
+    for r in runs:
+        assert re.search(r"1,?200|1\.2k", r[0]) and "dana@maple.example" in r[3] and "Dana Reyes" in r[4]
+    words = {w for r in runs for line in r for w in re.findall(r"[a-z]{4,}", line.lower())}
+    assert words - {w for f in ("company_size", "industry", "budget", "email", "name")
+                    for tier in phrasings(f, TRUTHS).values() for line in tier
+                    for w in re.findall(r"[a-z]{4,}", line.lower())}      # some word was mistyped
+
+
+def test_chatty_adds_small_talk() -> None:
+    p = RuleProspect(persona(style="chatty"), PB, seed=0)
+    p.opening()
+    assert len(re.findall(r"[.!?](?:\s|$)", p.respond(q("company_size"), []))) >= 2
+
+
+# ---------------------------------------------------------------------------------------------
+# A model plays the persona (the local OpenAI-compatible test server; nothing leaves the machine)
+
+
+def test_a_model_plays_the_persona(fake_openai: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SDR_SIM_MODEL", "sim-local")
+    monkeypatch.setenv("SDR_SIM_BASE_URL", fake_openai.base_url)
+    fake_openai.script({"content": "We're about 1,200 people."},
+                       {"status": 500},
+                       {"content": "This quarter, ideally.", "usage": {"prompt_tokens": 50, "completion_tokens": 4}},
+                       {"content": "DONE"})
+    p = make_prospect(persona(asks=["what does it cost?"], later=["sorry, I meant 120"]), PB, seed=7)
+    assert isinstance(p, ModelProspect)
+    assert p.opening() == "Hi, we're looking at tools to fix our forecasting"
+    assert p.respond(q("company_size"), []) == "We're about 1,200 people."
+    assert p.respond(q("timeline"), []) == "This quarter, ideally."    # after one retried 500
+    assert p.respond("Thanks, that helps.", []) is None
+    assert p.asked_log == ["company_size", "timeline", None]
+    req = fake_openai.requests[0]
+    assert req["model"] == "sim-local" and req["seed"] == 7
+    system = req["messages"][0]["content"]
+    for must in ("1200", "VP of Sales", "what does it cost?", "sorry, I meant 120", "DONE", "never invent"):
+        assert must in system
+    assert [m["role"] for m in fake_openai.requests[-1]["messages"]][1:] == ["assistant", "user", "assistant",
+                                                                          "user", "assistant", "user"]
+    assert p.usage["calls"] == 3 and p.usage["prompt_tokens"] >= 50
+
+
+def test_the_model_prospect_reads_its_own_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OPENAI_BASE_URL", "http://127.0.0.1:9/v1")
+    monkeypatch.setenv("OPENAI_API_KEY", "k-openai")
+    s = SimSettings()
+    assert s.model is None and s.base_url == "http://127.0.0.1:9/v1" and s.api_key == "k-openai"
+    monkeypatch.setenv("SDR_SIM_API_KEY", "k-sim")
+    assert SimSettings().api_key == "k-sim"
+    monkeypatch.delenv("OPENAI_API_KEY")
+    monkeypatch.delenv("SDR_SIM_API_KEY")
+    assert SimSettings().api_key == "none"
+    assert isinstance(make_prospect(persona(), PB), RuleProspect)          # no SDR_SIM_MODEL: rules
+    with pytest.raises(ValueError, match="SDR_SIM_MODEL"):
+        make_prospect(persona(), PB, model=True)
