@@ -435,3 +435,37 @@ def test_the_model_prospect_reads_its_own_settings(monkeypatch: pytest.MonkeyPat
     assert isinstance(make_prospect(persona(), PB), RuleProspect)          # no SDR_SIM_MODEL: rules
     with pytest.raises(ValueError, match="SDR_SIM_MODEL"):
         make_prospect(persona(), PB, model=True)
+
+
+# ---------------------------------------------------------------------------------------------
+# The phrasing banks are understood by the SDR's rule brain (the point is to measure the SDR)
+
+BANK_TRUTHS = [TRUTHS, WARM,
+               {"role": "Director of Sales", "seniority": "director", "company_size": 5000, "industry": "manufacturing",
+                "timeline": "this_year", "budget": "none yet"},
+               {"role": "CEO", "seniority": "c_level", "company_size": 35, "industry": "retail", "timeline": "now",
+                "budget": 12000},
+               {"seniority": "vp", "company_size": 250, "industry": "education", "timeline": "later", "budget": 25000}]
+
+
+def understood(field: str, text: str, truths: dict, asked: str | None) -> bool:
+    from datetime import date
+
+    from bot.extract import understand
+    got = understand(text, PB, asked_field=asked, today=date(2026, 1, 13), known={}).values()
+    return bool(got.get("need")) if field == "need" else got.get(field) == truths[field]
+
+
+@pytest.mark.parametrize("field", ["company_size", "seniority", "industry", "timeline", "budget", "need", "email",
+                                   "name"])
+def test_the_plain_phrasings_are_understood(field: str) -> None:
+    for truths in BANK_TRUTHS:
+        if field not in truths:
+            continue
+        bank = phrasings(field, truths)
+        asked = "role" if field == "seniority" else field
+        for text in bank["standalone"]:
+            assert understood(field, text, truths, None), (field, text)      # said unasked too
+            assert understood(field, text, truths, asked), (field, text)
+        for text in bank["bare"]:
+            assert understood(field, text, truths, asked), (field, text)
