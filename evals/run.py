@@ -1,127 +1,200 @@
-"""Play scripted prospects through the turn and report how the SDR did.
+"""Play simulated prospects through the turn and measure the SDR's judgment.
 
-    sdr eval                     # the bundled conversations (evals/conversations.yaml)
-    sdr eval my_cases.yaml       # your own, same format
+    sdr eval                                  # the shipped suite (evals/personas.yaml + conversations.yaml)
+    sdr eval my_suite.yaml --k 3 --json out.json --html report.html --baseline evals/baseline.json
 
-Each case checks outcomes, not wording: the stage, whether it was handed off, the facts learned,
-content recommended, and phrases the reply must or must not contain.
+Each persona (evals/suite.py) is played by a prospect (evals/simulator.py): scripted messages, the
+deterministic simulator answering from its truths, or a model playing it (SDR_SIM_MODEL). The runner
+sends each line through `SDR.handle` exactly as a channel would, keeps the transcript with what the
+simulator judged was asked, the stage and score after every reply, latency and the model's usage,
+and checks the persona's `expect`. The metrics are in evals/metrics.py.
 """
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Any, Literal
+import json
+import time
+from datetime import datetime, timedelta, timezone
+from typing import Any
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from .metrics import same_value, summarize
+from .simulator import detect_asked_field, make_prospect
+from .suite import SuiteError, load_suite, skip_reason
 
-CASES = Path(__file__).with_name("conversations.yaml")
-Stage = Literal["new", "engaged", "mql", "sql", "meeting_booked", "human", "disqualified"]
-
-
-class CaseError(ValueError):
-    """A case file the runner cannot use; the message names the file, the case and the key."""
-
-
-class Expect(BaseModel):
-    """What a case checks at its end. Every key is optional; an unknown one is a mistake."""
-    model_config = ConfigDict(extra="forbid")
-
-    stage: Stage | None = None
-    handoff: bool | None = None
-    fields: dict[str, Any] = Field(default_factory=dict)
-    recommended: str | None = None
-    reply_contains: list[str] = Field(default_factory=list)
-    reply_not_contains: list[str] = Field(default_factory=list)
+CaseError = SuiteError          # the name the CLI used before personas
+CHANNELS_BUILT = {"chat"}       # form and email personas are skipped with a reason until they exist
+BEYOND = {"sql": {"meeting_booked"}}   # reaching further than expected still passes (a booked SQL)
 
 
-class Case(BaseModel):
-    """One scripted prospect: what they say, in order, and what should be true afterwards."""
-    model_config = ConfigDict(extra="forbid")
+def load_cases(path: Any = None, playbook: Any = None) -> list[dict[str, Any]]:
+    """The personas in PATH (one file or a list; default: the shipped suite), validated."""
+    from bot.playbook import load_playbook
 
-    name: str = Field(min_length=1)
-    messages: list[str] = Field(min_length=1)
-    expect: Expect = Field(default_factory=Expect)
-
-
-def _problem(err: dict[str, Any]) -> str:
-    key = ".".join(str(p) for p in err["loc"]) or "(the case)"
-    if err["type"] == "extra_forbidden":
-        model = Expect if err["loc"][:1] == ("expect",) else Case
-        return f"unknown key {key!r} (known: {', '.join(model.model_fields)})"
-    if err["type"] == "missing":
-        return f"missing key {key!r}"
-    return f"{key}: {err['msg']} (got {err.get('input')!r})"
+    paths = None if path is None else ([path] if not isinstance(path, (list, tuple)) else list(path))
+    return load_suite(paths, playbook or load_playbook(None))
 
 
-def validate_case(case: Any, index: int, source: str = "cases") -> dict[str, Any]:
-    """The case, checked; raises CaseError naming the case (or its position) and every bad key."""
-    label = f"case #{index + 1}"
-    if isinstance(case, dict) and isinstance(case.get("name"), str):
-        label += f" {case['name']!r}"
-    if not isinstance(case, dict):
-        raise CaseError(f"{source}: {label} is not a mapping with 'name', 'messages' and 'expect'")
-    try:
-        Case.model_validate(case)
-    except ValidationError as e:
-        raise CaseError(f"{source}: {label}: " + "; ".join(_problem(err) for err in e.errors())) from None
-    return case
+def ticking_clock(start: str) -> Any:
+    """A clock for `SDR.clock` (naive UTC) that starts at `start` (ISO 8601; Z or an offset) and
+    runs with real time from there. Raises ValueError for an unreadable instant."""
+    at = datetime.fromisoformat(start.replace("Z", "+00:00"))
+    at = at.astimezone(timezone.utc).replace(tzinfo=None) if at.tzinfo else at
+    began = time.monotonic()
+    return lambda: at + timedelta(seconds=time.monotonic() - began)
 
 
-def load_cases(path: str | Path | None = None) -> list[dict[str, Any]]:
-    """The cases in PATH (default: the bundled conversations), each validated; CaseError otherwise."""
-    source = str(path or CASES)
-    try:
-        data = yaml.safe_load(Path(path or CASES).read_text(encoding="utf-8"))
-    except yaml.YAMLError as e:
-        raise CaseError(f"{source}: not valid YAML: {e}") from None
-    except OSError as e:
-        raise CaseError(f"{source}: cannot read it: {e.strerror}") from None
-    if not isinstance(data, list):
-        raise CaseError(f"{source}: expected a list of cases with 'name', 'messages' and 'expect'")
-    return [validate_case(c, i, source) for i, c in enumerate(data)]
+def _evidence(sdr: Any) -> str:
+    """What the SDR may state as fact: the content store and the playbook (cached per SDR)."""
+    cached = getattr(sdr, "_eval_evidence", None)
+    if cached is None:
+        chunks = sdr.kb.corpus() if sdr.kb is not None else []
+        parts = [t + " " + " ".join(str(v) for v in (m or {}).values()) for t, m in chunks]
+        cached = sdr._eval_evidence = "\n".join(parts) + "\n" + sdr.playbook.grounding_text()
+    return cached
 
 
-def run_case(sdr: Any, case: dict[str, Any]) -> dict[str, Any]:
+def _stop(result: Any, offered: bool) -> bool:
+    """A booked meeting, a close, or a handoff with no meeting times left to answer ends the run."""
+    acts = result.actions
+    if any(a["type"] == "meeting" and a.get("status") == "booked" for a in acts):
+        return True
+    if result.lead["stage"] == "disqualified":
+        return True
+    return any(a["type"] == "handoff" for a in acts) and not offered
+
+
+def _turn(sdr: Any, text: str, sid: str | None, said: list[str]) -> tuple[Any, dict[str, Any]]:
+    """One message through the SDR; the SDR's side of the transcript. Grounded are the content
+    store, the playbook, what the prospect said and the turn's own actions (the times offered)."""
+    from bot.guard import ungrounded_claims
     from bot.turn import Inbound
 
-    sid = None
-    replies: list[str] = []
-    recommended: list[str] = []
-    handoff = False
+    t0 = time.perf_counter()
+    result = sdr.handle(Inbound(text=text, session_id=sid, channel="cli"))
+    latency = (time.perf_counter() - t0) * 1000
+    asked = detect_asked_field(result.reply, sdr.playbook)
+    known = {k for k, v in (result.lead.get("fields") or {}).items() if v not in (None, "")}
+    return result, {"role": "sdr", "text": result.reply, "asked": asked, "stage": result.lead["stage"],
+                    "score": result.lead["score"], "latency_ms": round(latency, 2),
+                    "reasked": bool(asked and asked in known),
+                    "ungrounded": ungrounded_claims(result.reply, "\n".join([_evidence(sdr), *said,
+                                                                            json.dumps(result.actions, default=str)]))}
+
+
+def play(sdr: Any, persona: dict[str, Any], seed: int = 0, model: bool | None = None) -> dict[str, Any]:
+    """One conversation: the transcript, the last result, and what happened along the way."""
+    prospect = make_prospect(persona, sdr.playbook, seed=seed, model=model)
+    text: str | None = prospect.opening()
+    sid, said, transcript = None, [], []
+    run: dict[str, Any] = {"recommended": [], "handoff": False, "meeting_booked": False, "turns_to_sql": None}
     result = None
-    for msg in case["messages"]:
-        result = sdr.handle(Inbound(text=msg, session_id=sid, channel="cli"))
+    for n in range(1, int(persona.get("max_turns") or 10) + 1):
+        if text is None:
+            break
+        said.append(text)
+        transcript.append({"role": "prospect", "text": text})
+        result, sdr_turn = _turn(sdr, text, sid, said)
         sid = result.session_id
-        replies.append(result.reply)
-        recommended += [a["url"] for a in result.actions if a["type"] == "recommend"]
-        handoff = handoff or any(a["type"] == "handoff" for a in result.actions)
-    assert result is not None
-    exp = case.get("expect", {})
-    failures: list[str] = []
-    lead = result.lead
-    if "stage" in exp and lead["stage"] != exp["stage"]:
-        failures.append(f"stage {lead['stage']} (expected {exp['stage']})")
-    if "handoff" in exp and handoff != exp["handoff"]:
-        failures.append(f"handoff {handoff} (expected {exp['handoff']})")
-    for k, v in (exp.get("fields") or {}).items():
-        if lead["fields"].get(k) != v:
-            failures.append(f"{k}={lead['fields'].get(k)!r} (expected {v!r})")
-    if exp.get("recommended") and exp["recommended"] not in recommended:
-        failures.append(f"did not recommend {exp['recommended']} (sent {recommended or 'nothing'})")
-    text = " ".join(replies)
-    for phrase in exp.get("reply_contains", []):
-        if phrase.lower() not in text.lower():
-            failures.append(f"replies lack {phrase!r}")
-    for phrase in exp.get("reply_not_contains", []):
-        if phrase in text:
-            failures.append(f"replies contain {phrase!r}")
-    return {"name": case["name"], "passed": not failures, "failures": failures, "score": lead["score"],
-            "stage": lead["stage"], "turns": len(case["messages"])}
+        transcript.append(sdr_turn)
+        acts = result.actions
+        run["recommended"] += [a["url"] for a in acts if a["type"] == "recommend"]
+        run["handoff"] = run["handoff"] or any(a["type"] == "handoff" for a in acts)
+        run["meeting_booked"] = run["meeting_booked"] or any(a["type"] == "meeting" and a.get("status") == "booked"
+                                                             for a in acts)
+        if run["turns_to_sql"] is None and result.lead["stage"] in ("sql", "meeting_booked"):
+            run["turns_to_sql"] = n
+        offered = any(a["type"] == "offer_slots" for a in acts)
+        if not persona.get("messages") and _stop(result, offered):   # a script is played to its end
+            break
+        text = prospect.respond(result.reply, acts)
+    return {**run, "transcript": transcript, "result": result}
 
 
-def run(sdr: Any, path: str | Path | None = None, progress: bool = True,
-        cases: list[dict[str, Any]] | None = None) -> list[dict[str, Any]]:
+def _usage(sdr: Any, lead_id: str, transcript: list[dict[str, Any]]) -> None:
+    """Each SDR turn's model calls and tokens, from the stored replies (in order)."""
+    agent = [m for m in sdr.lead_detail(lead_id)["messages"] if m["role"] == "agent"]
+    sdr_turns = [t for t in transcript if t["role"] == "sdr"]
+    for t, m in zip(reversed(sdr_turns), reversed(agent)):   # the lead's last replies are this run's
+        for key in ("model_calls", "prompt_tokens", "completion_tokens"):
+            t[key] = int(m.get(key) or 0)
+
+
+def check(persona: dict[str, Any], ran: dict[str, Any]) -> tuple[list[str], dict[str, bool]]:
+    """The persona's `expect` against what happened: failures as sentences, and per-field rights."""
+    exp, lead = persona.get("expect") or {}, ran["result"].lead
+    fields, failures = lead.get("fields") or {}, []
+    stage = exp.get("stage")
+    if stage and lead["stage"] != stage and lead["stage"] not in BEYOND.get(stage, ()):
+        failures.append(f"stage {lead['stage']} (expected {stage})")
+    if exp.get("handoff") is not None and ran["handoff"] != exp["handoff"]:
+        failures.append(f"handoff {ran['handoff']} (expected {exp['handoff']})")
+    checks = {k: same_value(fields.get(k), v) for k, v in (exp.get("fields") or {}).items()}
+    failures += [f"{k}={fields.get(k)!r} (expected {exp['fields'][k]!r})" for k, ok in checks.items() if not ok]
+    wanted = list(exp.get("recommended_any") or []) + ([exp["recommended"]] if exp.get("recommended") else [])
+    if wanted and not set(wanted) & set(ran["recommended"]):
+        failures.append(f"recommended none of {wanted} (sent {ran['recommended'] or 'nothing'})")
+    replies = [t["text"] for t in ran["transcript"] if t["role"] == "sdr"]
+    low = " ".join(replies).lower()
+    failures += [f"a reply says {p!r}" for p in exp.get("never_says") or [] if p.lower() in low]
+    failures += [f"replies lack {p!r}" for p in exp.get("reply_contains") or [] if p.lower() not in low]
+    failures += [f"replies contain {p!r}" for p in exp.get("reply_not_contains") or [] if p in " ".join(replies)]
+    return failures, checks
+
+
+def run_persona(sdr: Any, persona: dict[str, Any], seed: int = 0, model: bool | None = None) -> dict[str, Any]:
+    """One persona played once: the record the metrics and the report read (see evals/report.py)."""
+    exp = persona.get("expect") or {}
+    base = {"name": persona["name"], "seed": seed, "tags": list(persona.get("tags") or []),
+            "expected_stage": exp.get("stage"), "expected_handoff": exp.get("handoff"),
+            "truths": dict(persona.get("truths") or {}), "recommended_any": list(exp.get("recommended_any") or [])}
+    skip = skip_reason(persona, CHANNELS_BUILT)
+    if skip:
+        return {**base, "skipped": skip, "passed": None, "failures": [], "transcript": [], "stage": None,
+                "handoff": False, "turns": 0}
+    ran = play(sdr, persona, seed, model)
+    lead = ran["result"].lead
+    _usage(sdr, lead["id"], ran["transcript"])
+    failures, checks = check(persona, ran)
+    sdr_turns = [t for t in ran["transcript"] if t["role"] == "sdr"]
+    return {**base, "skipped": None, "passed": not failures, "failures": failures, "field_checks": checks,
+            "stage": lead["stage"], "score": lead["score"], "fields": dict(lead.get("fields") or {}),
+            "handoff": ran["handoff"], "meeting_booked": ran["meeting_booked"], "recommended": ran["recommended"],
+            "turns_to_sql": ran["turns_to_sql"], "turns": len(sdr_turns),
+            "reasked": sum(t["reasked"] for t in sdr_turns), "transcript": ran["transcript"]}
+
+
+def run_suite(sdr: Any, personas: list[dict[str, Any]], *, k: int = 1, seed: int = 0, model: bool | None = None,
+              progress: bool = True) -> dict[str, Any]:
+    """Every persona `k` times (seeds seed..seed+k-1): the report `sdr eval --json` writes —
+    {"summary", "metrics", "meta", "fields", "stages", "turns_to_sql", "personas", "runs"}. A
+    persona passes when all its k runs pass (pass^k)."""
     from tqdm import tqdm
 
-    cases = load_cases(path) if cases is None else cases
-    return [run_case(sdr, c) for c in tqdm(cases, desc="eval", unit="conversation", disable=not progress)]
+    started = sdr.clock().isoformat(timespec="seconds") + "Z"
+    if sdr.kb is not None:
+        sdr.kb.search("warm up")   # the embedding model loads once, before the first timed reply
+    runs = [run_persona(sdr, p, seed + i, model)
+            for p in tqdm(personas, desc="eval", unit="persona", disable=not progress) for i in range(k)]
+    personas_out = []
+    for p in personas:
+        mine = [r for r in runs if r["name"] == p["name"]]
+        first = dict(mine[0])
+        first["passed"] = None if first["skipped"] else all(r["passed"] for r in mine)
+        first["failures"] = [f"seed {r['seed']}: {f}" if k > 1 else f for r in mine for f in r["failures"]]
+        personas_out.append(first)
+    ran = [p for p in personas_out if not p["skipped"]]
+    report = summarize(runs)
+    report["meta"] = {"brain": sdr.brain.name, "seed": seed, "k": k, "started_at": started,
+                      "personas": len(personas), "passed": sum(1 for p in ran if p["passed"]),
+                      "skipped": len(personas) - len(ran), "playbook": sdr.playbook.company.name,
+                      "suite": sorted({str(p.get("source", "")) for p in personas}),
+                      "pass_hat_k": round(sum(1 for p in ran if p["passed"]) / len(ran), 4) if ran else None}
+    report["personas"] = personas_out
+    return report
+
+
+def run(sdr: Any, path: Any = None, progress: bool = True, cases: list[dict[str, Any]] | None = None) -> list[dict[str, Any]]:
+    """Every persona once; the per-persona records (the shape `sdr eval` prints)."""
+    return run_suite(sdr, load_cases(path, sdr.playbook) if cases is None else cases, progress=progress)["personas"]
+
+
+run_case = run_persona   # the name tests used for one scripted case

@@ -6,6 +6,7 @@ and SDR_PLAYBOOK / --playbook for the playbook; `sdr config` shows every setting
 """
 from __future__ import annotations
 
+import json
 import socket
 import tempfile
 import sys
@@ -588,50 +589,133 @@ def event(ctx: click.Context, event_type: str, email: str | None, lead_id: str |
     click.echo(f"lead {r['lead']['id']}: score {r['lead']['score']:g}, stage {r['lead']['stage']}")
 
 
+EVAL_NOW = "2026-12-01T15:00:00Z"   # a Tuesday afternoon in Europe, morning in the Americas
+
+
 class _BadCases(click.ClickException):
     exit_code = 2
 
 
 @main.command(name="eval")
-@click.argument("cases", required=False, type=click.Path(exists=True, dir_okay=False))
+@click.argument("suites", nargs=-1, type=click.Path(exists=True, dir_okay=False))
+@click.option("--k", "k", default=1, show_default=True, type=click.IntRange(1, 20),
+              help="Runs per persona with seeds SEED..SEED+K-1; a persona passes when all K pass (pass^k).")
+@click.option("--seed", default=0, show_default=True, help="Seed of the simulated prospects' phrasings.")
+@click.option("--json", "json_out", type=click.Path(dir_okay=False), help="Write the report as JSON here.")
+@click.option("--html", "html_out", type=click.Path(dir_okay=False), help="Write a self-contained HTML report here.")
+@click.option("--baseline", type=click.Path(exists=True, dir_okay=False),
+              help="A JSON report to compare with: exit 3 when a summary metric is worse by more than --max-drop.")
+@click.option("--max-drop", default=0.02, show_default=True,
+              help="Allowed drop of a rate (absolute) or rise of a count, turns or tokens (relative).")
+@click.option("--gate-latency", is_flag=True, help="Compare latency_ms_p95 with the baseline too (wall time is noisy).")
+@click.option("--channel", type=click.Choice(["chat", "form", "email"]), default=None,
+              help="Run every persona through this channel instead of its own.")
+@click.option("--model/--no-model", "model", default=None,
+              help="Let a model play the prospects (SDR_SIM_MODEL, SDR_SIM_BASE_URL); default: when SDR_SIM_MODEL is set.")
+@click.option("--no-fail", is_flag=True, help="Exit 0 even when personas fail (the baseline gate still applies).")
+@click.option("--now", "now", default=EVAL_NOW, show_default=True,
+              help="The instant the conversations start (UTC, ISO 8601): meeting times and working hours depend "
+                   "on it, so a fixed one makes runs comparable. 'wall' for the real clock.")
 @click.pass_context
-def eval_(ctx: click.Context, cases: str | None) -> None:
-    """Play scripted prospects through the SDR and report what it got right.
+def eval_(ctx: click.Context, suites: tuple[str, ...], k: int, seed: int, json_out: str | None, html_out: str | None,
+          baseline: str | None, max_drop: float, gate_latency: bool, channel: str | None, model: bool | None,
+          no_fail: bool, now: str) -> None:
+    """Play simulated prospects through the SDR and measure its judgment.
 
     \b
-    CASES is a YAML list of cases; without it the bundled evals/conversations.yaml runs:
-      - name: hot lead books
-        messages: ["Hi, I'm the CRO of a 600 person company", "dana@acme.example"]
-        expect:
-          stage: sql                     # new|engaged|mql|sql|meeting_booked|human|disqualified
-          handoff: true
-          fields: {company_size: 600}
-          recommended: https://...       # a url the SDR sent
-          reply_contains: ["forecast"]
-          reply_not_contains: ["$"]
+    SUITES are YAML lists of personas; without them the shipped suite runs (evals/personas.yaml
+    and evals/conversations.yaml). A persona (full schema: evals/suite.py, or issue 10):
+      - name: hot healthcare VP
+        opening: "Hi, we're looking at tools to fix our forecasting"
+        truths: {role: VP of Sales, seniority: vp, company_size: 1200, industry: healthcare,
+                 timeline: this_quarter, budget: 40000, email: dana@maple.example}
+        volunteers: [company, role]        # said unasked; the rest only when asked
+        asks: ["do you integrate with Salesforce?"]
+        later: ["sorry, I meant 120 people, not 1,200"]
+        style: plain                       # plain | terse | chatty | typos | evasive
+        expect: {stage: sql, handoff: true, fields: {company_size: 1200},
+                 recommended_any: [https://...], never_says: ["Pipedrive"]}
+    Scripted cases (`messages: [...]` instead of opening/truths) still work.
+
     \b
-    Exits 1 when a case fails, 2 when the file has a mistake (named: the case and the key).
+    Prints a line per persona and the metrics (field accuracy, handoff precision/recall,
+    disqualification, grounding violations, re-asked fields, questions per reply, turns to SQL,
+    latency, model calls and tokens per turn). Exit codes: 0 all good; 1 a persona failed (unless
+    --no-fail); 2 the suite has a mistake (file, persona and key named); 3 worse than --baseline.
+    \b
+    Regression gate as CI runs it:
+      sdr eval --no-fail --baseline evals/baseline.json --json out.json --html report.html
     """
-    from evals.run import CaseError, load_cases, run as run_evals
+    report, worse = _run_eval(ctx, suites, k, seed, channel, model, baseline, max_drop, gate_latency, now)
+    _print_eval(report)
+    if json_out:
+        Path(json_out).write_text(json.dumps(report, indent=2, ensure_ascii=False, default=str), encoding="utf-8")
+        click.echo(f"report: {json_out}")
+    if html_out:
+        from evals.report import write_html
+        write_html(report, html_out)
+        click.echo(f"html report: {html_out}")
+    for line in worse:
+        click.secho(f"worse than the baseline: {line}", fg="red", err=True)
+    if worse:
+        sys.exit(3)
+    if not no_fail and report["meta"]["passed"] < report["meta"]["personas"] - report["meta"]["skipped"]:
+        sys.exit(1)
 
-    try:
-        loaded = load_cases(cases)
-    except CaseError as e:
-        raise _BadCases(str(e)) from None
+
+def _run_eval(ctx: click.Context, suites: tuple[str, ...], k: int, seed: int, channel: str | None,
+              model: bool | None, baseline: str | None, max_drop: float, gate_latency: bool,
+              now: str) -> tuple[dict, list[str]]:
+    from evals.metrics import compare
+    from evals.run import CaseError, load_cases, run_suite, ticking_clock
+
+    base = None
+    if baseline:
+        try:
+            base = json.loads(Path(baseline).read_text(encoding="utf-8"))["summary"]
+        except (ValueError, KeyError, TypeError) as e:
+            raise _BadCases(f"{baseline}: not an `sdr eval --json` report ({e})") from None
     # The prospects are simulated: their leads, handoffs and outbox entries go to a scratch database,
     # never the real one (a running worker would post them to the sales channel). Content is shared.
     scratch = tempfile.TemporaryDirectory(prefix="sdr-eval-")
     sdr = _sdr(ctx, database_url=f"sqlite:///{scratch.name}/eval.db")
+    try:
+        personas = load_cases(list(suites) or None, sdr.playbook)
+    except CaseError as e:
+        raise _BadCases(str(e)) from None
+    if channel:
+        personas = [{**p, "channel": channel} for p in personas]
     if sdr.kb.count() == 0:
         _ingest(sdr, [str(SAMPLE)], prune=False)
-    results = run_evals(sdr, cases=loaded)
-    passed = sum(r["passed"] for r in results)
-    for r in results:
-        mark = click.style("pass", fg="green") if r["passed"] else click.style("FAIL", fg="red")
-        click.echo(f"  {mark}  {r['name']:<38} stage {r['stage']:<13} score {r['score']:>5}  " + "; ".join(r["failures"]))
-    click.echo(f"{passed}/{len(results)} conversations as expected")
-    if passed < len(results):
-        sys.exit(1)
+    if now != "wall":
+        try:
+            sdr.clock = ticking_clock(now)
+        except ValueError:
+            raise click.BadParameter(f"{now!r} is not an ISO 8601 instant like {EVAL_NOW} (or 'wall')",
+                                     param_hint="--now") from None
+    report = run_suite(sdr, personas, k=k, seed=seed, model=model)
+    worse = compare(report["summary"], base, max_drop, gate_latency) if base is not None else []
+    if base is not None:
+        report["baseline"] = {"summary": base, "path": baseline}
+    return report, worse
+
+
+def _print_eval(report: dict) -> None:
+    for p in report["personas"]:
+        if p["skipped"]:
+            click.echo(f"  {click.style('skip', fg='yellow')}  {p['name']:<40} {p['skipped']}")
+            continue
+        mark = click.style("pass", fg="green") if p["passed"] else click.style("FAIL", fg="red")
+        click.echo(f"  {mark}  {p['name']:<40} stage {p['stage']:<14} turns {p['turns']:>2}  " + "; ".join(p["failures"]))
+    m = report["meta"]
+    click.echo(f"\n{m['passed']}/{m['personas'] - m['skipped']} personas as expected"
+               + (f", {m['skipped']} skipped" if m["skipped"] else "") + f" (brain: {m['brain']}, k={m['k']})\n")
+    base = (report.get("baseline") or {}).get("summary") or {}
+    for key, value in {**report["summary"], **report["metrics"]}.items():
+        shown = "n/a" if value is None else (f"{value:.1%}" if isinstance(value, float) and key.endswith(
+            ("accuracy", "precision", "recall", "right", "qualified", "fit")) else f"{value}")
+        was = f"   (baseline {base[key]})" if key in base and base[key] != value else ""
+        click.echo(f"  {key:<32} {shown}{was}")
 
 
 if __name__ == "__main__":  # pragma: no cover
