@@ -468,17 +468,33 @@ def mount(flask_app: Any, sdr: Any, cfg: SlackConfig) -> Any:
         resp.status_code = status
         return resp
 
+    def signed(body: bytes) -> bool:
+        ts = request.headers.get("X-Slack-Request-Timestamp", "")
+        if not (ts.isascii() and ts.isdigit() and len(ts) <= 12):   # "²".isdigit() is True; int("9"*400) overflows
+            return False
+        try:
+            body.decode("utf-8")   # the verifier decodes it, and compares only ASCII signatures
+            return request.headers.get("X-Slack-Signature", "").isascii() and \
+                verifier.is_valid_request(body, dict(request.headers))
+        except (UnicodeDecodeError, ValueError, TypeError, OverflowError):
+            return False
+
     def slack_events() -> Any:
         body = request.get_data(cache=True)
-        ts = request.headers.get("X-Slack-Request-Timestamp", "")
-        if not ts.isdigit() or not verifier.is_valid_request(body, dict(request.headers)):
+        if not signed(body):
             return refuse(401, "bad_signature", "missing, stale or wrong Slack signature (X-Slack-Signature, "
                                                 "X-Slack-Request-Timestamp)")
         try:
-            return handler.handle(request)
+            resp = handler.handle(request)
         except Exception:  # noqa: BLE001 - a signed but unreadable body
             log.warning("a signed Slack request could not be read", exc_info=True)
             return refuse(400, "bad_slack_request", "the Slack request body could not be read")
+        if resp.status_code >= 500:   # bolt answers its own failures (a middleware that could not read the body,
+            log.warning("bolt answered %s to a signed Slack request", resp.status_code)   # Slack unreachable) as 500
+            return refuse(503 if resp.get_data() else 400, "bad_slack_request" if not resp.get_data() else
+                          "slack_unavailable", "the Slack request could not be handled" +
+                          ("" if not resp.get_data() else "; Slack's API did not answer, try again"))
+        return resp
 
     for path in ("/slack/events", "/slack/commands", "/slack/actions"):
         flask_app.add_url_rule(path, endpoint=f"slack_{path.rsplit('/', 1)[1]}", view_func=slack_events, methods=["POST"])

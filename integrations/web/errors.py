@@ -50,6 +50,11 @@ def _http_error(e: HTTPException) -> Response:
     return resp
 
 
+def _undecodable(e: UnicodeDecodeError) -> Response:
+    """A URL or form that is not UTF-8 (a PEP 3333 server hands raw bytes through): the client's mistake."""
+    return error_response(400, "bad_encoding", "the request's URL or form is not valid UTF-8; percent-encode it")
+
+
 def _unexpected(e: Exception) -> Response:
     log.exception("unexpected error on %s %s", request.method, request.path)
     return error_response(500, "internal_error", "something went wrong on our side; it is logged")
@@ -59,4 +64,5 @@ def register_error_handlers(app: Flask) -> None:
     app.register_error_handler(ApiError, _api_error)
     app.register_error_handler(InputError, _input_error)
     app.register_error_handler(HTTPException, _http_error)
+    app.register_error_handler(UnicodeDecodeError, _undecodable)
     app.register_error_handler(Exception, _unexpected)
