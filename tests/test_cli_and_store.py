@@ -214,11 +214,13 @@ def test_eval_case_file_with_a_typo_names_the_case_and_the_key(tmp_path):
                      "- name: typo\n  messages: [hi]\n  expect: {stge: sql}\n")
     r = CliRunner().invoke(main, ["eval", str(cases)])
     assert r.exit_code == 2 and "Traceback" not in r.output
-    assert "case #2 'typo'" in r.output and "unknown key 'expect.stge'" in r.output
-    cases.write_text("- name: nothing said\n  expect: {handoff: maybe}\n")
+    assert "persona #2 'typo'" in r.output and "unknown key 'expect.stge'" in r.output
+    cases.write_text("- name: nothing said\n  expect: {handoff: true}\n")
     r = CliRunner().invoke(main, ["eval", str(cases)])
-    assert r.exit_code == 2 and "'nothing said'" in r.output and "missing key 'messages'" in r.output
-    assert "expect.handoff" in r.output
+    assert r.exit_code == 2 and "'nothing said'" in r.output and "missing key 'opening'" in r.output
+    cases.write_text("- name: unsure\n  messages: [hi]\n  expect: {handoff: maybe}\n")
+    r = CliRunner().invoke(main, ["eval", str(cases)])
+    assert r.exit_code == 2 and "'unsure'" in r.output and "expect.handoff" in r.output
     cases.write_text("name: [unclosed\n")
     r = CliRunner().invoke(main, ["eval", str(cases)])
     assert r.exit_code == 2 and "not valid YAML" in r.output
