@@ -241,6 +241,18 @@ def sdr(make_sdr: Any) -> Any:
 
 
 API_TOKEN = "test-api-token-0123456789abcdef"
+SLACK_SECRET = "test-signing-secret"
+
+
+@pytest.fixture
+def slack_env(monkeypatch: Any, fake_slack: Any) -> Any:
+    """Slack configured through the environment, pointing at the local fake Slack server."""
+    monkeypatch.setenv("SLACK_BOT_TOKEN", fake_slack.token)
+    monkeypatch.setenv("SLACK_SIGNING_SECRET", SLACK_SECRET)
+    monkeypatch.setenv("SLACK_API_URL", fake_slack.base_url)
+    monkeypatch.setenv("SLACK_HANDOFF_CHANNEL", "#sales-handoffs")
+    monkeypatch.setenv("SDR_PUBLIC_URL", "https://sdr.example")
+    return fake_slack
 
 
 def api_client(app: Any, sdr: Any) -> Any:

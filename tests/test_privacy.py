@@ -64,17 +64,7 @@ def test_the_privacy_api_needs_the_api_token(sdr):
 # ---------------------------------------------------------------------------------------------
 # Every lead that carries the address, and the Slack messages posted about them
 
-SECRET = "test-signing-secret"
-
-
-@pytest.fixture
-def slack_env(monkeypatch, fake_slack):
-    monkeypatch.setenv("SLACK_BOT_TOKEN", fake_slack.token)
-    monkeypatch.setenv("SLACK_SIGNING_SECRET", SECRET)
-    monkeypatch.setenv("SLACK_API_URL", fake_slack.base_url)
-    monkeypatch.setenv("SLACK_HANDOFF_CHANNEL", "#sales-handoffs")
-    monkeypatch.setenv("SDR_PUBLIC_URL", "https://sdr.example")
-    return fake_slack
+from conftest import SLACK_SECRET as SECRET  # noqa: E402  (slack_env: the fixture in conftest)
 
 
 def handed_off(sdr, fake_slack) -> tuple[str, str, str]:

@@ -10,17 +10,7 @@ from bot.store import Lead, OutboxEntry
 from bot.turn import Inbound
 from fake_slack import sign
 
-SECRET = "test-signing-secret"
-
-
-@pytest.fixture
-def slack_env(monkeypatch, fake_slack):
-    monkeypatch.setenv("SLACK_BOT_TOKEN", fake_slack.token)
-    monkeypatch.setenv("SLACK_SIGNING_SECRET", SECRET)
-    monkeypatch.setenv("SLACK_API_URL", fake_slack.base_url)
-    monkeypatch.setenv("SLACK_HANDOFF_CHANNEL", "#sales-handoffs")
-    monkeypatch.setenv("SDR_PUBLIC_URL", "https://sdr.example")
-    return fake_slack
+from conftest import SLACK_SECRET as SECRET  # noqa: E402  (slack_env: the fixture in conftest)
 
 
 def hot_lead(sdr, email="dana@acmehealth.example"):

@@ -156,15 +156,19 @@ def _fallback_text(st: dict[str, Any], rep: Any) -> str:
 # Delivering a handoff (the outbox handler)
 
 
+def slack_error(e: SlackApiError) -> tuple[int, str]:
+    """(HTTP status, Slack's `error` code) of a failed Web API call (Slack answers most errors 200)."""
+    data = getattr(e.response, "data", None)
+    return getattr(e.response, "status_code", 200), data.get("error") if isinstance(data, dict) else str(e)
+
+
 def post(client: WebClient, **kwargs: Any) -> Any:
     """chat.postMessage, with Slack's answer translated for the outbox: 429 → retry after Retry-After,
     a configuration error → dead letter with the reason, anything else (5xx, network) → retry."""
     try:
         return client.chat_postMessage(unfurl_links=False, unfurl_media=False, **kwargs)
     except SlackApiError as e:
-        status = getattr(e.response, "status_code", 200)
-        data = getattr(e.response, "data", None)
-        error = data.get("error") if isinstance(data, dict) else str(e)
+        status, error = slack_error(e)
         if status == 429 or error == "ratelimited":
             raise RetryLater("Slack rate limited us", retry_after_s(e.response.headers.get("Retry-After")) or 1.0,
                              not_done=True) from None
@@ -203,9 +207,7 @@ def _read(method: Callable[..., Any], **kwargs: Any) -> Any:
     try:
         return method(**kwargs)
     except SlackApiError as e:
-        status = getattr(e.response, "status_code", 200)
-        data = getattr(e.response, "data", None)
-        error = data.get("error") if isinstance(data, dict) else str(e)
+        status, error = slack_error(e)
         if status == 429 or error == "ratelimited":
             raise RetryLater("Slack rate limited the look-up", retry_after_s(e.response.headers.get("Retry-After")) or 1.0,
                              not_done=True) from None
@@ -280,7 +282,7 @@ class _PostOnce:
                     self._ids[ch] = self._channel_by_name(ch.lstrip("#"))
             except SlackApiError as e:
                 log.warning("Slack: cannot resolve %s to a conversation ID (%s); using it as given", ch,
-                            (getattr(e.response, "data", None) or {}).get("error"))
+                            slack_error(e)[1])
                 return ch
         return self._ids[ch]
 
@@ -305,7 +307,7 @@ class _PostOnce:
             return find_posted(self.client, channel_id, self.event_type, d.idempotency_key, self._oldest(d))
         except SlackApiError as e:
             log.warning("Slack refused the look-up for %s (%s): posting without it", d.idempotency_key,
-                        (getattr(e.response, "data", None) or {}).get("error"))
+                        slack_error(e)[1])
             return None
 
     def post_once(self, d: Delivery, channel: str, **message: Any) -> dict[str, Any]:
