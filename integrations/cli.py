@@ -237,9 +237,13 @@ def serve(ctx: click.Context, host: str, port: int, no_worker: bool) -> None:
 
     \b
     API:  POST /api/chat    {"message": "...", "session_id"?: "...", "visitor"?: {...}}
-          POST /api/events  {"email" | "lead_id", "type": "pricing_page_view", "properties"?: {...}}
-          GET  /api/leads/ID   the lead, its score events, messages and queued actions
-          GET  /healthz
+          POST /api/events  servers (API token or X-SDR-Signature): {"email" | "lead_id" | "session_id",
+                            "type": "webinar_attended"}; browsers: {"session_id", "type": "page_view"}
+          GET  /api/leads/ID   the lead, its score events, messages and queued actions (API token)
+          GET  /openapi.json, /healthz
+    \b
+    Team pages (/leads) need sign-in: with SDR_ADMIN_TOKEN unset this command makes a token for
+    the run and prints a one-time sign-in link; `sdr signin` prints more links.
     \b
     Slack (buttons, /sdr) is served at /slack/events when SLACK_BOT_TOKEN and SLACK_SIGNING_SECRET
     are set; the outbox is delivered in this process unless --no-worker.
