@@ -258,7 +258,8 @@ class Client(threading.Thread):
         for k, text in enumerate(script):
             if kind == "meeting" and k == 1 and not offered:
                 text = "ok, thanks"
-            sent = Sent(f"{self.run_id}-{conv}-m{k}", self.idx, conv, k, text)
+            # long enough (>= 16 characters) that a retried first message finds its conversation, as the widget's do
+            sent = Sent(f"{self.run_id}-{conv}-m{k}-{self.idx:04d}-message", self.idx, conv, k, text)
             with self.stats.lock:
                 self.stats.messages[sent.mid] = sent
             body = self.send(sent, session_id)

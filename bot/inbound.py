@@ -13,6 +13,7 @@ from typing import Any
 from .store import new_id
 from .text import clean_text
 
+MIN_DERIVING_ID = 16   # a message id this long (the widget's: 32 hex digits) may name its first session
 CHANNELS = ("web", "form", "email", "event", "cli", "slack")
 
 
@@ -68,7 +69,8 @@ def first_session_id(message_id: str | None, scope: str = "") -> str:
     it (SHA-256 of scope and id, 128 bits shown), so a retried first message whose answer was lost
     lands in the same conversation — answered once — instead of opening a second lead; it is as
     hard to guess as the message id (the widget's are 128 random bits). `scope` narrows it (the
-    web passes the client's address and user agent for anonymous browsers). Without one: random."""
-    if not message_id:
+    web passes the client's address and user agent for anonymous browsers). Without one, or with
+    one shorter than MIN_DERIVING_ID (a counter like "1" would join strangers): random."""
+    if not message_id or len(message_id) < MIN_DERIVING_ID:
         return new_session_id()
     return "s_" + hashlib.sha256(f"first message\0{scope}\0{message_id}".encode()).hexdigest()[:32]

@@ -254,3 +254,10 @@ def test_a_crash_after_scoring_answers_the_retry_without_scoring_again(client, s
     rules = Counter(e["rule"] for e in detail["score_events"])
     assert rules["engagement.chat_message"] == 2 and all(n == 1 for r, n in rules.items() if r.startswith("fit."))
     assert again["reply"] and chat(client, text, d["session_id"], message_id="m-1")["reply"] == again["reply"]
+
+
+def test_a_short_message_id_never_joins_two_first_messages(client):
+    """A counter-like id ("1") may be reused by many senders: it never names a session."""
+    a = client.post("/api/chat", json={"message": "hi, I'm Ann", "message_id": "1"}).get_json()
+    b = client.post("/api/chat", json={"message": "hi, I'm Bob", "message_id": "1"}).get_json()
+    assert a["session_id"] != b["session_id"] and a["lead"]["id"] != b["lead"]["id"]
