@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 from .booking import Booking, CalendarBackend, CalendarUnavailable, Slot, SlotTaken, as_utc, choose_offer, format_offer
 from .handoff import assign_rep, queue_handoff
 from .outbox import enqueue
+from .places import timezone_from_text
 from .playbook import Playbook
 from .policy import Decision
 from .scoring import engage, rescore
@@ -51,13 +52,36 @@ class MeetingOutcome:
     calendar_down: bool = False           # the calendar could not be reached; the rep follows up
 
 
-def visitor_timezone(visitor: dict[str, Any], state: dict[str, Any]) -> str:
-    """The visitor's IANA time zone: what the channel sent, else what the conversation knew, else UTC."""
-    name = visitor.get("timezone")
+def _zone_name(name: Any) -> str | None:
     try:
-        return str(ZoneInfo(name)) if isinstance(name, str) and name else state.get("visitor_tz") or "UTC"
+        return str(ZoneInfo(name)) if isinstance(name, str) and name else None
     except (ZoneInfoNotFoundError, ValueError):
-        return state.get("visitor_tz") or "UTC"
+        return None
+
+
+def visitor_timezone(visitor: dict[str, Any], state: dict[str, Any], text: str = "") -> str:
+    """The visitor's IANA time zone, in this order: what the channel sent (`visitor["timezone"]`),
+    a place or zone named in this message `text` ("I'm in Melbourne", "we're on Pacific time"),
+    what the conversation knew (`state["visitor_tz"]`, which the turn keeps, so a zone said once
+    holds for later turns), else UTC."""
+    sent = _zone_name(visitor.get("timezone"))
+    if sent:
+        return sent
+    said = timezone_from_text(text) if text else None
+    return said[0] if said else _zone_name(state.get("visitor_tz")) or "UTC"
+
+
+def zone_answer(state: dict[str, Any]) -> str | None:
+    """The reply to "which time zone is that?" (see `bot.places.asks_zone`), from the
+    conversation: the zone of the times offered, else the zone the visitor is known to keep;
+    None when nothing was offered and no zone is known."""
+    offered = bool(state.get("offered_slots"))
+    tz = _zone_name(state.get("offered_tz") if offered else None) or _zone_name(state.get("visitor_tz"))
+    if tz is None:
+        return None if not offered else "Those times are in UTC — tell me your city or time zone and I'll convert them."
+    if offered:
+        return f"Those times are in {tz} time — if you're somewhere else, tell me your city or time zone and I'll convert them."
+    return f"I'll give you times in {tz} time — if you're somewhere else, tell me your city or time zone."
 
 
 def offered_slots(state: dict[str, Any], turn: int) -> list[Slot]:
@@ -118,6 +142,7 @@ def record_meeting(s: Session, playbook: Playbook, out: MeetingOutcome, rep: Any
     if out.offer:
         state["offered_slots"] = [x.to_dict() for x in out.offer]
         state["offered_turn"] = turn
+        state["offered_tz"] = tz
         actions.append({"type": "offer_slots", "rep": rep.name, "timezone": tz,
                         "slots": [{"start": x.to_dict()["start"], "label": x.label(tz)} for x in out.offer]})
     if out.booking is not None and out.booked_slot is not None:
