@@ -94,6 +94,7 @@ victoria marion george lincoln jackson franklin clinton hamilton troy wayne merc
 march may june august ocean surprise paradise beaumont college university enterprise progress
 commerce temple union unity harmony concord friendship pleasant providence marina santa normal
 university park summit loyalty bristol worms essen hull sale sales cork derry bonn mons ede
+human name hola real
 """.split())
 
 _DIGIT = re.compile(r"\d")
@@ -339,8 +340,11 @@ def _lookup(words: str, *, strict: bool = False) -> str | None:
     key = norm(words)
     if not key or (key in COMMON and not words[:1].isupper()):
         return None
+    strict = strict or key in COMMON   # "Reading", "Nice": a place's own name, written with a capital
     idx = _index()
-    found = idx.primary.get(key) or (None if strict else idx.alternate.get(key))
+    found = idx.primary.get(key)
+    if not found and not strict and (not words.isascii() or words[:1].isupper()):
+        found = idx.alternate.get(key)   # another place's spelling: as written, or in another script
     return resolve(found) if found else None
 
 
@@ -409,14 +413,15 @@ def _places(text: str) -> tuple[str, str] | None:
 
 
 def _whole_message(text: str) -> tuple[str, str] | None:
-    """'London', 'NYC!', 'Bengaluru, India', '東京' — a message that is only a place."""
-    bare = text.strip().strip(_TRAIL + " ")
-    bare = re.sub(r"^(?:in|from)\s+", "", bare, flags=re.I)
-    head = bare.split(",")[0].strip()
-    if not head or len(head.split()) > MAX_WORDS or not any(ch.isalpha() for ch in head):
+    """'London', 'NYC!', 'Bengaluru, India', '東京' — a message that is only a place (a place's own
+    name, or another spelling written with a capital or in another script)."""
+    bare = re.sub(r"^(?:in|from)\s+", "", text.strip().strip(_TRAIL + " "), flags=re.I)
+    head, _, tail = bare.partition(",")
+    head, tail = head.strip(), tail.strip()
+    if not head or len(head.split()) > MAX_WORDS or not any(ch.isalpha() for ch in head) or norm(head) in COMMON:
         return None
-    if norm(head) in COMMON:
-        return None
+    if tail and (len(tail.split()) > MAX_WORDS or not (_lookup(tail) or norm(tail) in _index().primary)):
+        return None   # "Hola, soy …": more than a place
     zone = _lookup(head)
     return (zone, head) if zone else None
 

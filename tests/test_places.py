@@ -76,7 +76,10 @@ NEGATIVE = [
     "das ist gut",
     "I'm Sam from Redwood Analytics",
     "I'm from Boston Scientific",
-    "hello", "thanks", "yes", "ok", "pricing",
+    "hello", "thanks", "yes", "ok", "pricing", "human", "name",
+    "I'm in human resources",
+    "I'm in Human Resources",
+    "Hola, soy directora comercial en Transportes Vega, una empresa de logística",
     "what's the price for 50 seats?",
     # ambiguous: no zone rather than a guess
     "I'm in Portland",
