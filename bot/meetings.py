@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 from .booking import Booking, CalendarBackend, CalendarUnavailable, Slot, SlotTaken, as_utc, choose_offer, format_offer
 from .handoff import assign_rep, queue_handoff
 from .outbox import enqueue
-from .places import timezone_from_text
+from .places import timezone_from_text, zone_answer  # noqa: F401  (zone_answer: re-exported for the turn)
 from .playbook import Playbook
 from .policy import Decision
 from .scoring import engage, rescore
@@ -69,19 +69,6 @@ def visitor_timezone(visitor: dict[str, Any], state: dict[str, Any], text: str =
         return sent
     said = timezone_from_text(text) if text else None
     return said[0] if said else _zone_name(state.get("visitor_tz")) or "UTC"
-
-
-def zone_answer(state: dict[str, Any]) -> str | None:
-    """The reply to "which time zone is that?" (see `bot.places.asks_zone`), from the
-    conversation: the zone of the times offered, else the zone the visitor is known to keep;
-    None when nothing was offered and no zone is known."""
-    offered = bool(state.get("offered_slots"))
-    tz = _zone_name(state.get("offered_tz") if offered else None) or _zone_name(state.get("visitor_tz"))
-    if tz is None:
-        return None if not offered else "Those times are in UTC — tell me your city or time zone and I'll convert them."
-    if offered:
-        return f"Those times are in {tz} time — if you're somewhere else, tell me your city or time zone and I'll convert them."
-    return f"I'll give you times in {tz} time — if you're somewhere else, tell me your city or time zone."
 
 
 def offered_slots(state: dict[str, Any], turn: int) -> list[Slot]:

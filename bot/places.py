@@ -39,7 +39,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from functools import lru_cache
 from pathlib import Path
-from typing import Iterable
+from typing import Any, Iterable
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 DOMINANCE = 10          # the winning zone group's population over all the others' together
@@ -450,6 +450,20 @@ def asks_zone(text: str) -> bool:
     """'Which time zone is that?', 'what timezone are those in', 'is that my local time?', 'is that EST?'
     — a question about the conversation, answered by `bot.meetings.zone_answer`, not the content."""
     return bool(text) and bool(_ASKS_ZONE.search(text))
+
+
+def zone_answer(state: dict[str, Any]) -> str | None:
+    """The reply to "which time zone is that?" (`asks_zone`), from the conversation state: the zone
+    of the times offered (`offered_tz`, kept by bot.meetings.record_meeting), else the zone the
+    visitor keeps; None when nothing was offered and no zone is known. Here, not in bot.meetings,
+    so bot/policy.py can import it without an import cycle (meetings imports policy)."""
+    offered = bool(state.get("offered_slots"))
+    tz = _valid(state.get("offered_tz") if offered else None) or _valid(state.get("visitor_tz"))
+    if tz is None:
+        return None if not offered else "Those times are in UTC — tell me your city or time zone and I'll convert them."
+    if offered:
+        return f"Those times are in {tz} time — if you're somewhere else, tell me your city or time zone and I'll convert them."
+    return f"I'll give you times in {tz} time — if you're somewhere else, tell me your city or time zone."
 
 
 def timezone_from_text(text: str) -> tuple[str, str] | None:
