@@ -16,6 +16,8 @@ from datetime import date
 from functools import lru_cache
 from typing import Any
 
+from nameparser import HumanName
+
 from .playbook import Playbook
 from .text import EMAIL_RE, has_word
 
@@ -214,28 +216,109 @@ _NAME_STOP = {"looking", "interested", "just", "here", "curious", "trying", "fro
               "reaching", "considering", "comparing", "using", "on", "over", "about", "ready", "back"}
 
 
-def extract_name(text: str, asked: bool = False) -> Fact | None:
-    m = re.search(r"\b(?i:my name is|my name's|name's|i'm|i am|this is|it's|call me)\s+([A-Z][a-zA-Z'-]+(?:\s+[A-Z][a-zA-Z'-]+)?)", text)
-    if m:
-        words = m.group(1).split()
-        if words[0].lower() not in _NAME_STOP:
-            kept = [w for w in words if w.lower() not in _NAME_STOP and w.lower() not in ("from", "at")]
-            if kept:
-                return Fact(" ".join(kept), evidence=m.group(0))
-    m = re.search(r"\bmy name is\s+([a-z][a-z'-]+(?:\s+[a-z][a-z'-]+)?)", text, re.I)
-    if m:
-        return Fact(m.group(1).title(), evidence=m.group(0))
-    if asked:
-        t = text.strip().rstrip(".!")
-        t = re.sub(r"^(?:it's|its|i'm|im|i am|this is|name's|call me)\s+", "", t, flags=re.I)
-        if 1 <= len(t.split()) <= 3 and re.fullmatch(r"[A-Za-z][A-Za-z' -]*", t) and t.split()[0].lower() not in _NAME_STOP:
-            return Fact(t.title() if t.islower() else t, certain=False, evidence=text)
-    return None
-
-
 _COMPANY_STOP = {"the", "a", "an", "home", "work", "a startup", "Q1", "Q2", "Q3", "Q4", "Monday", "Tuesday",
                  "Wednesday", "Thursday", "Friday", "January", "February", "March", "April", "May", "June",
                  "July", "August", "September", "October", "November", "December", "I", "We"}
+
+
+# Names: any script. An introduction ("my name is", "me llamo", "меня зовут", "我叫", "اسمي") takes
+# the name whole; a weak one ("I'm", "this is", "soy", "ich bin") only a capitalised word that is not
+# a title or role ("I'm CFO" is a title, never a name). nameparser (loaded once, here) splits and
+# capitalises what was found and drops honorifics (Dr., Mr.).
+_LETTER = r"[^\W\d_]"
+_NAME_WORD_RE = re.compile(_LETTER + r"(?:" + _LETTER + r"|['’.-])*")
+_NAME_BREAK = {"and", "from", "at", "with", "i", "we", "y", "und", "et", "e", "и", "the", "a", "an", "of", "in"}
+_STRONG_INTRO = re.compile(
+    r"(?:\b(?:my name is|my name's|name is|name's|call me|me llamo|mi nombre es|ich hei(?:ß|ss)e|mein name ist|"
+    r"je m'appelle|je m’appelle|mon nom est|meu nome é|me chamo|меня зовут|моё имя|мое имя|зовут меня|"
+    r"το όνομά μου είναι|με λένε|με λενε)|我叫|我的名字是|我的名字叫|اسمي|إسمي)\s*[:,]?\s*", re.I)
+_WEAK_INTRO = re.compile(r"\b(?:i'm|i’m|i am|im|this is|it's|it’s|soy|ich bin|je suis|moi c'est|eu sou|sou)\s+", re.I)
+_CJK = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af]")
+_PARTICLES = {"de", "da", "del", "della", "di", "van", "von", "der", "den", "la", "le", "du", "dos", "das", "bin",
+              "ibn", "al", "el", "ter", "ten", "af"}
+_TITLE_WORDS = {"head", "chief", "officer", "vp", "svp", "evp", "avp", "director", "manager", "lead", "founder",
+                "cofounder", "co-founder", "owner", "president", "partner", "principal", "sales", "ops", "revops",
+                "marketing", "finance", "operations", "engineering", "team", "department", "staff", "analyst",
+                "engineer", "developer", "consultant", "coordinator", "specialist", "intern", "student", "rep",
+                "representative", "admin", "administrator", "executive", "exec", "associate", "supervisor",
+                "controller", "cro", "cmo", "cio", "ciso", "ceo", "cfo", "coo", "cto", "gm", "md", "sdr", "bdr",
+                "ae", "it", "hr", "here", "there"}
+
+
+def is_title(words: str, playbook: Playbook | None = None) -> bool:
+    """True when `words` name a role or title (the seniority words, the playbook's persona words,
+    common title nouns) rather than a person: "CFO", "Head of Sales", "RevOps"."""
+    low = words.lower().strip(" .,")
+    if classify_seniority(low):
+        return True
+    if any(w.strip(".,'’") in _TITLE_WORDS for w in low.split()):
+        return True
+    personas = playbook.personas if playbook is not None else {}
+    return any(has_word(low, p.lower()) for words_ in personas.values() for p in words_)
+
+
+def _name_words(rest: str, strong: bool) -> list[str]:
+    """The name's words at the start of `rest`: up to three (more with particles like "van"),
+    stopping at punctuation, a stop word, or (after a weak introduction) a lower-case word."""
+    head = re.split(r"[,;:!?()\n—–]|\.(?:\s|$)", rest, maxsplit=1)[0]
+    if _CJK.match(head):
+        run = re.match(_LETTER + "+", head)
+        return [run.group(0)] if run and len(run.group(0)) <= 4 else []
+    out: list[str] = []
+    for word in head.split():
+        low = word.lower()
+        if not _NAME_WORD_RE.fullmatch(word) or low in _NAME_STOP or low in _NAME_BREAK:
+            break
+        if out and low in _PARTICLES:
+            out.append(word)
+            continue
+        if word[0].islower() and (not strong or len(out) >= 2):
+            break
+        out.append(word)
+        if sum(w.lower() not in _PARTICLES for w in out) >= 3:
+            break
+    while out and out[-1].lower() in _PARTICLES:
+        out.pop()
+    return out
+
+
+def _as_name(words: list[str], playbook: Playbook | None) -> str | None:
+    """The words as a person's name, or None when they are a title or nameparser finds no name in
+    them. All lower case is capitalised ("zoë o'neill" → "Zoë O'Neill"); honorifics are dropped."""
+    if not words:
+        return None
+    raw = " ".join(words)
+    if is_title(raw, playbook) or raw.lower() in _NAME_STOP or words[0] in _COMPANY_STOP:
+        return None
+    if _CJK.search(raw) or not any(c.isupper() or c.islower() for c in raw):
+        return raw          # a script without case (CJK, Arabic): taken whole
+    parsed = HumanName(raw)
+    if not (parsed.first or parsed.last):
+        return None         # only a title ("Dr.")
+    if raw.islower():
+        parsed.capitalize(force=True)
+    parts = [parsed.first, parsed.middle, parsed.last, parsed.suffix]
+    return " ".join(p for p in parts if p) or None
+
+
+def extract_name(text: str, asked: bool = False, playbook: Playbook | None = None) -> Fact | None:
+    """The visitor's own name, in any script; never a title or a role."""
+    for intro, strong in ((_STRONG_INTRO, True), (_WEAK_INTRO, False)):
+        for m in intro.finditer(text):
+            rest = text[m.end():]
+            if not strong and not rest[:1].isupper():
+                continue
+            name = _as_name(_name_words(rest, strong), playbook)
+            if name:
+                return Fact(name, evidence=(m.group(0) + rest[:40]).strip())
+    if asked:
+        t = re.sub(r"^(?:it's|its|i'm|im|i am|this is|name's|call me)\s+", "", text.strip().rstrip(".!"), flags=re.I)
+        words = _name_words(t, strong=True)
+        if words and len(t.split()) <= 3 and " ".join(words) == " ".join(t.split()):
+            name = _as_name(words, playbook)
+            if name:
+                return Fact(name, certain=False, evidence=text)
+    return None
 
 
 def extract_company(text: str, asked: bool = False) -> Fact | None:
@@ -249,8 +332,8 @@ def extract_company(text: str, asked: bool = False) -> Fact | None:
         if name and name not in _COMPANY_STOP and not name.isupper() or (name.isupper() and 2 <= len(name) <= 6 and name not in _COMPANY_STOP):
             if name.lower() not in ("i", "we", "our", "my") and not re.fullmatch(r"Q[1-4]", name):
                 return Fact(name, evidence=m.group(0))
-    m = re.search(r"\b(?:at|from)\s+([A-Z][\w&.'-]+(?:\s+(?:Inc|LLC|Ltd|GmbH|Corp|Co|Labs|Health|Systems|Group|Bank))?\.?)(?=[\s,.!?]|$)", text)
-    if m and m.group(1).strip(".") not in _COMPANY_STOP:
+    m = re.search(r"\b(?:at|from)\s+(" + _LETTER + r"[\w&.'-]+(?:\s+(?:&\s+)?(?:Inc|LLC|Ltd|GmbH|Corp|Co|Labs|Health|Systems|Group|Bank|AB|AG|SA|Sons))?\.?)(?=[\s,.!?]|$)", text)
+    if m and m.group(1)[0].isupper() and m.group(1).strip(".") not in _COMPANY_STOP:
         return Fact(m.group(1).strip("."), certain=False, evidence=m.group(0))
     if asked:
         t = text.strip().rstrip(".!")
@@ -429,7 +512,41 @@ HUMAN_RE = re.compile(r"\b(?:(?:talk|speak|chat)\s+(?:to|with)\s+(?:a |an |the |
 BOOK_RE = re.compile(r"\b(?:book (?:a |an )?(?:call|meeting|time|slot|session)|schedule (?:a |an )?(?:call|meeting|time)|"
                      r"set up (?:a |an )?(?:call|meeting)|get on a call|hop on a call|jump on a call|"
                      r"meet (?:with )?(?:your|the) team)\b", re.I)
-UNSUB_RE = re.compile(r"\b(?:unsubscribe|stop (?:emailing|contacting|messaging)|remove me|opt[- ]out|don't (?:contact|email) me|do not (?:contact|email) me)\b", re.I)
+# Opting out, in several languages: "stop", "unsubscribe", "leave me alone", "basta", "keine
+# Nachrichten mehr", "arrêtez", "pare de me mandar mensagens". "Stop" counts only as a request
+# ("please stop", "stop.", "stop messaging me"), never inside a need ("stop manual data entry").
+UNSUB_RE = re.compile(
+    r"\b(?:unsubscribe|opt[- ]out|remove me|take me off|leave me alone|"
+    r"stop (?:emailing|contacting|messaging|texting|writing|bothering|spamming|asking|sending|calling)|"
+    r"(?:don'?t|do not|never) (?:contact|email|e-mail|message|text|call|write to|bother) (?:me|us)|no more (?:emails|messages)|"
+    r"basta|no me (?:escribas|escriba|escriban|contactes|contacte|mandes|env[ií]es)|deja(?:d|n)? de (?:escribir|enviar|mandar|contactar)|"
+    r"d[ée]jame en paz|dar(?:me)? de baja|no me interesa|"
+    r"keine (?:nachrichten|e-?mails|mails|werbung) mehr|lass(?:t)? mich in ruhe|lassen sie mich in ruhe|h[öo]r(?:en sie|t)? auf|"
+    r"kein interesse|abmelden|"
+    r"arr[êe]t(?:ez|e|es)|laisse[zs]?[- ]moi tranquille|ne (?:me )?(?:contactez|contacte|[ée]crivez|[ée]cris) plus|"
+    r"pas int[ée]ress[ée]e?|d[ée]sabonne|d[ée]sinscri|"
+    r"pare de (?:me )?(?:mandar|enviar|escrever|contatar)|para de me|n[ãa]o tenho interesse|me deix(?:e|a) em paz|"
+    r"descadastr|n[ãa]o me (?:contate|mande|envie|escreva))\b"
+    r"|(?:^|[\s,.;!])(?:please\s+|pls\s+|just\s+)?stop\b(?=\s*(?:[.!,;]|please\b|now\b|it\b|that\b|$))", re.I)
+FAREWELL_RE = re.compile(r"\b(?:bye|goodbye|good bye|ciao|adi[oó]s|tsch[üu]ss|au revoir|tchau)\b", re.I)
+# "Am I talking to a bot?" in several languages: answered truthfully (an automated assistant).
+_BOTLIKE = (r"(?:real |actual |live |a real |an actual )?(?:bot|robot|chat ?bot|ai|a\.i\.|human|human being|person|"
+            r"machine|computer|program|automated|automatic|real|chatgpt|gpt|llm|language model)")
+_END = r"(?=\s*(?:[?!.,]|or\b|$))"
+IDENTITY_RE = re.compile(
+    r"\b(?:are|r)\s+(?:you|u|ya)\s+(?:a |an )?" + _BOTLIKE + r"\b"
+    r"|\b(?:am i|are we)\s+(?:talking|chatting|speaking|writing)\s+(?:to|with)\s+(?:a |an )?" + _BOTLIKE + r"\b"
+    r"|\bis (?:this|it|that)\s+(?:a |an )?" + _BOTLIKE + _END +
+    r"|\bis (?:anyone|anybody|someone|somebody) (?:real|human)\b"
+    r"|\b(?:eres|es usted|sos)\s+(?:un |una )?(?:bot|robot|chatbot|ia|humano|humana|persona|m[áa]quina|programa)\b"
+    r"|\b(?:estoy hablando|hablo) con (?:un |una )?(?:bot|robot|chatbot|persona|humano|m[áa]quina|ia)\b"
+    r"|\b(?:bist du|sind sie|ist das|ist dies)\s+(?:ein |eine )?(?:bot|roboter|chatbot|ki|mensch|echter mensch|echte person|maschine)\b"
+    r"|\b(?:spreche|schreibe|chatte) ich mit (?:einem |einer )?(?:bot|roboter|chatbot|menschen|mensch|person|maschine|ki)\b"
+    r"|\b(?:es-tu|es tu|êtes-vous|etes-vous|êtes vous|tu es|t'es|vous êtes)\s+(?:un |une )?(?:bot|robot|chatbot|ia|humain|humaine|personne|vraie personne|machine)\b"
+    r"|\bje (?:parle|discute|chatte) (?:à|a|avec) (?:un |une )?(?:bot|robot|chatbot|humain|personne|vraie personne|machine|ia)\b"
+    r"|\b(?:voc[êe]|vc|tu)\s+(?:é|e|és)\s+(?:um |uma )?(?:bot|rob[ôo]|chatbot|ia|humano|humana|pessoa|m[áa]quina)\b"
+    r"|\b(?:estou|t[ôo]|to) (?:falando|conversando) com (?:um |uma )?(?:bot|rob[ôo]|chatbot|pessoa|humano|m[áa]quina|ia)\b",
+    re.I)
 JOB_RE = re.compile(r"\b(?:are you hiring|you hiring|looking for (?:a |an )?(?:job|role|position|internship)|job (?:opening|application|offer)s?|open (?:positions?|roles)|"
                     r"apply (?:for|to) (?:a |the )?(?:job|role|position)|my (?:resume|cv)\b|career opportunit|job seeker|work for you|join your team)", re.I)
 SKIP_RE = re.compile(r"^\s*(?:skip|pass|next|n/?a|rather not(?: say)?|i'?d rather not(?: say)?|prefer not(?: to)?(?: say)?|not sure|no idea|"
@@ -447,6 +564,15 @@ INTEGRATION_ASK_RE = re.compile(
     r"|(?:is there|do you have)\s+(?:an?\s+)?([\w][\w.&+'-]*(?:\s+[\w][\w.&+'-]*){0,2})\s+(?:integration|connector|plugin)", re.I)
 _GENERIC_TARGETS = {"it", "that", "this", "them", "our crm", "crm", "us", "you", "other tools", "our stack", "our tools",
                     "our data", "existing tools", "everything", "my", "our", "tools", "apps", "a crm"}
+
+
+def opts_out(text: str, questions: list[str]) -> bool:
+    """The visitor asks us to stop: an explicit opt-out in any of the languages above, or "not
+    interested" / "no thanks" said as a goodbye (short, or with a farewell, and no question)."""
+    if UNSUB_RE.search(text):
+        return True
+    return bool(NOT_INTERESTED_RE.search(text)) and not questions and (
+        bool(FAREWELL_RE.search(text)) or (len(text) <= 40 and "not interested" in text.lower()))
 
 
 def integrations_asked(text: str) -> list[str]:
@@ -512,12 +638,14 @@ def _read_intents(u: Understanding, text: str, playbook: Playbook) -> None:
         u.intents.add("question")
     if GREETING_RE.search(text) and len(text) < 40:
         u.intents.add("greeting")
-    if UNSUB_RE.search(text):
+    if opts_out(text, u.questions):
         u.intents.add("unsubscribe")
         u.requested_action = "unsubscribe"
+    if IDENTITY_RE.search(text):
+        u.intents.add("identity_question")
     if JOB_RE.search(text):
         u.intents.add("job_seeker")
-    if HUMAN_RE.search(text):
+    if HUMAN_RE.search(IDENTITY_RE.sub(" ", text)):   # "are you a real person?" asks what we are, not for one
         u.intents.add("human")
         u.requested_action = "human"
     if BOOK_RE.search(text) or lex.asks_to_book(text):
@@ -554,7 +682,7 @@ def _read_fields(u: Understanding, text: str, statement: str, playbook: Playbook
     _put(u, "seniority", seniority)
     _put(u, "timeline", extract_timeline(statement, today))
     _put(u, "budget", extract_budget(statement))
-    _put(u, "name", extract_name(statement))
+    _put(u, "name", extract_name(statement, playbook=playbook))
     company = extract_company(statement)
     if company and (company.certain or "company" not in u.fields):
         _put(u, "company", company)
@@ -579,7 +707,7 @@ def _read_asked_answer(u: Understanding, asked_field: str, text: str, statement:
         "company_size": lambda: extract_company_size(statement, asked=True),
         "timeline": lambda: extract_timeline(statement, today, asked=True),
         "budget": lambda: extract_budget(statement, asked=True),
-        "name": lambda: extract_name(statement, asked=True),
+        "name": lambda: extract_name(statement, asked=True, playbook=playbook),
         "company": lambda: extract_company(statement, asked=True),
         "industry": lambda: extract_industry(text, playbook, asked=True),
         "need": lambda: extract_need(text, playbook, asked=True),
