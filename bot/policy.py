@@ -40,8 +40,9 @@ class Situation:
 class Decision:
     """What this reply does, decided by rules. The reply plan (bot/compose.py) turns it into
     what to say, in order; a brain words it."""
-    mode: str = "converse"            # converse | refuse | close | unsubscribe
+    mode: str = "converse"            # converse | refuse | close | unsubscribe | opted_out (said stop before)
     greet: bool = False
+    identity: bool = False            # asked whether they talk to a bot: say it is automated, first
     learned: tuple[str, ...] = ()
     answers: tuple[Answer, ...] = ()
     ask_field: str | None = None
@@ -106,6 +107,11 @@ def next_field(playbook: Playbook, fields: dict[str, Any], state: dict[str, Any]
     return None
 
 
+def reopens(u: Understanding) -> bool:
+    """A new explicit request (a meeting, a person) reopens a conversation the visitor closed."""
+    return bool(u.intents & {"book", "human"}) and "unsubscribe" not in u.intents
+
+
 def handoff_reason(u: Understanding, sit: Situation) -> str | None:
     """Why this message hands the lead to sales, if it does: it crossed the SQL threshold, asked
     for a person, or asked for a meeting. Never for a disqualified lead."""
@@ -132,6 +138,8 @@ def _answers(playbook: Playbook, kb: ContentStore | None, u: Understanding, sit:
             continue
         if "job_seeker" in u.intents:
             continue
+        if "identity_question" in u.intents and not u.topics and not u.integrations_asked:
+            continue  # "are you a bot?" is about us, answered from the conversation, not the content
         # "is it secure? we need SOC 2": a short message's statements are part of its question
         asked = sit.text if len(u.questions) == 1 and len(sit.text) <= 240 else q
         answers.extend(answer_question(kb, asked, u, ctx, playbook=playbook))
@@ -145,6 +153,8 @@ def _question(playbook: Playbook, u: Understanding, sit: Situation, d: dict[str,
     is the question when there is one, and an objection is not met with a question."""
     if d["offer_meeting"] or (d["book"] and playbook.meeting.url) or "objection" in u.intents:
         return None, None
+    if d.get("identity") and not (d["human"] or d["book"]):
+        return None, None   # the truth and the offer of a person are the reply; no qualifying question
     only = ("email", "name") if (sit.handed_off or d["human"] or d["book"]) else None
     name = next_field(playbook, sit.fields, sit.state, sit.turn, only=only)
     return (name, playbook.question_for(name)) if name else (None, None)
@@ -181,12 +191,16 @@ def decide(playbook: Playbook, kb: ContentStore | None, u: Understanding, sit: S
     d: dict[str, Any] = {"learned": sit.learned, "handed_off": sit.handed_off, "handoff_reason": handoff_reason(u, sit)}
     if "injection" in u.intents:
         return Decision(mode="refuse", **d)
-    d["greet"] = sit.first_turn and ("greeting" in u.intents or not (u.questions or u.fields))
+    d["identity"] = "identity_question" in u.intents
+    d["greet"] = sit.first_turn and not d["identity"] and ("greeting" in u.intents or not (u.questions or u.fields))
     d["objection"] = "objection" in u.intents
     ctx = lead_context(playbook, sit.fields, sit.stage)
     d["answers"] = _answers(playbook, kb, u, sit, ctx)
     if "unsubscribe" in u.intents:
-        return Decision(mode="unsubscribe", **d)
+        return Decision(mode="unsubscribe", **{**d, "handoff_reason": None})
+    if sit.state.get("opted_out") and not reopens(u):
+        # They said stop: answer what they ask, never a question, an offer or a handoff again.
+        return Decision(mode="opted_out", **{**d, "handoff_reason": None, "greet": False})
     if sit.stage == "disqualified":
         d["answers"] = tuple(a for a in d["answers"] if a.hit is not None)[:1]
         return Decision(mode="close", close_reason=sit.disqualified_reason or "student", **d)
@@ -250,6 +264,10 @@ def note_decision(state: dict[str, Any], d: Decision, playbook: Playbook, fields
         actions.append({"type": "close", "reason": d.close_reason or d.mode})
     if d.mode == "refuse":
         actions.append({"type": "refuse", "reason": "prompt_injection"})
+    if d.mode == "unsubscribe":
+        state["opted_out"] = turn          # qualification ends for good ...
+    elif d.mode == "converse":
+        state.pop("opted_out", None)       # ... until a new explicit request reopens it
     state["asking"] = ask_field
     state["turn"] = turn
     return actions
