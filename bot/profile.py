@@ -123,12 +123,14 @@ def absorb(s: Session, keep: Lead, gone: Lead, now: datetime) -> None:
 
 def note_intents(lead: Lead, u: Understanding, now: datetime) -> None:
     """What the message says about the lead beyond facts: a job seeker or a competitor (closed
-    politely), an unsubscribe (honoured on every channel), a request for a person."""
+    politely), an opt-out (honoured on every channel until a new explicit request), a request for a person."""
     if "job_seeker" in u.intents and not lead.disqualified_reason:
         lead.disqualified_reason = "job_seeker"
     if "competitor" in u.intents:
         lead.disqualified_reason = "competitor"
     if "unsubscribe" in u.intents:
         lead.unsubscribed = 1
+    elif lead.unsubscribed and u.intents & {"book", "human"}:
+        lead.unsubscribed = 0   # a new explicit request (a demo, a person) reopens it
     if "human" in u.intents and lead.human_requested_at is None:
         lead.human_requested_at = now

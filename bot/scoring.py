@@ -73,7 +73,7 @@ def engagement_change(playbook: Playbook, event_type: str, awarded_today: float,
     label = event_type.replace("_", " ")
     detail = ""
     if properties:
-        for key in ("title", "url", "page", "name"):
+        for key in ("reason", "title", "url", "page", "name"):
             if properties.get(key):
                 detail = f" ({str(properties[key])[:80]})"
                 break
@@ -196,23 +196,42 @@ def restage(playbook: Playbook, lead: Any, engaged: bool) -> None:
                            human=lead.human_requested_at is not None)
 
 
+_REOPENING = {"book", "human"}   # a new explicit request reopens a conversation the visitor closed
+
+
+def _earns_nothing(playbook: Playbook, lead: Any, intents: set[str]) -> bool:
+    """A lead that said stop (now, or before without asking anew) or is disqualified — a student,
+    a job seeker, a competitor — earns no engagement points from chat."""
+    reopened = bool(intents & _REOPENING) and "unsubscribe" not in intents
+    if "unsubscribe" in intents or (lead.unsubscribed and not reopened):
+        return True
+    seniority = (lead.fields or {}).get("seniority")
+    return (seniority in playbook.disqualify.seniority or "competitor" in intents
+            or ("job_seeker" in intents and playbook.disqualify.job_seekers)
+            or lead.disqualified_reason in ("job_seeker", "competitor", "not_a_fit"))
+
+
 def score_message(s: Any, playbook: Playbook, lead: Any, intents: set[str], topics: set[str], now: datetime,
                   injection: bool = False) -> list[ScoreChange]:
     """The score step of a turn: engagement for the message (a chat message, a pricing question,
-    the first demo request, an unsubscribe), then fit and decay. An injection earns nothing."""
+    the first demo request), an opt-out once (`opted_out`), then fit and decay. An injection earns
+    nothing; neither does a lead that opted out or is disqualified."""
     changes: list[ScoreChange] = []
     if not injection:
-        events = ["chat_message"]
-        if "pricing" in topics:
-            events.append("pricing_question")
-        if "book" in intents and not s.scalar(select(func.count()).select_from(Activity).where(
-                Activity.lead_id == lead.id, Activity.type == "demo_requested")):
-            events.append("demo_requested")
-        if "unsubscribe" in intents:
-            events.append("unsubscribe")
-        for ev in events:
+        events: list[tuple[str, dict[str, Any]]] = []
+        if not _earns_nothing(playbook, lead, intents):
+            events.append(("chat_message", {"source": "chat"}))
+            if "pricing" in topics:
+                events.append(("pricing_question", {"source": "chat"}))
+            if "book" in intents and not s.scalar(select(func.count()).select_from(Activity).where(
+                    Activity.lead_id == lead.id, Activity.type == "demo_requested")):
+                events.append(("demo_requested", {"source": "chat"}))
+        if "unsubscribe" in intents and not lead.unsubscribed:   # once per opt-out, however often they repeat it
+            rule = "opted_out" if "opted_out" in playbook.engagement else "unsubscribe"
+            events.append((rule, {"source": "chat", "reason": "asked in chat to stop: no more questions or follow-ups"}))
+        for ev, props in events:
             if ev in playbook.engagement:
-                change = engage(s, playbook, lead, ev, {"source": "chat"}, now)
+                change = engage(s, playbook, lead, ev, props, now)
                 if change:
                     changes.append(change)
     return changes + rescore(s, playbook, lead, now)
