@@ -167,6 +167,14 @@ class Settings(BaseSettings):
     def _lower(cls, v: Any) -> Any:
         return v.strip().lower() if isinstance(v, str) else v
 
+    @field_validator("admin_token_secret", mode="after")
+    @classmethod
+    def _long_token(cls, v: SecretStr | None) -> SecretStr | None:
+        if v is not None and len(v.get_secret_value()) < 16:
+            raise ValueError("must be at least 16 characters: a long random string, e.g. the output of "
+                             "`python3 -c 'import secrets; print(secrets.token_urlsafe(32))'`")
+        return v
+
     @field_validator("public_url", mode="before")
     @classmethod
     def _no_trailing_slash(cls, v: Any) -> Any:

@@ -149,6 +149,14 @@ class Suppressed(Base):
     at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
 
 
+class UsedCode(Base):
+    """A one-time sign-in code that was redeemed (its nonce), kept so it works once across
+    restarts and processes."""
+    __tablename__ = "used_signin_codes"
+    nonce: Mapped[str] = mapped_column(String(64), primary_key=True)
+    at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+
 class Store:
     """One per process: the engine and the session factory."""
 

@@ -140,9 +140,9 @@ def test_rate_limits(make_sdr):
 
 def test_admin_token_protects_lead_reads(make_sdr):
     from integrations.web.app import create_app
-    sdr = make_sdr(settings={"admin_token": "s3cret-token"})
+    sdr = make_sdr(settings={"admin_token": "s3cret-token-0123456"})
     c = create_app(sdr).test_client()
-    auth = {"Authorization": "Bearer s3cret-token"}
+    auth = {"Authorization": "Bearer s3cret-token-0123456"}
     lead_id = c.post("/api/chat", json={"message": "hi"}, headers=auth).get_json()["lead"]["id"]
     assert c.get(f"/api/leads/{lead_id}").status_code == 401
     assert c.get(f"/api/leads/{lead_id}", headers={"Authorization": "Bearer s3cret-tokeN"}).status_code == 401

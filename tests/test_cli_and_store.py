@@ -137,13 +137,13 @@ def test_demo_on_a_taken_port_moves_to_the_next_and_says_so(monkeypatch):
 
 def test_config_shows_every_setting_masked_with_its_source(monkeypatch):
     monkeypatch.setenv("OPENAI_API_KEY", "sk-test-abcdefghijklmnop1234")
-    monkeypatch.setenv("SDR_ADMIN_TOKEN", "short-tok")
+    monkeypatch.setenv("SDR_ADMIN_TOKEN", "short-tok-0123456789")
     monkeypatch.setenv("SDR_TURN_DEADLINE_S", "5")
     r = run("config")
     assert r.exit_code == 0
     out = r.output
-    assert "sk-test-abcdefghijklmnop1234" not in out and "short-tok" not in out
-    assert "sk-…1234" in out and "********" in out
+    assert "sk-test-abcdefghijklmnop1234" not in out and "short-tok-0123456789" not in out
+    assert "sk-…1234" in out and "short-…6789" in out
     line = next(x for x in out.splitlines() if x.startswith("SDR_TURN_DEADLINE_S"))
     assert "5.0" in line and "[environment]" in line
     line = next(x for x in out.splitlines() if x.startswith("SDR_RATE_PER_IP"))
@@ -195,14 +195,18 @@ def test_settings_keep_secrets_secret_and_accept_overrides(monkeypatch, tmp_path
     from bot.settings import Settings, SettingsError, secret_values
     monkeypatch.setenv("SLACK_BOT_TOKEN", "xoxb-1234567890-abcdefgh")
     monkeypatch.setenv("SDR_CALDAV_PASSWORD", "")           # an empty password is a password
-    s = Settings.from_env(data_dir=str(tmp_path / "d"), playbook_path=None, admin_token="adm1n-token")
+    s = Settings.from_env(data_dir=str(tmp_path / "d"), playbook_path=None, admin_token="adm1n-token-0123456789")
     assert s.data_dir == (tmp_path / "d").resolve() and s.database_url == f"sqlite:///{s.data_dir / 'sdr.db'}"
-    assert s.admin_token == "adm1n-token" and "adm1n-token" not in repr(s) and "xoxb" not in repr(s)
+    assert s.admin_token == "adm1n-token-0123456789" and "adm1n-token" not in repr(s) and "xoxb" not in repr(s)
     assert s.secret("caldav_password") == "" and s.source("data_dir") == "override"
     assert s.source("slack_bot_token") == "environment" and s.source("rate_per_ip") == "default"
-    assert set(secret_values(s)) == {"xoxb-1234567890-abcdefgh", "adm1n-token"}
+    assert set(secret_values(s)) == {"xoxb-1234567890-abcdefgh", "adm1n-token-0123456789"}
     s.admin_token = None
     assert s.admin_token is None
+    monkeypatch.setenv("SDR_ADMIN_TOKEN", "abc")                 # a guessable token stops the start
+    with pytest.raises(SettingsError, match="SDR_ADMIN_TOKEN.*at least 16 characters"):
+        Settings.from_env()
+    monkeypatch.delenv("SDR_ADMIN_TOKEN")
     with pytest.raises(SettingsError, match="SDR_RATE_PER_SESSION='0'"):
         monkeypatch.setenv("SDR_RATE_PER_SESSION", "0")
         Settings.from_env()

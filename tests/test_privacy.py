@@ -50,9 +50,9 @@ def test_the_privacy_api_needs_the_api_token(sdr):
     known_lead(sdr)
     c = create_app(sdr).test_client()
     assert c.get(f"/api/privacy/export?email={EMAIL}").status_code in (401, 403)   # no token configured: never open
-    sdr.settings.admin_token = "t0ken-for-tests"
+    sdr.settings.admin_token = "t0ken-for-tests-0123"
     assert c.get(f"/api/privacy/export?email={EMAIL}").status_code == 401
-    auth = {"Authorization": "Bearer t0ken-for-tests"}
+    auth = {"Authorization": "Bearer t0ken-for-tests-0123"}
     r = c.get(f"/api/privacy/export?email={EMAIL}", headers=auth)
     assert r.status_code == 200 and r.get_json()["email"] == EMAIL
     assert c.post("/api/privacy/forget", json={"email": "nope"}, headers=auth).status_code == 400

@@ -246,3 +246,19 @@ def test_sales_sees_the_unverified_email_and_its_possible_match(apps):
         st = story(s, sdr.playbook, s.get(Lead, lead_id))
     text = json.dumps(handoff_blocks(st, None, "https://sdr.example"))
     assert "unverified" in text and victim["id"] in text and d["reply"]
+
+
+def test_a_sign_in_link_works_once_across_restarts_and_guessing_is_limited(apps):
+    from integrations.web.access import signin_code
+    from integrations.web.app import create_app
+    sdr, _, browser = apps
+    code = signin_code(browser.application.secret_key)
+    assert browser.get(f"/signin?code={code}").status_code == 303
+    restarted = create_app(sdr).test_client()                                   # another process, same store
+    assert restarted.get(f"/signin?code={code}").status_code == 401
+    sdr.settings.rate_per_ip = 5
+    guesser = create_app(sdr).test_client()
+    codes = [guesser.get("/api/leads", headers={"Authorization": f"Bearer guess-{i:012d}"}).status_code
+             for i in range(7)]
+    assert codes[:5] == [401] * 5 and codes[5:] == [429, 429]
+    assert api_client(guesser.application, sdr).get("/api/leads").status_code == 200   # the right token is never limited

@@ -11,12 +11,14 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
-import threading
 from datetime import timedelta
 from typing import TYPE_CHECKING
 
 from flask import Flask, current_app, request, session
 from itsdangerous import BadSignature, URLSafeTimedSerializer
+from sqlalchemy.exc import IntegrityError
+
+from bot.store import UsedCode
 
 from .errors import ApiError
 
@@ -43,8 +45,6 @@ def install(app: Flask, sdr: SDR) -> None:
                       SESSION_COOKIE_SECURE=(sdr.settings.public_url or "").startswith("https://"),
                       PERMANENT_SESSION_LIFETIME=timedelta(hours=SESSION_HOURS),
                       WTF_CSRF_TIME_LIMIT=SESSION_HOURS * 3600)
-    app.extensions["sdr.signin_used"] = set()
-    app.extensions["sdr.signin_lock"] = threading.Lock()
 
 
 def is_api_client() -> bool:
@@ -92,18 +92,21 @@ def signin_code(key: bytes) -> str:
 
 
 def redeem_signin_code(code: str) -> bool:
-    """True the first time a valid, unexpired code is shown to this process; False after."""
+    """True the first time a valid, unexpired code is shown to any process of this install (the
+    redeemed nonce is a row in the store: a restart or a second process refuses it); False after."""
     app = current_app._get_current_object()   # type: ignore[attr-defined]
     try:
         nonce = _codes(app.secret_key).loads(code, max_age=SIGNIN_CODE_MAX_AGE_S)
     except BadSignature:   # also SignatureExpired
         return False
-    with app.extensions["sdr.signin_lock"]:
-        used = app.extensions["sdr.signin_used"]
-        if nonce in used:
-            return False
-        used.add(nonce)
-        return True
+    if not isinstance(nonce, str) or len(nonce) > 64:
+        return False
+    try:
+        with current_sdr().store.session() as s:
+            s.add(UsedCode(nonce=nonce))
+    except IntegrityError:   # the primary key is taken: redeemed before
+        return False
+    return True
 
 
 def sign_in() -> None:

@@ -39,7 +39,8 @@ def create_app(sdr: SDR | None = None, *, config: Mapping[str, Any] | None = Non
     access.install(app, sdr)   # an API token always exists; the team pages' signed session cookie
     app.jinja_env.globals["csrf_token"] = generate_csrf
     register_error_handlers(app)
-    install_rate_limits(app, sdr, by_ip=[chat.bp, tracking.bp], by_session=[chat.bp])
+    install_rate_limits(app, sdr, by_ip=[chat.bp, tracking.bp], by_session=[chat.bp],
+                        by_credentials=[signin.bp, leads_api.bp])
     for bp in (pages.bp, signin.bp, chat.bp, tracking.bp, leads_api.bp, openapi.bp):
         app.register_blueprint(bp)
     app.after_request(_headers)

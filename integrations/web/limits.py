@@ -44,8 +44,12 @@ def session_key() -> str:
     return str(g.sdr_session_key)
 
 
-def install(app: Flask, sdr: Any, *, by_ip: list[Blueprint], by_session: list[Blueprint]) -> Limiter:
-    """One limiter per app, with its own storage (tests and processes build several apps)."""
+def install(app: Flask, sdr: Any, *, by_ip: list[Blueprint], by_session: list[Blueprint],
+            by_credentials: list[Blueprint] = ()) -> Limiter:
+    """One limiter per app, with its own storage (tests and processes build several apps).
+    `by_credentials`: routes that check a token or code — every request without valid
+    credentials counts against the client's address (SDR_RATE_PER_IP a minute), so a token
+    cannot be guessed at speed."""
     uri = storage_uri(sdr)
     options: dict[str, Any] = {"socket_connect_timeout": 2, "socket_timeout": 2} if uri.startswith("redis") else {}
     limiter = Limiter(client_ip, storage_uri=uri, storage_options=options, strategy="moving-window",
@@ -58,6 +62,11 @@ def install(app: Flask, sdr: Any, *, by_ip: list[Blueprint], by_session: list[Bl
     per_session = limiter.shared_limit(lambda: f"{sdr.settings.rate_per_session}/minute", scope="session",
                                        key_func=session_key, exempt_when=lambda: not session_key(),
                                        methods=["POST"], error_message="messages in this chat")
+    from .access import is_operator
+    credentials = limiter.shared_limit(lambda: f"{sdr.settings.rate_per_ip}/minute", scope="credentials",
+                                       exempt_when=is_operator, error_message="sign-in attempts from your address")
+    for bp in by_credentials:
+        credentials(bp)
     for bp in by_ip:
         per_ip(bp)
     for bp in by_session:

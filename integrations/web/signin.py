@@ -31,7 +31,8 @@ def signin_page() -> Response | tuple[str, int]:
     if code is not None:
         if not redeem_signin_code(code):
             return _form("That sign-in link was already used or has expired. Run `sdr signin` on the server for a "
-                         "new one, or paste the API token below.", 401)
+                         "new one (a server that made its own token prints a new link when restarted), or paste the "
+                         "API token below.", 401)
         sign_in()
         return redirect(safe_next(request.args.get("next")), code=303)
     if is_operator():

@@ -1,7 +1,8 @@
 """Signed requests from servers, Stripe's scheme: header `X-SDR-Signature: t=<unix seconds>,
 v1=<hex HMAC-SHA256(secret, "<t>.<raw body>")>` (several v1= are allowed, for secret rotation;
 https://docs.stripe.com/webhooks#verify-manually). A signature older or newer than
-`tolerance_s` is stale: a captured request cannot be replayed later."""
+`tolerance_s` is stale: a captured request can be replayed only within that window (an event
+sent twice in it counts twice, within the playbook's daily caps)."""
 from __future__ import annotations
 
 import hashlib

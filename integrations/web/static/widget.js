@@ -692,16 +692,19 @@
     return m.length > 300 ? m.slice(0, 297) + "\u2026" : m;
   }
 
+  // 128 random bits: a retried first message names its conversation by this id, so it must be
+  // as hard to guess as a session id. Without crypto (very old browsers) the id is too short to
+  // name a session (the server then starts a fresh one on a retry) rather than guessable.
   function newMessageId() {
-    var rnd = "";
     try {
-      var a = new Uint32Array(2);
+      var a = new Uint32Array(4);
       window.crypto.getRandomValues(a);
-      rnd = a[0].toString(36) + a[1].toString(36);
+      var hex = "";
+      for (var i = 0; i < 4; i++) hex += ("00000000" + a[i].toString(16)).slice(-8);
+      return "w" + hex;
     } catch (e) {
-      rnd = Math.random().toString(36).slice(2) + Math.random().toString(36).slice(2);
+      return "w" + Math.random().toString(36).slice(2, 12);
     }
-    return "w" + Date.now().toString(36) + "-" + rnd;
   }
 
   function requestBody(text, messageId) {
