@@ -133,7 +133,7 @@ class SDR:
             conv, lead, first = open_conversation(s, session_id, inbound, now)
             state = dict(conv.state or {})
             turn = int(state.get("turn", 0)) + 1
-            tz = visitor_timezone(inbound.visitor or {}, state)
+            tz = visitor_timezone(inbound.visitor or {}, state, text)   # widget, then words, then before
             view = LeadView(id=lead.id, fields=dict(lead.fields or {}), stage=lead.stage, score=lead.score,
                             asking=state.get("asking"), today=now.date(), message=text, usage=usage,
                             deadline=deadline,
