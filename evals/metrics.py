@@ -19,6 +19,7 @@ Definitions (per persona that was run, not skipped):
 """
 from __future__ import annotations
 
+import re
 import statistics
 from typing import Any
 
@@ -41,6 +42,11 @@ def percentile(values: list[float], q: float) -> float:
     lo = int(pos)
     hi = min(lo + 1, len(xs) - 1)
     return xs[lo] + (xs[hi] - xs[lo]) * (pos - lo)
+
+
+def questions(reply: str) -> int:
+    """Question marks in a reply, not counting those inside links (a URL's query string)."""
+    return re.sub(r"https?://\S+", " ", reply).count("?")
 
 
 def _ratio(right: int, total: int) -> float | None:
@@ -99,7 +105,7 @@ def summarize(runs: list[dict[str, Any]]) -> dict[str, Any]:
         "disqualify_accuracy": _ratio(sum(1 for r in dq if r["stage"] == r.get("expected_stage")), len(dq)),
         "grounding_violations": sum(len(t.get("ungrounded") or []) for t in turns),
         "reasked_fields": sum(r["reasked"] for r in ran),
-        "questions_per_reply_max": max((t["text"].count("?") for t in turns), default=0),
+        "questions_per_reply_max": max((questions(t["text"]) for t in turns), default=0),
         "turns_to_sql_median": statistics.median(to_sql) if to_sql else None,
         "latency_ms_p95": round(percentile([t["latency_ms"] for t in turns], 95), 1),
         "model_calls_per_turn": round(sum(t.get("model_calls", 0) for t in turns) / n_turns, 3),
@@ -122,7 +128,7 @@ def _more(ran: list[dict[str, Any]], turns: list[dict[str, Any]]) -> dict[str, A
         "content_fit": _ratio(sum(1 for r in fit if set(r["recommended"]) & set(r["recommended_any"])), len(fit)),
         "latency_ms_p50": round(percentile([t["latency_ms"] for t in turns], 50), 1),
         "completion_tokens_per_turn": round(sum(t.get("completion_tokens", 0) for t in turns) / n_turns, 1),
-        "questions_per_reply_mean": round(sum(t["text"].count("?") for t in turns) / n_turns, 3),
+        "questions_per_reply_mean": round(sum(questions(t["text"]) for t in turns) / n_turns, 3),
         "personas_run": len(ran), "turns": len(turns),
     }
 

@@ -139,7 +139,7 @@ def main(ctx: click.Context, data_dir: str | None, playbook: str | None) -> None
       sdr --playbook my.yaml serve  serve with your own playbook
       sdr chat                      talk to it in the terminal and watch the score move
       sdr leads / sdr lead ID|EMAIL see who came in, their score breakdown and transcript
-      sdr eval                      play scripted prospects and check how the SDR did
+      sdr eval                      simulated prospects measure the SDR (field accuracy, handoffs, grounding)
       sdr config                    every setting (environment variable), its value and where it came from
       sdr signin                    a one-time link that signs a teammate in to the team pages
 
