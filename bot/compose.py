@@ -28,7 +28,7 @@ KIND_NAMES = {"case_study": "case study", "guide": "guide", "ebook": "ebook", "w
 TIMELINE_WORDS = {"now": "you need it right away", "this_quarter": "this quarter", "next_quarter": "next quarter",
                   "this_year": "within the year", "later": "no rush"}
 # Steps whose words are fixed (refusals, goodbyes, exact times and links): no model words them.
-FIXED_WORDS = {"identity", "identity_plain", "acknowledge_closed", "refusal", "unsubscribed", "close", "not_interested", "booked", "booked_pending", "slot_taken",
+FIXED_WORDS = {"identity", "identity_plain", "zone_answer", "acknowledge_closed", "refusal", "unsubscribed", "close", "not_interested", "booked", "booked_pending", "slot_taken",
                "offer_slots", "offer_slots_plain", "calendar_down"}
 
 
@@ -172,7 +172,7 @@ def _next_steps(d: Decision, m: MeetingOutcome, pb: Playbook, fields: dict[str, 
 def build_plan(d: Decision, meeting: MeetingOutcome, playbook: Playbook, fields: dict[str, Any]) -> ReplyPlan:
     """The reply plan for a decision and what the calendar did. `fields` is the lead's profile."""
     summary = summarize(d.learned, fields) if d.learned else ""
-    facts = tuple(t for t in (meeting.slots_text, meeting.booked_text, meeting.ics_url, meeting.rep_name) if t)
+    facts = tuple(t for t in (meeting.slots_text, meeting.booked_text, meeting.ics_url, meeting.rep_name, d.zone) if t)
     if d.mode == "refuse":
         return ReplyPlan((Step("refusal"),), d, summary, facts)
     steps = [Step("identity_plain" if d.human else "identity")] if d.identity else []   # the truth first
@@ -180,6 +180,8 @@ def build_plan(d: Decision, meeting: MeetingOutcome, playbook: Playbook, fields:
         steps += _answers(d)
         return ReplyPlan(tuple(steps or [Step("acknowledge_closed")]), d, summary, facts)
     steps += _opening(d, fields, summary)
+    if d.zone:
+        steps.append(Step("zone_answer", {"text": d.zone}))
     if d.not_interested:
         steps.append(Step("not_interested"))
     elif d.objection and d.mode == "converse" and not (d.recommend is not None and d.recommend.type == "roi_calculator"):

@@ -12,6 +12,7 @@ from knowledge.retrieve import Hit, LeadContext
 
 from .answers import Answer, ContentStore, answer_question
 from .extract import Understanding
+from .places import asks_zone, zone_answer
 from .playbook import Playbook
 from .text import has_word
 
@@ -43,6 +44,7 @@ class Decision:
     mode: str = "converse"            # converse | refuse | close | unsubscribe | opted_out (said stop before)
     greet: bool = False
     identity: bool = False            # asked whether they talk to a bot: say it is automated, first
+    zone: str | None = None           # "which time zone is that?": the answer, from the conversation
     learned: tuple[str, ...] = ()
     answers: tuple[Answer, ...] = ()
     ask_field: str | None = None
@@ -140,6 +142,8 @@ def _answers(playbook: Playbook, kb: ContentStore | None, u: Understanding, sit:
             continue
         if "identity_question" in u.intents and not u.topics and not u.integrations_asked:
             continue  # "are you a bot?" is about us, answered from the conversation, not the content
+        if asks_zone(q):
+            continue  # "which time zone is that?" is about the times offered, not the content
         # "is it secure? we need SOC 2": a short message's statements are part of its question
         asked = sit.text if len(u.questions) == 1 and len(sit.text) <= 240 else q
         answers.extend(answer_question(kb, asked, u, ctx, playbook=playbook))
@@ -192,6 +196,7 @@ def decide(playbook: Playbook, kb: ContentStore | None, u: Understanding, sit: S
     if "injection" in u.intents:
         return Decision(mode="refuse", **d)
     d["identity"] = "identity_question" in u.intents
+    d["zone"] = zone_answer(sit.state) if asks_zone(sit.text) else None
     d["greet"] = sit.first_turn and not d["identity"] and ("greeting" in u.intents or not (u.questions or u.fields))
     d["objection"] = "objection" in u.intents
     ctx = lead_context(playbook, sit.fields, sit.stage)

@@ -210,3 +210,13 @@ def test_a_zone_said_earlier_holds_for_later_turns(booking):
 def test_the_widget_zone_beats_the_words(booking):
     d = chat(booking, QUALIFIED + ". I'm in Melbourne.", visitor={"timezone": "Europe/Berlin"})
     assert _offer(d)["timezone"] == "Europe/Berlin"
+
+
+def test_which_time_zone_is_that_is_answered_from_the_offer_not_the_content(booking):
+    """Issue 11: "Which time zone is that?" was treated as an unknown product question."""
+    d = chat(booking, QUALIFIED + ". We're based in Melbourne.")
+    assert _offer(d)["timezone"] == "Australia/Melbourne"
+    for question in ("Which time zone is that?", "what timezone are those in?", "is that my local time?"):
+        r = chat(booking, question, d["session_id"])
+        assert "Australia/Melbourne" in r["reply"], r["reply"]
+        assert "not in our materials" not in r["reply"].lower() and r["reply"].startswith("Those times are in"), r["reply"]
