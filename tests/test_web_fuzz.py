@@ -23,7 +23,7 @@ from hypothesis import strategies as st
 
 EXAMPLES = int(os.environ.get("SDR_FUZZ_EXAMPLES", "150"))   # per test
 SECRET = "fuzz-signing-secret"
-TOKEN = "fuzz-token-123"
+TOKEN = "fuzz-token-0123456789"
 # Every request the app answered in this module, by route: "METHOD /rule" -> Counter({status: n})
 SEEN: dict[str, collections.Counter] = collections.defaultdict(collections.Counter)
 
@@ -170,7 +170,7 @@ def test_deep_nesting(app_client, depth):
 @given(segment=st.text(max_size=60), query=st.text(max_size=60))
 def test_paths_and_queries(app_client, segment, query):
     from urllib.parse import quote
-    auth = {"Authorization": "Bearer fuzz-token-123"}
+    auth = {"Authorization": "Bearer fuzz-token-0123456789"}
     for path in (f"/api/leads/{quote(segment, safe='')}", f"/leads/{quote(segment, safe='')}",
                  f"/api/leads?limit={quote(query)}", f"/api/privacy/export?email={quote(query)}",
                  f"/meetings/{quote(segment, safe='')}.ics?lead={quote(query)}"):
