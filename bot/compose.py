@@ -28,7 +28,7 @@ KIND_NAMES = {"case_study": "case study", "guide": "guide", "ebook": "ebook", "w
 TIMELINE_WORDS = {"now": "you need it right away", "this_quarter": "this quarter", "next_quarter": "next quarter",
                   "this_year": "within the year", "later": "no rush"}
 # Steps whose words are fixed (refusals, goodbyes, exact times and links): no model words them.
-FIXED_WORDS = {"identity", "identity_plain", "zone_answer", "acknowledge_closed", "refusal", "unsubscribed", "close", "not_interested", "booked", "booked_pending", "slot_taken",
+FIXED_WORDS = {"identity", "identity_plain", "zone_answer", "acknowledge_closed", "acknowledge_done", "close_again", "refusal", "unsubscribed", "close", "not_interested", "booked", "booked_pending", "slot_taken",
                "offer_slots", "offer_slots_plain", "calendar_down"}
 
 
@@ -165,7 +165,7 @@ def _next_steps(d: Decision, m: MeetingOutcome, pb: Playbook, fields: dict[str, 
         out.append(Step(kind, {"title": d.recommend.title, "url": d.recommend.url}))
     if d.ask_question and not m.slots_text and not m.picked:
         out.append(Step("human_email", {"text": d.ask_question}) if d.human and d.ask_field == "email"
-                   else Step("question", {"text": d.ask_question, "field": d.ask_field}))
+                   else Step("question", {"text": d.ask_question, "field": d.ask_field, "again": d.ask_again}))
     return out
 
 
@@ -179,6 +179,8 @@ def build_plan(d: Decision, meeting: MeetingOutcome, playbook: Playbook, fields:
     if d.mode == "opted_out":
         steps += _answers(d)
         return ReplyPlan(tuple(steps or [Step("acknowledge_closed")]), d, summary, facts)
+    if d.farewell and d.mode == "converse":   # handed off, and they say thanks or bye
+        return ReplyPlan(tuple(steps + [Step("acknowledge_done")]), d, summary, facts)
     steps += _opening(d, fields, summary)
     if d.zone:
         steps.append(Step("zone_answer", {"text": d.zone}))
@@ -189,8 +191,9 @@ def build_plan(d: Decision, meeting: MeetingOutcome, playbook: Playbook, fields:
     steps += _answers(d)
     if d.mode == "unsubscribe":
         steps.append(Step("unsubscribed"))
-    elif d.mode == "close":
-        steps.append(Step("close", {"reason": d.close_reason}))
+    elif d.mode == "close":   # the goodbye once; then a short acknowledgement, or the close said anew
+        steps.append(Step("acknowledge_closed") if d.closed_before and d.farewell else
+                     Step("close_again") if d.closed_before else Step("close", {"reason": d.close_reason}))
     else:
         steps += _next_steps(d, meeting, playbook, fields)
     return ReplyPlan(tuple(steps or [Step("fallback")]), d, summary, facts)

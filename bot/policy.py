@@ -5,17 +5,23 @@ qualified. The decision is a typed value the brain turns into words.
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any
 
 from knowledge.retrieve import Hit, LeadContext
 
 from .answers import Answer, ContentStore, answer_question
-from .extract import Understanding
+from .extract import FAREWELL_RE, Understanding
 from .places import asks_zone, zone_answer
 from .playbook import Playbook
 from .text import has_word
 
+# "ok thanks", "cool", "bye", "thanks!", "👍": said to end a conversation, not to continue it.
+PLEASANTRY_RE = re.compile(r"^(?:(?:ok(?:ay)?|k|kk|cool|great|nice|perfect|awesome|lovely|fine|sure|alright|all good|"
+                           r"thanks?|thank you|thanks a lot|many thanks|thx|ty|cheers|ta|noted|got it|sounds good|"
+                           r"will do|see you|see ya|take care|have a (?:good|nice|great) (?:day|one|week)|appreciate it|"
+                           r"much appreciated|bye|goodbye|good bye|bye bye)[\s,.!]*)+$", re.I)
 SKIP_COOLDOWN_TURNS = 3         # a skipped question is not asked again for this many turns
 MAX_ASKS_PER_FIELD = 2          # asked twice and ignored twice: treat as skipped
 
@@ -59,6 +65,10 @@ class Decision:
     handed_off: bool = False          # this lead's handoff is (now or already) queued
     close_reason: str | None = None   # student | job_seeker | competitor | not_a_fit
     handoff_reason: str | None = None # sql | asked_for_human | meeting_requested: queue a handoff now
+    variant: int = 0                  # which phrasing of each template: rotates every turn, so replies vary
+    ask_again: bool = False           # the question is the one the last reply asked too: lead into it
+    closed_before: bool = False       # the close was said on an earlier turn: never the same sentence again
+    farewell: bool = False            # "ok thanks", "bye", "cool" once the conversation is done: a short acknowledgement
 
     def sources(self) -> list[Hit]:
         """The content this reply quotes or links, each piece once."""
@@ -107,6 +117,14 @@ def next_field(playbook: Playbook, fields: dict[str, Any], state: dict[str, Any]
     if fresh:
         return fresh[0]
     return None
+
+
+def pleasantry(u: Understanding, text: str) -> bool:
+    """A thanks, an ok or a goodbye and nothing else: no question, no fact, no request."""
+    if u.questions or u.fields or u.intents - {"small_talk", "affirm", "greeting"}:
+        return False
+    t = text.strip()
+    return bool(PLEASANTRY_RE.match(t) or (len(t) <= 30 and FAREWELL_RE.search(t)) or (t and not re.search(r"\w", t)))
 
 
 def reopens(u: Understanding) -> bool:
@@ -192,7 +210,8 @@ def decide(playbook: Playbook, kb: ContentStore | None, u: Understanding, sit: S
     on unsubscribe or to a disqualified lead; take a meeting request or a "yes" to a meeting
     offer; offer a meeting when the lead just became an SQL; ask the single most valuable unknown
     field; recommend content. Pure rules over the playbook and the conversation state."""
-    d: dict[str, Any] = {"learned": sit.learned, "handed_off": sit.handed_off, "handoff_reason": handoff_reason(u, sit)}
+    d: dict[str, Any] = {"learned": sit.learned, "handed_off": sit.handed_off, "handoff_reason": handoff_reason(u, sit),
+                         "variant": sit.turn, "farewell": pleasantry(u, sit.text)}
     if "injection" in u.intents:
         return Decision(mode="refuse", **d)
     d["identity"] = "identity_question" in u.intents
@@ -208,18 +227,23 @@ def decide(playbook: Playbook, kb: ContentStore | None, u: Understanding, sit: S
         return Decision(mode="opted_out", **{**d, "handoff_reason": None, "greet": False})
     if sit.stage == "disqualified":
         d["answers"] = tuple(a for a in d["answers"] if a.hit is not None)[:1]
-        return Decision(mode="close", close_reason=sit.disqualified_reason or "student", **d)
+        return Decision(mode="close", close_reason=sit.disqualified_reason or "student",
+                        closed_before=bool(sit.state.get("closed")), **d)
     d["human"], d["book"] = "human" in u.intents, "book" in u.intents
     offered = sit.state.get("offered_meeting_turn")
     if not d["book"] and offered is not None and sit.turn - offered == 1 and "affirm" in u.intents:
         d["book"] = d["meeting_accepted"] = True   # "sure, let's talk" right after a meeting offer
         d["handoff_reason"] = d["handoff_reason"] or "meeting_requested"
     d["offer_meeting"] = sit.crossed_sql and not d["book"]
+    d["farewell"] = d["farewell"] and sit.handed_off and not (d["book"] or d["human"] or d["offer_meeting"])
+    if d["farewell"]:
+        return Decision(**d)   # handed off and they say thanks or bye: a short acknowledgement, nothing to ask
     d["not_interested"] = "not_interested" in u.intents and not (d["human"] or d["book"])
     if d["not_interested"]:
         return Decision(**d)   # no question, no content: they said no
     d["handed_off"] = sit.handed_off or d["human"] or d["book"]
     d["ask_field"], d["ask_question"] = _question(playbook, u, sit, d)
+    d["ask_again"] = d["ask_field"] is not None and d["ask_field"] == sit.state.get("asking")
     d["recommend"] = _recommendation(playbook, kb, u, sit, ctx, d)
     return Decision(**d)
 
@@ -265,8 +289,10 @@ def note_decision(state: dict[str, Any], d: Decision, playbook: Playbook, fields
         actions.append(act)
     if d.human:
         actions.append({"type": "human"})
-    if d.mode in ("close", "unsubscribe"):
+    if d.mode in ("close", "unsubscribe") and not d.closed_before:
         actions.append({"type": "close", "reason": d.close_reason or d.mode})
+    if d.mode == "close":
+        state["closed"] = state.get("closed") or turn   # the goodbye is said once; later turns acknowledge
     if d.mode == "refuse":
         actions.append({"type": "refuse", "reason": "prompt_injection"})
     if d.mode == "unsubscribe":

@@ -5,6 +5,7 @@ construction (its answers quote the content store).
 """
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import yaml
@@ -34,23 +35,59 @@ class RuleBrain:
             u.pick = parse_pick(message, lead.offered_slots, lead.timezone, lead.now)
         return u
 
-    def _t(self, key: str, **values: Any) -> str:
+    def _t(self, key: str, variant: int = 0, **values: Any) -> str:
+        """Template `key` filled; a list of phrasings gives phrasing `variant` (mod its length)."""
         pb = self.playbook
         base = {"assistant": pb.company.assistant_name, "company": pb.company.name, "product": pb.company.product,
                 "minutes": pb.meeting.length_minutes, "url": pb.meeting.url or ""}
         base.update(values)
-        return str(self.templates[key]).format(**base)
+        template = self.templates[key]
+        if isinstance(template, list):
+            template = template[variant % len(template)]
+        return str(template).format(**base)
 
-    def render(self, step: Step) -> str:
-        """One step of the plan in the words of prompts/replies.yaml."""
+    def render(self, step: Step, variant: int = 0) -> str:
+        """One step of the plan in the words of prompts/replies.yaml, phrasing `variant`."""
         if step.kind == "question":
-            return str(step.data.get("text") or "")     # the playbook's own words
+            text = str(step.data.get("text") or "")     # the playbook's own words ...
+            if not (step.data.get("again") and text):
+                return text
+            return self._t("ask_again", variant, text=_lower_first(text))   # ... led in when asked again
         if step.kind == "close":
             key = f"close_{step.data.get('reason')}"
-            return self._t(key if key in self.templates else "close_student")
-        return self._t(step.kind, **step.data)
+            return self._t(key if key in self.templates else "close_student", variant)
+        return self._t(step.kind, variant, **step.data)
+
+    def _text(self, plan: ReplyPlan, variant: int) -> str:
+        return " ".join(p.strip() for p in (self.render(s, variant) for s in plan.steps) if p.strip())
 
     def compose(self, plan: ReplyPlan, lead: LeadView, history: list[dict[str, str]]) -> Reply:
-        text = " ".join(p.strip() for p in (self.render(s) for s in plan.steps) if p.strip())
+        """The plan in template words. The phrasing rotates with the conversation (`plan.decision.
+        variant`); should that still open like the last reply, the next phrasings are tried."""
+        last = next((m.get("text", "") for m in reversed(history or []) if m.get("role") == "agent"), "")
+        variant = plan.decision.variant
+        text = self._text(plan, variant)
+        for shift in range(1, 4):
+            if not last or not repeats(text, last):
+                break
+            text = self._text(plan, variant + shift)
         return Reply(text=text, prompt="replies", prompt_version=self.templates.get("version"), model="rules",
                      evidence=self._evidence + list(plan.facts))
+
+
+def opening(text: str, words: int = 4) -> tuple[str, ...]:
+    """The first `words` words of a reply, lower-cased: what a reader notices repeating."""
+    return tuple(re.findall(r"[\w'’]+", text.lower())[:words])
+
+
+def repeats(text: str, last: str) -> bool:
+    """True when `text` is `last` again or opens with the same words."""
+    return text == last or opening(text) == opening(last)
+
+
+def _lower_first(text: str) -> str:
+    """"What's your role?" → "what's your role?" after a lead-in (not "I", not an acronym)."""
+    first = text.split(" ", 1)[0]
+    if first in ("I", "I'm", "I'd", "I've") or len(first) < 2 or not first[1:2].islower():
+        return text
+    return text[0].lower() + text[1:]
