@@ -12,11 +12,12 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import date, timedelta
 from functools import lru_cache
 from typing import Any
 
 from nameparser import HumanName
+from text_to_num import alpha2digit
 
 from .playbook import Playbook
 from .text import EMAIL_RE, has_word
@@ -34,6 +35,7 @@ class Fact:
     extractor: str = "rules"
     certain: bool = True
     evidence: str = ""
+    source: str = "said"     # said | form | guessed_from_email | corrected (kept in field_sources)
 
 
 @dataclass
@@ -57,7 +59,7 @@ class Understanding:
 FREE_MAIL = {"gmail", "yahoo", "hotmail", "outlook", "icloud", "aol", "proton", "protonmail", "gmx",
              "live", "msn", "me", "mail", "yandex", "zoho", "fastmail", "hey"}
 QUESTION_START = re.compile(
-    r"^(?:do|does|did|can|could|would|will|is|are|was|were|how|what|what's|whats|which|who|why|when|"
+    r"^(?:do|does|did|can|could|would|will|is|are|(?:was|were)(?=\s+(?:you|u|they|there|those|these|the|any|we|it)\b)|how|what|what's|whats|which|who|why|when|"
     r"where|should|have|has|any|tell me|explain)\b", re.I)
 WORD_NUMBERS = {"one": 1, "two": 2, "three": 3, "four": 4, "five": 5, "six": 6, "seven": 7, "eight": 8,
                 "nine": 9, "ten": 10, "twelve": 12, "fifteen": 15, "twenty": 20, "thirty": 30, "fifty": 50,
@@ -71,7 +73,7 @@ def _num(raw: str, suffix: str | None = None) -> float | None:
     except ValueError:
         return None
     s = (suffix or "").lower()
-    if s in ("k", "thousand"):
+    if s in ("k", "thousand", "grand"):
         n *= 1_000
     elif s in ("m", "mm", "million"):
         n *= 1_000_000
@@ -91,59 +93,114 @@ def is_question(sentence: str) -> bool:
 # ---------------------------------------------------------------------------------------------
 # Field extractors. Each takes the text (and sometimes context) and returns a Fact or None.
 
-SIZE_NOUNS = r"(?:people|persons|employees|staff|ftes?|folks|headcount|team members|workers|person company|person startup|person team|person org)"
+SIZE_NOUNS = (r"(?:people|persons|ppl|peeps|heads|employees|staff(?:ers)?|ftes?|folks|headcount|team members|workers|"
+              r"person company|person startup|person team|person org|strong|"
+              r"personas|empleados|trabajadores|colaboradores|mitarbeiter(?:innen)?|mitarbeitende|besch[äa]ftigte|leute|"
+              r"personnes|salari[ée]s|employ[ée]s|collaborateurs|pessoas|funcion[áa]rios)\b")
+_APPROX = r"(?:about|around|roughly|approximately|approx\.?|abt|~|maybe|like|over|under|nearly|almost|just over|just under|some|unas|unos|etwa|ca\.?|environ|cerca de)"
+# Number words become digits first ("two hundred" → 200, "zweihundert" → 200), with text2num
+# (en, es, de, fr, pt; loaded once, here); English first, the others only when English found none.
+_NUMBER_LANGS = ("en", "es", "de", "fr", "pt")
+_PAIR_RE = re.compile(r"\b(?:(?:just |only )?me and (?:one|1|a|another|my) (?:other )?(?:person|colleague|co-?founder|partner|"
+                      r"business partner|guy|rep|employee|friend|teammate)|(?:just |only )?(?:the )?(?:two|2) of us)\b")
+_ME_PLUS_RE = re.compile(r"\bme and (\d{1,3}) others?\b")
+_NEGATED_RE = re.compile(r"\bnot\s+" + _APPROX + r"?\s*\d[\d,.]*\s*(?:k\b)?\s*\+?(?:\s*" + SIZE_NOUNS + r")?")
 
 
-def extract_company_size(text: str, asked: bool = False) -> Fact | None:
-    t = text.lower()
+def _digits(text: str, lang: str = "en") -> str:
+    """The text with number words written as digits, in `lang`."""
+    try:
+        return alpha2digit(text, lang)
+    except Exception:   # noqa: BLE001 - a library hiccup must never cost the message
+        return text
+
+
+def _size_in(t: str) -> Fact | None:
+    """A headcount in lower-case text whose numbers are digits."""
+    n = r"(\d[\d,]*(?:\.\d+)?)\s*(k)?"
     m = re.search(r"(\d[\d,]*)\s*(?:-|to|–)\s*(\d[\d,]*)\s*(k)?\s*\+?\s*" + SIZE_NOUNS, t)
     if m:
         lo, hi = _num(m.group(1), m.group(3)), _num(m.group(2), m.group(3))
         if lo is not None and hi is not None:
             return Fact(int(round((lo + hi) / 2)), evidence=m.group(0))
-    m = re.search(r"(\d[\d,]*(?:\.\d+)?)\s*(k)?\s*\+?\s*[- ]?" + SIZE_NOUNS, t)
-    if m:
-        n = _num(m.group(1), m.group(2))
-        if n:
-            return Fact(int(n), evidence=m.group(0))
-    m = re.search(r"\b(?:team|company|org|organi[sz]ation|staff|business|startup|shop) of (?:about |around |roughly |~)?(\d[\d,]*)\s*(k)?\b", t)
-    if m:
-        n = _num(m.group(1), m.group(2))
-        if n:
-            return Fact(int(n), evidence=m.group(0))
-    m = re.search(r"\bheadcount (?:is|of)\s*(?:about |around |~)?(\d[\d,]*)\s*(k)?\b", t)
-    if m:
-        n = _num(m.group(1), m.group(2))
-        if n:
-            return Fact(int(n), evidence=m.group(0))
+    for pat in (n + r"(?:\s*-?\s*ish)?\s*\+?\s*[- ]?" + SIZE_NOUNS,
+                r"\b(?:team|company|org|organi[sz]ation|staff|business|startup|shop) of " + _APPROX + r"?\s*" + n + r"\b",
+                r"\bheadcount(?:'s|’s| is| of|:)?\s*(?:is\s*)?" + _APPROX + r"?\s*" + n + r"\b",
+                r"\b" + n + r"[- ](?:person|people|employee|staff)\b"):
+        m = re.search(pat, t)
+        if m and _num(m.group(1), m.group(2)):
+            return Fact(int(_num(m.group(1), m.group(2)) or 0), evidence=m.group(0))
     m = re.search(r"\b(?:team|company|org) of (" + "|".join(WORD_NUMBERS) + r")\b", t)
     if m:
         return Fact(WORD_NUMBERS[m.group(1)], evidence=m.group(0))
-    m = re.search(r"\b(\d[\d,]*)\s*(k)?[- ](?:person|people|employee|staff)\b", t)
+    m = _ME_PLUS_RE.search(t)
     if m:
-        n = _num(m.group(1), m.group(2))
-        if n:
-            return Fact(int(n), evidence=m.group(0))
+        return Fact(int(m.group(1)) + 1, evidence=m.group(0))
+    if _PAIR_RE.search(t) or re.search(r"\b(?:it's |its )?me and my (?:co-?founder|partner|business partner)\b", t):
+        return Fact(2, evidence="two of us")
     if re.search(r"\b(?:just me|only me|just myself|solo founder|one[- ]person|one[- ]man band|i'm a freelancer|i work alone|solopreneur)\b", t):
         return Fact(1, evidence="just me")
-    if asked:
-        m = re.fullmatch(r"\s*(?:about|around|roughly|approximately|approx\.?|maybe|~|over|under|nearly|almost)?\s*(\d[\d,]*)\s*(k)?\s*\+?\s*[.!]?\s*", t)
-        if m:
-            n = _num(m.group(1), m.group(2))
-            if n:
-                return Fact(int(n), evidence=m.group(0).strip())
     return None
 
 
+def extract_company_size(text: str, asked: bool = False, correcting: bool = False) -> Fact | None:
+    """A headcount however written: "abt 400 ppl", "30-ish people", "two hundred people",
+    "zweihundert Mitarbeiter", "just me and one other person" (2). A negated number ("not 400")
+    is never the size; `correcting` (a correction of a known size) also takes a bare number."""
+    t = _NEGATED_RE.sub(" ", text.lower().replace("w/", "with"))
+    for lang in _NUMBER_LANGS:
+        fact = _size_in(_digits(t, lang))
+        if fact is not None:
+            return fact
+    t = _digits(t)
+    if asked:
+        m = re.fullmatch(r"\s*" + _APPROX + r"?\s*(\d[\d,]*)\s*(k)?\s*\+?\s*[.!]?\s*", t)
+        if m and _num(m.group(1), m.group(2)):
+            return Fact(int(_num(m.group(1), m.group(2)) or 0), evidence=m.group(0).strip())
+    if correcting:
+        m = re.search(r"(?:^|[\s,:;—–-])(?:it's |its |is |but |meant |more like |closer to |rather )?" + _APPROX + r"?\s*"
+                      r"(\d[\d,]*)\s*(k)?\s*\+?\s*(?:[.!,]|$)", t)
+        if m and _num(m.group(1), m.group(2)):
+            return Fact(int(_num(m.group(1), m.group(2)) or 0), evidence=m.group(0).strip())
+    return None
+
+
+# Seniority words in English, Spanish, German, French and Portuguese; the first level that
+# matches wins, so "director general" is c_level before "director" is director.
 SENIORITY_PATTERNS: list[tuple[str, str]] = [
-    ("student", r"\b(?:student|intern|internship|studying|my thesis|class project|school project|homework|undergrad|phd candidate|grad student)\b"),
-    ("c_level", r"\b(?:ceo|cto|cfo|coo|cro|cmo|cio|ciso|chief [a-z]+ officer|founder|co-?founder|owner|president|managing director|general partner)\b"),
-    ("vp", r"\b(?:vp|svp|evp|avp|vice president)\b"),
-    ("director", r"\b(?:director|head of|department head|sr\.? director|senior director)\b"),
-    ("manager", r"\b(?:manager|team lead|lead of|supervisor)\b"),
-    ("individual", r"\b(?:engineer|analyst|developer|account executive|\bae\b|sdr|bdr|specialist|coordinator|associate|consultant|sales rep|representative|administrator|admin)\b"),
+    ("student", r"\b(?:student|intern|internship|studying|my thesis|class project|school project|homework|undergrad|phd candidate|grad student|"
+                r"estudiante|alumn[oa]|becari[oa]|tesis|studentin|praktikant(?:in)?|masterarbeit|bachelorarbeit|[ée]tudiante?|stagiaire|th[èe]se|"
+                r"estudante|estagi[áa]ri[oa])\b"),
+    ("c_level", r"\b(?:ceo|cto|cfo|coo|cro|cmo|cio|ciso|chief [a-z]+ officer|founder|co-?founder|owner|(?<!vice )(?<!vice-)president|"
+                r"managing director|general partner|gerente general|directora? general|directeur g[ée]n[ée]ral|directrice g[ée]n[ée]rale|"
+                r"diretora? geral|gesch[äa]ftsf[üu]hrer(?:in)?|gr[üu]nder(?:in)?|inhaber(?:in)?|fundador(?:a)?|cofundador(?:a)?|"
+                r"fondat(?:eur|rice)|cofondat(?:eur|rice)|(?<!vice )(?<!vice-)pr[ée]sidente?|propietari[oa]|due[ñn][oa]|s[óo]ci[oa][- ]fundador(?:a)?)\b"),
+    ("vp", r"\b(?:vp|svp|evp|avp|vice[- ]?president|vice[- ]?presidente?|vice[- ]pr[ée]sidente?|vizepr[äa]sident(?:in)?)\b"),
+    ("director", r"\b(?:director|head of|department head|sr\.? director|senior director|directora|directeur|directrice|diretora?|"
+                 r"direktor(?:in)?|\w*(?<!team)(?<!gruppen)(?<!projekt)leiter(?:in)?)\b"),
+    ("manager", r"\b(?:manager|team lead|lead of|supervisor|gerente|jef[ea]|gestor(?:a)?|encargad[oa]|responsable|chef d(?:e|es|u)|"
+                r"teamleiter(?:in)?|gruppenleiter(?:in)?|projektleiter(?:in)?|managerin)\b"),
+    ("individual", r"\b(?:engineer|analyst|developer|account executive|\bae\b|sdr|bdr|specialist|coordinator|associate|consultant|sales rep|"
+                   r"representative|administrator|admin|ingenier[oa]|ing[ée]nieure?|ingenieur(?:in)?|engenheir[oa]|analista|analyste|"
+                   r"desarrollador(?:a)?|d[ée]veloppeu(?:r|se)|entwickler(?:in)?|desenvolvedor(?:a)?|vendedor(?:a)?|representante|"
+                   r"berater(?:in)?|consultor(?:a)?|consultante|coordinador(?:a)?|coordenador(?:a)?|coordinat(?:eur|rice)|sachbearbeiter(?:in)?)\b"),
 ]
-_NOT_ME = r"(?:our|my|the company's|their|his|her|your)\s+(?:\w+\s+){0,2}$"
+_NOT_ME = (r"\b(?:our|my|the company's|their|his|her|your|nuestr[oa]|mi|unser(?:e|er|em)?|mein(?:e|er|em)?|notre|mon|ma|"
+           r"nosso|nossa|meu|minha)\s+(?:\w+\s+){0,2}$")
+# A title in es/de/fr/pt, for the role as written ("directora comercial", "Vertriebsleiter").
+_FOREIGN_TITLE_RE = re.compile(
+    r"\b((?:vice[- ]?presidente?|vice[- ]pr[ée]sidente?|directora?|directeur|directrice|diretora?|direktor(?:in)?|gerente|jef[ea]|"
+    r"responsable|chef|gestor(?:a)?)(?:\s+(?:general|geral|g[ée]n[ée]ral[e]?|comercial|commercial[e]?|financier[e]?|financier[oa]|"
+    r"(?:de|des|du|da|do|del|de la)\s+\w+))?|\w*leiter(?:in)?|gesch[äa]ftsf[üu]hrer(?:in)?)\b", re.I)
+_LOWER_IN_TITLE = {"de", "des", "du", "da", "do", "del", "la"}
+
+
+def _foreign_title(text: str) -> str | None:
+    m = _FOREIGN_TITLE_RE.search(text)
+    if not m or re.search(_NOT_ME, text[: m.start()].lower()):
+        return None
+    words = m.group(1).split()
+    return " ".join(w.lower() if w.lower() in _LOWER_IN_TITLE else w[:1].upper() + w[1:] for w in words)
 
 
 def classify_seniority(role_text: str) -> str | None:
@@ -185,12 +242,22 @@ def extract_role(text: str, asked: bool = False) -> tuple[Fact | None, Fact | No
         if level:
             disp = raw if any(c.isupper() for c in raw) else raw.title().replace("Vp", "VP").replace("Of", "of")
             return Fact(disp, evidence=raw), Fact(level, evidence=raw)
+    foreign = _foreign_title(t)
     level = classify_seniority(low)
+    if foreign and level:
+        return Fact(foreign, evidence=foreign), Fact(level, evidence=foreign)
     if level:
         return None, Fact(level, evidence=low[:60])
-    if asked and len(t) <= 60 and not is_question(t):
-        return Fact(t.rstrip(".!"), certain=False, evidence=t), None
+    if asked and len(t) <= 60 and not is_question(t) and not _REQUEST_RE.search(t):
+        bare = re.sub(r"^(?:i'm|i’m|i am|im)\s+(?:a |an |the )?|\s+here$", "", t.rstrip(".!"), flags=re.I)
+        return Fact(bare, certain=False, evidence=t), None
     return None, None
+
+
+# A request or a deferral ("send me a case study", "let me think") answers no question about the role.
+_REQUEST_RE = re.compile(
+    r"^\s*(?:please\s+|pls\s+|just\s+|first,?\s+)?(?:send|show|give|email|e-mail|share|tell|let me|can|could|would|will|i'd like|"
+    r"i would like|i want|i need|i'll|what|how|why|where|when|before|first)\b|\b(?:send|show|give|email|tell) (?:me|us)\b", re.I)
 
 
 def extract_email(text: str) -> Fact | None:
@@ -205,7 +272,7 @@ def company_from_email(email: str) -> Fact | None:
     label = domain.split(".")[0]
     if label in FREE_MAIL or len(label) < 2:
         return None
-    return Fact(label.replace("-", " ").title(), certain=False, evidence=domain)
+    return Fact(label.replace("-", " ").title(), certain=False, evidence=domain, source="guessed_from_email")
 
 
 _NAME_STOP = {"looking", "interested", "just", "here", "curious", "trying", "from", "with", "working", "the",
@@ -301,6 +368,9 @@ def _as_name(words: list[str], playbook: Playbook | None) -> str | None:
     return " ".join(p for p in parts if p) or None
 
 
+_GERMAN_RE = re.compile(r"\b(?:ich|wir|bin|sind|und|der|die|das|ein|eine|arbeite)\b", re.I)
+
+
 def extract_name(text: str, asked: bool = False, playbook: Playbook | None = None) -> Fact | None:
     """The visitor's own name, in any script; never a title or a role."""
     for intro, strong in ((_STRONG_INTRO, True), (_WEAK_INTRO, False)):
@@ -308,6 +378,8 @@ def extract_name(text: str, asked: bool = False, playbook: Playbook | None = Non
             rest = text[m.end():]
             if not strong and not rest[:1].isupper():
                 continue
+            if not strong and m.group(0).strip().lower() == "im" and _GERMAN_RE.search(text[: m.start()]):
+                continue    # German "im Vertrieb" is "in the", not "I'm"
             name = _as_name(_name_words(rest, strong), playbook)
             if name:
                 return Fact(name, evidence=(m.group(0) + rest[:40]).strip())
@@ -322,11 +394,11 @@ def extract_name(text: str, asked: bool = False, playbook: Playbook | None = Non
 
 
 def extract_company(text: str, asked: bool = False) -> Fact | None:
-    m = re.search(r"\b(?:i work (?:at|for)|i'm (?:with|from|at)|i am (?:with|from|at)|we're|we are|here from|"
-                  r"company is|company's|company is called|company called|work at|work for|join(?:ed)?|"
+    m = re.search(r"\b(?i:i work (?:at|for)|i'm (?:with|from|at)|i’m (?:with|from|at)|i am (?:with|from|at)|we're|we’re|"
+                  r"we are|here from|company is|company's|company is called|company called|work at|work for|join(?:ed)?|"
                   r"(?:manager|director|head of [a-z]+|vp of [a-z]+|ceo|cto|cfo|coo|founder|engineer|analyst|lead) (?:at|of))\s+"
                   r"((?:[A-Z][\w&.'-]*|[0-9][\w&.'-]*)(?:\s+(?:[A-Z][\w&.'-]*|&|of|and)){0,3})", text)
-    if m:
+    if m and not re.fullmatch(r"[\d.,]+\s*k?\+?", m.group(1).strip(" .,'")):   # "we're 40 people" is a size
         name = m.group(1).strip(" .,'")
         name = re.sub(r"\s+(?:and|of|&)$", "", name)
         if name and name not in _COMPANY_STOP and not name.isupper() or (name.isupper() and 2 <= len(name) <= 6 and name not in _COMPANY_STOP):
@@ -411,16 +483,35 @@ def _bucket_for_deadline(today: date, deadline: date) -> str:
     return "later"
 
 
+_PROBLEM_RE = re.compile(
+    r"\b(?:broke|broken|breaks|stopped|stops working|isn'?t working|not working|doesn'?t work|won'?t (?:load|sync|work)|"
+    r"(?:is|are|was|were|been|went|goes) down|outage|errors?|bug|buggy|crash\w*|fail\w*|glitch\w*|"
+    r"can'?t (?:log|sign|access|export|see|connect)|(?:issue|problem|trouble) with)\b")
+_BUYING_RE = re.compile(r"\b(?:need|want|buy|purchas|switch|start|decid|roll|implement|go live|sign|looking|evaluat|"
+                        r"replac|launch|budget|plan(?:ning)? to|hoping|move|migrat)\w*")
+
+
+def _buying_part(text: str) -> str:
+    """The sentences that may state a buying timeline: a report of something broken ("the sync
+    broke yesterday", "login is down right now") tells when it broke, not when they buy."""
+    keep = [s for s in split_sentences(text) if not _PROBLEM_RE.search(s.lower()) or _BUYING_RE.search(s.lower())]
+    return " ".join(keep)
+
+
+_SPAN_RE = re.compile(r"\b(?:in|within|next|over)\s+(?:the\s+)?(?:next\s+)?(\d{1,2})(?:\s*(?:-|to|–|or)\s*(\d{1,2}))?\s+(weeks?|months?)\b")
+
+
 def extract_timeline(text: str, today: date | None = None, asked: bool = False) -> Fact | None:
     today = today or date.today()
-    low = text.lower()
+    low = _buying_part(text).lower()
 
     def fact(v: str, ev: str, certain: bool = True) -> Fact:
         return Fact(v, certain=certain, evidence=ev)
 
     simple = [
         ("now", r"\b(?:(?:need|want|start|buy)\w*\b[^.?!]{0,40}\bnow|asap|a\.s\.a\.p|right away|immediately|urgent(?:ly)?|this week|this month|next week|"
-                r"(?:in|within) (?:the next )?(?:a |two |2 |few |couple(?: of)? )weeks?|yesterday|right now|as soon as possible)\b"),
+                r"(?:in|within) (?:the next )?(?:a |two |2 |few |couple(?: of)? )weeks?|right now|as soon as possible|"
+                r"(?:need|want)\w*\b[^.?!]{0,40}\byesterday)\b"),
         ("this_quarter", r"\b(?:this quarter|end of (?:the |this )?quarter|(?:in|within) (?:the next )?(?:a|one|1) month|"
                          r"next month|in (?:a )?month or two|within (?:the next )?(?:1|one|two|2) months?|this qtr)\b"),
         ("next_quarter", r"\b(?:next quarter|next qtr|in (?:a )?(?:few|couple(?: of)?|2|3|two|three) months|"
@@ -453,25 +544,33 @@ def extract_timeline(text: str, today: date | None = None, asked: bool = False) 
         year = today.year if month >= today.month else today.year + 1
         deadline = date(year, month, 28)
         return fact(_bucket_for_deadline(today, deadline), mm.group(0))
-    mm = re.search(r"\b(?:in|within)\s+(\d{1,2})\s+(weeks?|months?)\b", low)
+    mm = _SPAN_RE.search(_digits(low))      # "in 6 weeks", "next 2-3 months", "within the next six weeks"
     if mm:
-        n = int(mm.group(1))
-        days = n * 7 if mm.group(2).startswith("week") else n * 30
-        from datetime import timedelta
+        n = (int(mm.group(1)) + int(mm.group(2) or mm.group(1))) / 2
+        days = int(n * (7 if mm.group(3).startswith("week") else 30))
         return fact(_bucket_for_deadline(today, today + timedelta(days=days)), mm.group(0))
     if asked and re.search(r"\b(?:not sure|no idea|don't know|tbd|undecided)\b", low):
         return None
     return None
 
 
-_MONEY_RE = re.compile(r"(?:(?:\$|usd\s?|us\$|€|eur\s?|£|gbp\s?)\s*(\d[\d,]*(?:\.\d+)?)\s*(k|m|mm|thousand|million)?\b"
-                       r"|\b(\d[\d,]*(?:\.\d+)?)\s*(k|m|mm|thousand|million)\b(?:\s*(?:dollars|usd|eur|euros|€|\$))?"
+_MONEY_RE = re.compile(r"(?:(?:\$|usd\s?|us\$|€|eur\s?|£|gbp\s?)\s*(\d[\d,]*(?:\.\d+)?)\s*(k|m|mm|thousand|million|grand)?\b"
+                       r"|\b(\d[\d,]*(?:\.\d+)?)\s*(k|m|mm|thousand|million|grand)\b(?:\s*(?:dollars|usd|eur|euros|€|\$))?"
                        r"|\b(\d[\d,]*(?:\.\d+)?)\s*(?:dollars|usd|eur|euros))", re.I)
+
+
+_APPROVED_RE = re.compile(
+    r"\b(?:budget(?:'s|’s| is| has| was)?\s+(?:already |been |now |fully |officially )*(?:approved|signed off|allocated|set aside|"
+    r"secured|in place|there|sorted|locked in)|(?:have|has|got|received|secured|with) (?:the |a |an |our )?(?:approved )?budget|"
+    r"approved budget|got budget|funded|(?:got|have|has|received|secured|with|got the) (?:the |a |an |our |final )?"
+    r"(?:sign[- ]?off|approval|green light|go-ahead|go ahead)|(?:finance|cfo|leadership|the board|management|procurement)\s+"
+    r"(?:has |have |already |just )*(?:approved|signed off|okayed|ok'd))")
 
 
 def extract_budget(text: str, asked: bool = False) -> Fact | None:
     low = text.lower()
-    budgety = asked or re.search(r"\b(?:budget|budgeted|spend|afford|allocated|per year|a year|annually|/yr|/year|per month|/mo|a month|ballpark)\b", low)
+    budgety = asked or re.search(r"\b(?:budget|budgeted|spend|afford|allocated|per year|a year|annually|/yr|/year|per month|/mo|"
+                                 r"a month|ballpark|set aside|earmarked|grand)\b", low)
     if budgety:
         m = _MONEY_RE.search(text)
         if m:
@@ -482,7 +581,7 @@ def extract_budget(text: str, asked: bool = False) -> Fact | None:
                 if re.match(r"\s*(?:/\s*mo\b|/\s*month|per month|a month|monthly)", tail):
                     n *= 12
                 return Fact(int(n) if float(n).is_integer() else n, evidence=m.group(0))
-    if re.search(r"\b(?:budget (?:is |has been |was )?(?:approved|signed off|allocated|set aside|secured|in place)|have (?:the |a )?budget|budget's approved|got budget|funded)\b", low) \
+    if _APPROVED_RE.search(low) \
             and not re.search(r"\b(?:don't|do not|no|not yet)\b[^.]*budget", low):
         return Fact("approved", evidence="budget approved")
     if re.search(r"\b(?:no budget|don't have (?:a |any )?budget|haven't (?:got|set) (?:a )?budget|budget (?:is )?(?:tbd|not set)|not yet)\b", low) \
@@ -670,13 +769,22 @@ def _put(u: Understanding, name: str, f: Fact | None) -> None:
         u.fields[name] = f
 
 
+# A correction: "actually", "sorry, I meant", "not 800 but 80", "80 not 800", "my bad".
+_CORRECTION_RE = re.compile(
+    r"\b(?:actually|sorry|i meant|i mean|correction|to correct|scratch that|my bad|my mistake|oops|typo|no wait|"
+    r"perd[óo]n|quise decir|en realidad|eigentlich|korrektur|ich meinte|en fait|pardon|je voulais dire|na verdade|quis dizer)\b"
+    r"|\bnot\s+\S+(?:\s+\S+)?\s+but\b|\d[\d,.]*\s*k?\s*(?:\w+\s+)?,?\s*not\s+" + _APPROX + r"?\s*\d", re.I)
+
+
 def _read_fields(u: Understanding, text: str, statement: str, playbook: Playbook, today: date | None,
                  known: dict[str, Any]) -> None:
-    """Every fact the message states, whatever was asked (questions are not read as facts)."""
+    """Every fact the message states, whatever was asked (questions are not read as facts). A
+    correction of a field we know replaces it: certain, with the source `corrected`."""
+    correcting = bool(_CORRECTION_RE.search(statement))
     _put(u, "email", extract_email(text))
     if "email" in u.fields and not known.get("company"):
         _put(u, "company", company_from_email(u.fields["email"].value))
-    _put(u, "company_size", extract_company_size(statement))
+    _put(u, "company_size", extract_company_size(statement, correcting=correcting and bool(known.get("company_size"))))
     role, seniority = extract_role(statement)
     _put(u, "role", role)
     _put(u, "seniority", seniority)
@@ -684,10 +792,15 @@ def _read_fields(u: Understanding, text: str, statement: str, playbook: Playbook
     _put(u, "budget", extract_budget(statement))
     _put(u, "name", extract_name(statement, playbook=playbook))
     company = extract_company(statement)
-    if company and (company.certain or "company" not in u.fields):
-        _put(u, "company", company)
+    guessed = "company" not in u.fields or u.fields["company"].source == "guessed_from_email"
+    if company and (company.certain or guessed):
+        _put(u, "company", company)    # what they wrote beats what the email domain suggests
     _put(u, "industry", extract_industry(text, playbook))
     _put(u, "need", extract_need(text, playbook))
+    if correcting:
+        for name, fact in u.fields.items():
+            if name != "email" and known.get(name) not in (None, "") and fact.value != known.get(name):
+                fact.certain, fact.source = True, "corrected"
 
 
 def _read_asked_answer(u: Understanding, asked_field: str, text: str, statement: str, playbook: Playbook,

@@ -1,7 +1,10 @@
 """Update the lead's profile from what this message told us.
 
 A fact the visitor states (or the widget sends) fills an empty field; a guess never overwrites
-what we know; an email that belongs to another lead merges the two records into one lead.
+what we know, and what the visitor wrote replaces a guess (the company guessed from the email
+domain); a correction replaces the old value; an email that belongs to another lead merges the
+two records into one lead. Each field's `field_sources` entry says where it came from in
+`source`: said | form | guessed_from_email | corrected.
 """
 from __future__ import annotations
 
@@ -24,7 +27,8 @@ def _facts(lead: Lead, u: Understanding, visitor: dict[str, Any], verified: bool
     for key in VISITOR_FIELDS:
         v = visitor.get(key)
         if isinstance(v, str) and v.strip() and (not (lead.fields or {}).get(key) or (key == "email" and verified)):
-            facts[key] = Fact(v.strip().lower() if key == "email" else v.strip(), extractor="visitor", evidence="widget")
+            facts[key] = Fact(v.strip().lower() if key == "email" else v.strip(), extractor="visitor", evidence="widget",
+                                source="form")
     facts.update(u.fields)
     return facts
 
@@ -32,10 +36,13 @@ def _facts(lead: Lead, u: Understanding, visitor: dict[str, Any], verified: bool
 def _keeps_old(name: str, old: Any, fact: Fact, sources: dict[str, Any]) -> bool:
     if old == fact.value:
         return True
-    if old not in (None, "") and not fact.certain:
+    if old in (None, ""):
+        return False
+    if fact.source == "guessed_from_email":
         return True   # a guess never overwrites what we know
-    return (old not in (None, "") and name == "company" and sources.get(name, {}).get("certain")
-            and fact.extractor == "rules" and not fact.certain)
+    if fact.certain:
+        return False  # a stated fact or a correction replaces the old value
+    return sources.get(name, {}).get("source") != "guessed_from_email"   # an unsure reading replaces only a guess
 
 
 def update_profile(s: Session, lead: Lead, u: Understanding, visitor: dict[str, Any],
@@ -52,7 +59,7 @@ def update_profile(s: Session, lead: Lead, u: Understanding, visitor: dict[str, 
         if _keeps_old(name, fields.get(name), fact, sources) and not confirms:
             continue
         source = {"extractor": fact.extractor, "certain": fact.certain, "evidence": fact.evidence[:120],
-                  "at": now.isoformat()}
+                  "source": getattr(fact, "source", "said"), "at": now.isoformat()}
         if name == "email":
             trusted = verified and fact.value == str(visitor.get("email") or "").strip().lower()
             kept, source = _claim_email(s, lead, fact.value, trusted, source, now)
