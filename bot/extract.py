@@ -93,7 +93,7 @@ def is_question(sentence: str) -> bool:
 # ---------------------------------------------------------------------------------------------
 # Field extractors. Each takes the text (and sometimes context) and returns a Fact or None.
 
-SIZE_NOUNS = (r"(?:people|persons|ppl|peeps|heads|employees|staff(?:ers)?|ftes?|folks|headcount|team members|workers|"
+SIZE_NOUNS = (r"(?:people|persons|ppl|peeps|heads(?! of)|employees|staff(?:ers)?|ftes?|folks|headcount|team members|workers|"
               r"person company|person startup|person team|person org|strong|"
               r"personas|empleados|trabajadores|colaboradores|mitarbeiter(?:innen)?|mitarbeitende|besch[äa]ftigte|leute|"
               r"personnes|salari[ée]s|employ[ée]s|collaborateurs|pessoas|funcion[áa]rios)\b")
@@ -407,8 +407,8 @@ def extract_company(text: str, asked: bool = False) -> Fact | None:
     m = re.search(r"\b(?:at|from)\s+(" + _LETTER + r"[\w&.'-]+(?:\s+(?:&\s+)?(?:Inc|LLC|Ltd|GmbH|Corp|Co|Labs|Health|Systems|Group|Bank|AB|AG|SA|Sons))?\.?)(?=[\s,.!?]|$)", text)
     if m and m.group(1)[0].isupper() and m.group(1).strip(".") not in _COMPANY_STOP:
         return Fact(m.group(1).strip("."), certain=False, evidence=m.group(0))
-    if asked:
-        t = text.strip().rstrip(".!")
+    if asked:   # the answer is the first sentence: "Willow & Wick. Appreciate the quick replies."
+        t = (split_sentences(text) or [text])[0].strip().rstrip(".!")
         t = re.sub(r"^(?:i'm with|i am with|i work at|i work for|we're|we are|it's|its|at)\s+", "", t, flags=re.I)
         if 1 <= len(t.split()) <= 5 and not is_question(t):
             return Fact(t, certain=False, evidence=text)
@@ -487,6 +487,7 @@ _PROBLEM_RE = re.compile(
     r"\b(?:broke|broken|breaks|stopped|stops working|isn'?t working|not working|doesn'?t work|won'?t (?:load|sync|work)|"
     r"(?:is|are|was|were|been|went|goes) down|outage|errors?|bug|buggy|crash\w*|fail\w*|glitch\w*|"
     r"can'?t (?:log|sign|access|export|see|connect)|(?:issue|problem|trouble) with)\b")
+_FIXED_RE = re.compile(r"\b(?:fixed|resolved|sorted out|working again|back up|repaired|looked at)\b")   # "need it fixed asap"
 _BUYING_RE = re.compile(r"\b(?:need|want|buy|purchas|switch|start|decid|roll|implement|go live|sign|looking|evaluat|"
                         r"replac|launch|budget|plan(?:ning)? to|hoping|move|migrat)\w*")
 
@@ -494,7 +495,8 @@ _BUYING_RE = re.compile(r"\b(?:need|want|buy|purchas|switch|start|decid|roll|imp
 def _buying_part(text: str) -> str:
     """The sentences that may state a buying timeline: a report of something broken ("the sync
     broke yesterday", "login is down right now") tells when it broke, not when they buy."""
-    keep = [s for s in split_sentences(text) if not _PROBLEM_RE.search(s.lower()) or _BUYING_RE.search(s.lower())]
+    keep = [s for s in split_sentences(text) if not _PROBLEM_RE.search(s.lower())
+            or (_BUYING_RE.search(s.lower()) and not _FIXED_RE.search(s.lower()))]
     return " ".join(keep)
 
 

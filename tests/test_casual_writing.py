@@ -99,6 +99,8 @@ SUPPORT_REPORTS = [
     "the forecast page crashed today",
     "reports failed to load yesterday, who should I contact?",
     "we're already customers and the export has a bug this week",
+    "the sync broke yesterday, we need it fixed asap",
+    "Willow & Wick. Our import failed yesterday.",
 ]
 
 
@@ -183,6 +185,11 @@ def test_a_request_is_never_stored_as_the_role(text):
                                        ("bookkeeper", "bookkeeper"), ("ops, mostly", "ops, mostly")])
 def test_an_answer_to_the_role_question_is_still_the_role(text, role):
     assert read(text, "role").get("role") == role
+
+
+def test_an_answer_with_small_talk_after_it_is_still_the_answer():
+    assert read("Willow & Wick. Appreciate the quick replies, by the way.", "company").get("company") == "Willow & Wick"
+    assert read("Headcount's around 30. We've looked at a few tools already.", "company_size").get("company_size") == 30
 
 
 def test_casual_answers_are_not_asked_again(sdr):
