@@ -210,7 +210,9 @@ def decide(playbook: Playbook, kb: ContentStore | None, u: Understanding, sit: S
     on unsubscribe or to a disqualified lead; take a meeting request or a "yes" to a meeting
     offer; offer a meeting when the lead just became an SQL; ask the single most valuable unknown
     field; recommend content. Pure rules over the playbook and the conversation state."""
-    d: dict[str, Any] = {"learned": sit.learned, "handed_off": sit.handed_off, "handoff_reason": handoff_reason(u, sit),
+    # "ok", "cool", "thanks" state no fact: whatever a reader took from them is not echoed back
+    learned = () if PLEASANTRY_RE.match(sit.text.strip()) else sit.learned
+    d: dict[str, Any] = {"learned": learned, "handed_off": sit.handed_off, "handoff_reason": handoff_reason(u, sit),
                          "variant": sit.turn, "farewell": pleasantry(u, sit.text)}
     if "injection" in u.intents:
         return Decision(mode="refuse", **d)

@@ -69,6 +69,8 @@ VARIED = [   # (template, what fills it)
     ("meeting_accepted", {}),
     ("human", {}),
     ("fallback", {}),
+    ("unsubscribed", {}),
+    ("close_again", {}),
 ]
 
 
@@ -127,6 +129,20 @@ def test_what_was_not_understood_is_not_echoed_and_a_question_asked_again_reads_
     replies.append(r.reply)
     replies.append(say(sdr, text, sid).reply)
     assert_no_repeats(replies)
+
+
+PLEASANTRIES = ["ok", "cool", "thanks", "ok thanks", "great", "sure", "nice", "thx", "cheers", "alright", "👍"]
+ECHO_OPENINGS = re.compile(r"^(?:Got it —|Noted:|Understood —|Makes sense:)")
+
+
+@pytest.mark.parametrize("text", PLEASANTRIES)
+def test_a_pleasantry_after_a_question_is_never_echoed_as_a_fact(sdr, text):
+    sid = f"pleasantry-{abs(hash(text))}"
+    first = say(sdr, "hello", sid)
+    r = say(sdr, text, sid)
+    assert not ECHO_OPENINGS.search(r.reply), r.reply
+    assert f"— {text}." not in r.reply and f": {text}." not in r.reply, r.reply
+    assert_no_repeats([first.reply, r.reply])
 
 
 # ---------------------------------------------------------------------------------------------
@@ -196,6 +212,9 @@ CONVERSATIONS = {
     "opted_out": ["hello", "not interested, please stop", "ok", "bye", "thanks", "cool", "ok thanks", "bye"],
     "job_seeker": ["Are you hiring?", "ok", "thanks", "bye", "cool", "ok", "thanks!", "bye"],
     "vague": ["hello", "hmm", "ok", "cool", "hmm", "ok", "not sure", "cool"],
+    "stop_twice": ["hello", "stop", "stop", "ok", "please stop", "bye", "unsubscribe", "thanks"],
+    "handed_off": ["I'm the CRO of a 600 person company, we need better forecasting this quarter, ana@acme.example",
+                   "my name is Ana", "ok thanks", "cool", "bye", "thanks!", "ok", "bye"],
 }
 
 
