@@ -172,6 +172,8 @@ def run_suite(sdr: Any, personas: list[dict[str, Any]], *, k: int = 1, seed: int
     started = sdr.clock().isoformat(timespec="seconds") + "Z"
     if sdr.kb is not None:
         sdr.kb.search("warm up")   # the embedding model loads once, before the first timed reply
+    from bot.places import warm
+    warm()                         # and the place data (time zones from "I'm in Melbourne")
     runs = [run_persona(sdr, p, seed + i, model)
             for p in tqdm(personas, desc="eval", unit="persona", disable=not progress) for i in range(k)]
     personas_out = []

@@ -34,6 +34,10 @@ def build_sdr(settings: Settings, *, load_knowledge: bool = True, **kwargs: Any)
         sdr.brain = make_brain(sdr)
         if sdr.playbook.reps:
             sdr.calendar = make_calendar(sdr.playbook, sdr.store, settings=settings)
+        import threading
+
+        from bot.places import warm
+        threading.Thread(target=warm, name="sdr-places", daemon=True).start()   # ~1 s of place data, off the first turn
     return sdr
 
 
