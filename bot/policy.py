@@ -18,10 +18,11 @@ from .playbook import Playbook
 from .text import has_word
 
 # "ok thanks", "cool", "bye", "thanks!", "👍": said to end a conversation, not to continue it.
-PLEASANTRY_RE = re.compile(r"^(?:(?:ok(?:ay)?|k|kk|cool|great|nice|perfect|awesome|lovely|fine|sure|alright|all good|"
-                           r"thanks?|thank you|thanks a lot|many thanks|thx|ty|cheers|ta|noted|got it|sounds good|"
-                           r"will do|see you|see ya|take care|have a (?:good|nice|great) (?:day|one|week)|appreciate it|"
-                           r"much appreciated|bye|goodbye|good bye|bye bye)[\s,.!]*)+$", re.I)
+_THANKS_OK_BYE = (r"(?:ok(?:ay)?|k|kk|cool|great|nice|perfect|awesome|lovely|fine|sure|alright|all good|"
+                  r"thanks?|thank you|thanks a lot|many thanks|thx|ty|cheers|ta|noted|got it|sounds good|"
+                  r"will do|see you|see ya|take care|have a (?:good|nice|great) (?:day|one|week)|appreciate it|"
+                  r"much appreciated|bye|goodbye|good bye|bye bye)")
+PLEASANTRY_RE = re.compile(rf"^{_THANKS_OK_BYE}(?:[\s,.!]+{_THANKS_OK_BYE})*[\s,.!]*$", re.I)   # words apart: no backtracking blow-up
 SKIP_COOLDOWN_TURNS = 3         # a skipped question is not asked again for this many turns
 MAX_ASKS_PER_FIELD = 2          # asked twice and ignored twice: treat as skipped
 

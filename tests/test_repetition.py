@@ -223,3 +223,13 @@ def test_eight_turns_never_repeat_a_reply_or_an_opening(sdr, name):
     replies = [say(sdr, text, f"eight-{name}").reply for text in CONVERSATIONS[name]]
     assert_no_repeats(replies)
     assert sdr.counters["guard_fallbacks"] == 0
+
+
+@pytest.mark.parametrize("text", ["k" * 40 + "?", "ok " * 40 + "x", "thanks, " * 30 + "but what does it cost",
+                                  "bye" * 30, "ta" * 40 + "!?"])
+def test_reading_a_pleasantry_never_backtracks_for_long(text):
+    import time
+    from bot.policy import PLEASANTRY_RE
+    started = time.perf_counter()
+    PLEASANTRY_RE.match(text)
+    assert time.perf_counter() - started < 0.005
