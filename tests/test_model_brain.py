@@ -32,7 +32,7 @@ def test_typed_extraction_fills_what_the_rules_miss(model_sdr, fake_openai):
         extraction(company_size=300, seniority="director", role="head of revenue", industry="logistics",
                    need="forecasts we can trust"),
         {"content": "Got it — thanks. Is there a timeline you're working towards?"})
-    r = sdr.handle(Inbound(text="we're a mid-sized freight outfit, maybe three hundred folks; I look after revenue"))
+    r = sdr.handle(Inbound(text="we're a mid-sized freight outfit, a few hundred of us on payroll; I look after revenue"))
     f = r.lead["fields"]
     assert f["company_size"] == 300 and f["seniority"] == "director" and f["industry"] == "logistics"
     detail = sdr.lead_detail(r.lead["id"])
