@@ -9,6 +9,7 @@ See docs/crash-test.md for what each figure means.
 """
 from __future__ import annotations
 
+
 import argparse
 import http.client
 import json
@@ -29,6 +30,7 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
+from evals.metrics import percentile  # noqa: E402  (one percentile for benches and evals)
 
 ADMIN_TOKEN = "crash-test-admin-token"
 SLACK_SIGNING_SECRET = "crash-test-signing-secret"
@@ -318,15 +320,6 @@ class Client(threading.Thread):
 
 # ---------------------------------------------------------------------------------------------
 # Reading what happened
-
-
-def percentile(values: list[float], p: float) -> float:
-    if not values:
-        return float("nan")
-    s = sorted(values)
-    k = (len(s) - 1) * p / 100.0
-    lo, hi = int(k), min(int(k) + 1, len(s) - 1)
-    return s[lo] + (s[hi] - s[lo]) * (k - lo)
 
 
 def wait_for_drain(store: Any, timeout: float, say: Any) -> tuple[bool, float]:
