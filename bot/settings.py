@@ -123,6 +123,38 @@ class Settings(BaseSettings):
     outbox_max_attempts: int = _env("SDR_OUTBOX_MAX_ATTEMPTS", 8,
                                     "Delivery attempts before an outbox entry is dead-lettered.", ge=1)
 
+    # -- form fills (POST /webhooks/forms/<source>; a source without its secret answers 404) -----
+    form_secret: SecretStr | None = _env(
+        "SDR_FORM_SECRET", None, "Turns on POST /webhooks/forms/generic: header X-SDR-Signature: t=<unix s>,"
+        "v1=<hex HMAC-SHA256(secret, '<t>.<raw body>')> (Stripe's scheme, 5 minutes' tolerance).")
+    typeform_secret: SecretStr | None = _env(
+        "SDR_TYPEFORM_SECRET", None, "Turns on POST /webhooks/forms/typeform: the secret set on the Typeform "
+        "webhook (header Typeform-Signature: sha256=<base64 HMAC-SHA256>).")
+    webflow_secret: SecretStr | None = _env(
+        "SDR_WEBFLOW_SECRET", None, "Turns on POST /webhooks/forms/webflow: the webhook's signing secret "
+        "(headers x-webflow-timestamp, x-webflow-signature).")
+    hubspot_client_secret: SecretStr | None = _env(
+        "SDR_HUBSPOT_CLIENT_SECRET", None, "Turns on POST /webhooks/forms/hubspot: the HubSpot app's client secret "
+        "(header X-HubSpot-Signature-v3, v3 request validation).")
+
+    # -- email ---------------------------------------------------------------------------------
+    smtp_url: str | None = _env(
+        "SDR_SMTP_URL", None, "Where email goes out: smtp://host:port, smtp+starttls://user:pass@host:587 or "
+        "smtps://user:pass@host:465; unset: each email is written as an .eml file under the data dir's outbox-mail/.",
+        examples=["smtp+starttls://ava:secret@smtp.example.com:587"])
+    email_from: str = _env("SDR_EMAIL_FROM", "Lark at Pipelark <lark@pipelark.example>",
+                           "The From of every email the SDR sends.",
+                           examples=["Ava at Northwind <ava@northwind.example>"])
+    email_reply_to: str | None = _env(
+        "SDR_EMAIL_REPLY_TO", None, "The per-lead reply address, with {token} where the lead's reply token goes "
+        "(replies come back through an inbound-email webhook); unset: the From address with +{token}.",
+        examples=["reply+{token}@northwind.example"])
+    inbound_email_auth: SecretStr | None = _env(
+        "SDR_INBOUND_EMAIL_AUTH", None, "user:password of HTTP Basic auth on POST /webhooks/email/postmark, "
+        "/sendgrid and /raw (how Postmark and SendGrid secure inbound webhooks); unset: those answer 404.")
+    mailgun_signing_key: SecretStr | None = _env(
+        "SDR_MAILGUN_SIGNING_KEY", None, "Mailgun's HTTP webhook signing key: turns on POST /webhooks/email/mailgun.")
+
     # -- calendars -----------------------------------------------------------------------------
     caldav_username: str | None = _env("SDR_CALDAV_USERNAME", None,
                                        "The CalDAV account, when the playbook's calendar.backend is caldav.")
