@@ -9,11 +9,14 @@ reaches `sdr.receive_form`. Time comes from the test clock, never the wall clock
 from __future__ import annotations
 
 import json
+import os
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from pydantic import SecretStr
 from sqlalchemy import func, select
 
@@ -385,3 +388,32 @@ def test_hostile_but_signed_bodies_are_4xx_never_500(world, clock):
             if r.status_code != 202:
                 assert r.get_json()["error"]["code"] in ("bad_form_body", "malformed_json")
     assert rows(world[0]) == 0
+
+
+# -- generated hostile input --------------------------------------------------------------------------
+
+_leaf = st.one_of(st.none(), st.booleans(), st.integers(min_value=-(2**80), max_value=2**80), st.floats(allow_nan=False),
+                  st.text(max_size=40))
+_json = st.recursive(_leaf, lambda kids: st.one_of(st.lists(kids, max_size=4),
+                                                   st.dictionaries(st.text(max_size=12), kids, max_size=5)),
+                     max_leaves=25)
+_shaped = st.one_of(   # near the documented shapes, so the checks past the envelope are reached too
+    _json,
+    st.fixed_dictionaries({"event_id": _json, "event_type": st.sampled_from(["form_response", "x"]),
+                           "form_response": st.fixed_dictionaries({"answers": st.lists(st.fixed_dictionaries(
+                               {"type": st.sampled_from(["text", "choice", "choices", "payment", "number", "odd"]),
+                                "field": _json, "text": _json, "choice": _json, "choices": _json, "payment": _json}),
+                               max_size=3), "hidden": _json, "definition": _json})}),
+    st.fixed_dictionaries({"triggerType": st.just("form_submission"),
+                           "payload": st.fixed_dictionaries({"data": _json, "id": _json, "submittedAt": _json})}),
+    st.fixed_dictionaries({"properties": _json, "form-submissions": _json, "vid": _json}))
+
+
+@settings(max_examples=int(os.environ.get("SDR_FUZZ_EXAMPLES", "100")), deadline=None, derandomize=True,
+          suppress_health_check=list(HealthCheck))
+@given(source=st.sampled_from(sorted(FIXTURE)), data=_shaped, raw=st.binary(max_size=200), signed=st.booleans())
+def test_generated_bodies_signed_or_not_never_get_a_5xx_nor_create_anything(world, clock, source, data, raw, signed):
+    body = json.dumps(data).encode() if signed else raw
+    r = post(world[1], source, body, sign(source, body, unix(clock)) if signed else {"X-SDR-Signature": "t=1,v1=00"})
+    assert r.status_code in ((202, 400) if signed else (401,)), (r.status_code, r.get_data(as_text=True))
+    assert r.is_json and rows(world[0]) == 0

@@ -57,10 +57,12 @@ def bad_body(path: str, problem: str) -> FormError:
 
 
 def bad_signature(message: str) -> FormError:
+    """401 `bad_signature`: the signature is missing, malformed or does not match."""
     return FormError(401, "bad_signature", message)
 
 
 def stale(header: str, sent_at: float, now: float) -> FormError:
+    """401 `stale`: a right signature whose timestamp (unix s) is over TOLERANCE_S from `now`."""
     return FormError(401, "stale", f"{header} is {abs(now - sent_at):.0f} s from this server's clock (more than "
                      f"{TOLERANCE_S} s): a captured request is not accepted again later")
 
@@ -137,6 +139,7 @@ def _clean(value: Any) -> Any:
 
 
 def json_type(value: Any) -> str:
+    """The JSON name of a parsed value's type ("object", "array", "number"...), for messages."""
     if isinstance(value, Num):
         return "number"
     return {dict: "object", list: "array", str: "string", bool: "boolean", type(None): "null"}.get(type(value), "value")

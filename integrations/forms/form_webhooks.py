@@ -32,6 +32,8 @@ bp = Blueprint("forms", __name__)
 
 @bp.post("/webhooks/forms/<source>")
 def receive(source: str) -> tuple[Response, int]:
+    """One delivery of `source`: 202 with `sdr.receive_form(fill)`'s dict ({"accepted": true,
+    "duplicate": ...}), or the JSON error listed in this module's docstring."""
     sdr = current_app.extensions["sdr"]
     src = SOURCES.get(source)
     if src is None:
