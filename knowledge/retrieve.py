@@ -23,6 +23,32 @@ when where can could would should will shall may might must about into over unde
 all some more most much many very just also there here its it's i'm we're you're let get got want need like know
 tell please thanks thank hi hello hey pipelark""".split())
 
+# Tool names on an integration page: "| Salesforce | Two-way sync | All plans |", "**Gong**: imports…",
+# "Pipelark does not integrate with Zoho CRM, Microsoft Dynamics 365 or SAP."
+_ROW_RE = re.compile(r"^\|\s*([^|\n]+?)\s*\|", re.M)
+_BOLD_RE = re.compile(r"\*\*([^*\n]{2,40})\*\*")
+_NOT_WITH_RE = re.compile(r"(?:not|n't)\s+(?:integrate|connect|sync|work)\w*\s+with\s+([^.\n]+)", re.I)
+_TOOL_NAME_RE = re.compile(r"[A-Z][\w.&+'-]*(?:\s+[A-Z0-9][\w.&+'-]*){0,3}")
+_NOT_TOOLS = {"integration", "integrations", "teams", "calendar", "api", "crm", "data", "plans", "all plans", "what",
+              "there", "pipelark", "settings", "enterprise", "growth", "starter", "sheets", "drive", "the"}
+
+# A yes/no question ("can we self-host it?", "do you have a free plan?") is answered best by the
+# content's plain "no" when it has one: a negative statement sharing the question's words.
+_YES_NO_RE = re.compile(r"^\W*(?:do|does|did|is|are|was|can|could|will|would|have|has|any|so)\b", re.I)
+_NEGATIVE_RE = re.compile(r"\b(?:no|not|don't|doesn't|isn't|aren't|can't|cannot|never|won't)\b", re.I)
+
+
+def plain_no(text: str, question: str) -> str | None:
+    """The sentence of `text` that says no to the yes/no `question` in its words, if any."""
+    if not _YES_NO_RE.search(question):
+        return None
+    q = keywords(question)
+    for s in re.split(r"(?<=[.!?])\s+|\n+", re.sub(r"[*_`>#|]", " ", text)):
+        if _NEGATIVE_RE.search(s) and q & keywords(s):
+            return s.strip(" -•")
+    return None
+
+
 # What content suits a lead at each stage of the funnel.
 STAGE_FOR_LEAD = {"new": "awareness", "engaged": "consideration", "mql": "consideration", "human": "consideration",
                   "sql": "decision", "meeting_booked": "decision", "disqualified": "awareness"}
@@ -64,6 +90,8 @@ def keywords(text: str) -> set[str]:
             out.add(w)
             if w.endswith("s") and len(w) > 4:
                 out.add(w[:-1])
+            if "-" in w:   # a compound counts as its parts too ("free-forever" ~ "free", "self-hosted" ~ "self")
+                out.update(p for p in w.split("-") if len(p) > 2 and p not in STOPWORDS)
     return out
 
 
@@ -79,7 +107,8 @@ def best_sentences(text: str, query: str, n: int = 2, max_chars: int = 360) -> s
         k = keywords(s)
         overlap = len(q & k)
         numbers = 0.5 if re.search(r"\d", s) and re.search(r"\b(?:how much|price|cost|pricing|how many|%|accuracy)\b", query.lower()) else 0.0
-        scored.append((overlap + numbers - i * 0.01, i, s))
+        no = 1.0 if overlap and _NEGATIVE_RE.search(s) and _YES_NO_RE.search(query) else 0.0
+        scored.append((overlap + numbers + no - i * 0.01, i, s))
     top = sorted(scored, reverse=True)[:n]
     chosen = [s for _, _, s in sorted(top, key=lambda t: t[1])]
     out = " ".join(chosen)
@@ -99,6 +128,7 @@ class KnowledgeBase:
         self._corpus_lock = threading.Lock()
         self._kw: dict[str, tuple[set[str], set[str]]] = {}
         self._sections: dict[str, list[tuple[str, str]]] | None = None
+        self._tools: dict[str, str] | None = None
 
     # -- ingest -----------------------------------------------------------------------------
 
@@ -112,7 +142,7 @@ class KnowledgeBase:
 
     def _forget_corpus(self) -> None:
         with self._corpus_lock:
-            self._corpus, self._sections, self._kw = None, None, {}
+            self._corpus, self._sections, self._kw, self._tools = None, None, {}, None
 
     def _load_corpus(self) -> dict[str, tuple[str, dict[str, Any]]]:
         with self._corpus_lock:
@@ -156,6 +186,34 @@ class KnowledgeBase:
                     hits[doc] = self._hit(text, meta, 1.0, re.sub(r"[*_`#>|]", "", sentence).strip(" -•"))
         return list(hits.values())
 
+    def integration_names(self) -> dict[str, str]:
+        """The tools the integration pages name — a table row's first cell, a bolded item, each
+        tool of a "does not integrate with A, B or C" sentence — as {name or short name: name}
+        ("Zoho" → "Zoho CRM", "Dynamics" → "Microsoft Dynamics 365"); read once per load."""
+        with self._corpus_lock:
+            cached = self._tools
+        if cached is not None:
+            return cached
+        names: dict[str, str] = {}
+        for text, meta in self._load_corpus().values():
+            if meta.get("type") != "integration":
+                continue
+            found = [m.group(1) for m in _ROW_RE.finditer(text)] + [m.group(1) for m in _BOLD_RE.finditer(text)]
+            for m in _NOT_WITH_RE.finditer(text):
+                found += re.split(r"\s*,\s*|\s+(?:or|and)\s+", m.group(1))
+            for raw in found:
+                name = re.sub(r"[*_`]", "", raw).strip(" .")
+                if not _TOOL_NAME_RE.fullmatch(name) or name.lower() in _NOT_TOOLS:
+                    continue
+                names.setdefault(name, name)
+                core = re.sub(r"^(?:microsoft|oracle|google|sap)\s+|\s+(?:crm|365)$", "", name, flags=re.I)
+                core = re.sub(r"\s+(?:crm|365)$", "", core, flags=re.I)
+                if core != name and len(core) >= 4 and core.lower() not in _NOT_TOOLS:
+                    names.setdefault(core, name)
+        with self._corpus_lock:
+            self._tools = names
+        return names
+
     def headings(self, doc_id: str) -> list[str]:
         """The section headings of one piece, in order (e.g. the plans and prices of a pricing page)."""
         return [h for h, _ in self.sections(doc_id) if h]
@@ -185,7 +243,7 @@ class KnowledgeBase:
         q = keywords(question)
 
         def score(heading: str, text: str) -> int:
-            return 2 * len(q & keywords(heading)) + len(q & keywords(text))
+            return 2 * len(q & keywords(heading)) + len(q & keywords(text)) + (2 if plain_no(text, question) else 0)
 
         best = (hit.heading, hit.text)
         best_score = score(*best)
@@ -230,6 +288,7 @@ class KnowledgeBase:
         best: dict[str, Hit] = {}
         want_stage = STAGE_FOR_LEAD.get(lead.stage or "", None)
         q_words = keywords(query)
+        yes_no = bool(_YES_NO_RE.search(query))
         for chunk_id, (text, meta), dist in rows:
             meta = meta or {}
             if meta.get("url") in excluded:
@@ -253,6 +312,8 @@ class KnowledgeBase:
             # a little lexical evidence on top of meaning: the words of the question in the heading or text
             head_words, text_words = self._words(chunk_id, hit.heading, text)
             score += min(0.04, 0.02 * len(q_words & head_words)) + min(0.02, 0.005 * len(q_words & text_words))
+            if yes_no and _NEGATIVE_RE.search(text) and plain_no(text, query):
+                score += 0.02   # the content's plain "no" to this yes/no question
             hit.score = score
             key = hit.doc_id or hit.url or hit.title
             if key not in best or best[key].score < score:
