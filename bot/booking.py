@@ -399,3 +399,135 @@ def parse_pick(text: str, offered: list[Slot], visitor_tz: str, now_utc: datetim
             return True
         candidates = [s for s in candidates if fits(s)]
     return candidates[0] if len(candidates) == 1 else None
+
+
+# ---------------------------------------------------------------------------------------------
+# When the visitor wants to meet ("next month", "in 2 weeks", "early January", "after the 15th")
+
+_EARLY_LATE = {"early": (1, 10), "beginning of": (1, 10), "start of": (1, 10), "first half of": (1, 15),
+               "mid": (11, 20), "mid-": (11, 20), "middle of": (11, 20), "second half of": (16, 31),
+               "late": (21, 31), "end of": (21, 31)}
+_MONTH_RX = r"(?P<mon>" + "|".join(sorted(_MONTH_WORDS, key=len, reverse=True)) + r")\b\.?"
+_IN_MONTH = re.compile(r"\b(?:(?P<part>early|beginning of|start of|first half of|mid-?|middle of|second half of|late|end of)\s*"
+                       r"|(?:in|during|for|sometime in|some time in)\s+)(?:the\s+)?" + _MONTH_RX)
+_NEXT_MONTH = re.compile(r"\b(?:(?P<part>early|beginning of|start of|first half of|mid-?|middle of|second half of|late|end of)\s+)?"
+                         r"(?:the\s+)?next month\b")
+_SPAN = re.compile(r"\b(?:in|within|after)\s+(?:the\s+next\s+)?(?:about\s+|around\s+)?(?P<n>\d{1,2}|a|an|one|two|three|four|five|six|"
+                   r"a couple of|a couple|couple of|a few|few)(?:\s*(?:-|to|–|or)\s*(?P<n2>\d{1,2}|two|three|four|five|six))?\s+"
+                   r"(?P<unit>days?|weeks?|months?)\b")
+_NEXT_WEEK = re.compile(r"\b(?:(?P<part>early|late|end of|beginning of|start of)\s+)?(?:the\s+)?(?P<which>next|following)\s+week\b"
+                        r"|\bweek after next\b")
+_AFTER_DAY = re.compile(r"\b(?P<rel>after|from|starting|starting from|beginning|not before|no earlier than)\s+(?:the\s+)?"
+                        r"(?:(?P<mon1>" + "|".join(sorted(_MONTH_WORDS, key=len, reverse=True)) + r")\.?\s+(?:the\s+)?)?"
+                        r"(?P<d>[12]\d|3[01]|0?[1-9])(?:st|nd|rd|th)?\b(?:\s+(?:of\s+)?(?P<mon2>"
+                        + "|".join(sorted(_MONTH_WORDS, key=len, reverse=True)) + r")\b)?")
+_WEEK_OF = re.compile(r"\bweek of (?:the\s+)?(?:(?P<mon1>" + "|".join(sorted(_MONTH_WORDS, key=len, reverse=True)) + r")\.?\s+)?"
+                      r"(?P<d>[12]\d|3[01]|0?[1-9])(?:st|nd|rd|th)?\b(?:\s+(?:of\s+)?(?P<mon2>"
+                      + "|".join(sorted(_MONTH_WORDS, key=len, reverse=True)) + r")\b)?")
+_SMALL = {"a": 1, "an": 1, "one": 1, "two": 2, "three": 3, "four": 4, "five": 5, "six": 6, "a couple of": 2,
+          "a couple": 2, "couple of": 2, "a few": 3, "few": 3}
+MAX_WINDOW_DAYS = 366
+
+
+def _month_end(year: int, month: int) -> date:
+    nxt = date(year + (month == 12), month % 12 + 1, 1)
+    return nxt - timedelta(days=1)
+
+
+def _add_months(d: date, n: int) -> tuple[int, int]:
+    m = d.month - 1 + n
+    return d.year + m // 12, m % 12 + 1
+
+
+def _part(year: int, month: int, part: str | None) -> tuple[date, date]:
+    lo, hi = _EARLY_LATE.get((part or "").strip(), (1, 31))
+    end = _month_end(year, month)
+    return date(year, month, lo), min(end, date(year, month, min(hi, end.day)))
+
+
+def _on_or_after(today: date, month: int | None, day: int) -> date | None:
+    """The next date on or after `today` with this day of the month (and month, if given)."""
+    for k in range(0, 13):
+        y, m = _add_months(today.replace(day=1), k)
+        if month is not None and m != month:
+            continue
+        if day <= _month_end(y, m).day and date(y, m, day) >= today:
+            return date(y, m, day)
+    return None
+
+
+def meeting_window(text: str, today: date) -> tuple[date, date] | None:
+    """The dates (first, last; visitor-local) the visitor asks to meet in, read against `today` on
+    their calendar: "next month", "early/mid/late January", "in January", "in 2 weeks", "in 2-3
+    weeks", "next week", "after the 15th", "from March 3", "the week of the 12th". None when the
+    message names no such time (then the soonest free times are offered)."""
+    t = " " + (text or "").lower().replace("’", "'") + " "
+    m = _NEXT_MONTH.search(t)
+    if m:
+        y, mo = _add_months(today, 1)
+        return _part(y, mo, m.group("part"))
+    m = _IN_MONTH.search(t)
+    if m:
+        month = _MONTH_WORDS[m.group("mon").rstrip(".")]
+        part = m.group("part")
+        year = today.year if month > today.month or (month == today.month and part is None) else today.year + 1
+        lo, hi = _part(year, month, part)
+        if hi < today:
+            lo, hi = _part(year + 1, month, part)
+        return max(lo, today), hi
+    m = _WEEK_OF.search(t)
+    if m:
+        mon = m.group("mon1") or m.group("mon2")
+        day = _on_or_after(today, _MONTH_WORDS[mon.rstrip(".")] if mon else None, int(m.group("d")))
+        if day:
+            start = day - timedelta(days=day.weekday())
+            return max(start, today), start + timedelta(days=6)
+    m = _AFTER_DAY.search(t)
+    if m:
+        mon = m.group("mon1") or m.group("mon2")
+        day = _on_or_after(today + timedelta(days=1), _MONTH_WORDS[mon.rstrip(".")] if mon else None, int(m.group("d")))
+        if day:
+            start = day + timedelta(days=1) if m.group("rel") == "after" else day
+            return start, start + timedelta(days=13)
+    m = _NEXT_WEEK.search(t)
+    if m:
+        weeks = 2 if "after next" in m.group(0) else 1
+        start = today - timedelta(days=today.weekday()) + timedelta(weeks=weeks)
+        part = m.groupdict().get("part") or ""
+        if part in ("early", "beginning of", "start of"):
+            return start, start + timedelta(days=2)
+        if part in ("late", "end of"):
+            return start + timedelta(days=3), start + timedelta(days=6)
+        return start, start + timedelta(days=6)
+    m = _SPAN.search(t)
+    if m:
+        n = int(m.group("n")) if m.group("n").isdigit() else _SMALL[m.group("n")]
+        n2 = m.group("n2")
+        hi_n = (int(n2) if n2.isdigit() else _SMALL[n2]) if n2 else n
+        unit = m.group("unit")
+        if unit.startswith("day"):
+            return today + timedelta(days=n), today + timedelta(days=hi_n + 2)
+        if unit.startswith("week"):
+            start = today + timedelta(weeks=n)
+            start -= timedelta(days=start.weekday())          # that week, Monday to Sunday
+            return max(start, today + timedelta(days=1)), today + timedelta(weeks=hi_n) + timedelta(days=6 - (today + timedelta(weeks=hi_n)).weekday())
+        y, mo = _add_months(today, n)
+        lo = date(y, mo, min(today.day, _month_end(y, mo).day))
+        y2, mo2 = _add_months(today, hi_n)
+        return lo - timedelta(days=7), date(y2, mo2, min(today.day, _month_end(y2, mo2).day)) + timedelta(days=7)
+    return None
+
+
+def in_window(slots: Iterable[Slot], window: tuple[date, date] | None, visitor_tz: str) -> list[Slot]:
+    """The slots whose visitor-local date lies in `window` (all of them when there is none)."""
+    if window is None:
+        return list(slots)
+    tz = _zone(visitor_tz)
+    return [s for s in slots if window[0] <= s.start.astimezone(tz).date() <= window[1]]
+
+
+def window_start_utc(window: tuple[date, date], visitor_tz: str, now_utc: datetime) -> datetime:
+    """The instant to ask a calendar for free slots from: the window's first visitor-local
+    midnight (never before now)."""
+    start = datetime.combine(window[0], time(0)).replace(tzinfo=_zone(visitor_tz)).astimezone(UTC)
+    return max(start, as_utc(now_utc))

@@ -16,14 +16,17 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from sqlalchemy.orm import Session
 
-from .booking import Booking, CalendarBackend, CalendarUnavailable, Slot, SlotTaken, as_utc, choose_offer, format_offer
+from sqlalchemy import select
+
+from .booking import (Booking, CalendarBackend, CalendarUnavailable, Slot, SlotTaken, as_utc, choose_offer, format_offer,
+                      in_window, meeting_window, window_start_utc)
 from .handoff import assign_rep, queue_handoff
 from .outbox import enqueue
 from .places import timezone_from_text, zone_answer  # noqa: F401  (zone_answer: re-exported for the turn)
 from .playbook import Playbook
 from .policy import Decision
 from .scoring import engage, rescore
-from .store import Conversation, Lead
+from .store import Conversation, Lead, Message
 
 OFFER_VALID_TURNS = 4   # a pick refers to times offered at most this many turns ago
 
@@ -34,6 +37,7 @@ class MeetingRequest:
     rep: Any
     pick: Slot | None
     want_slots: bool
+    asked: tuple[str, ...] = ()   # the visitor's latest words, newest first: when they want to meet ("next month")
 
 
 @dataclass(frozen=True)
@@ -88,7 +92,11 @@ def request_meeting(s: Session, playbook: Playbook, calendar: CalendarBackend | 
     want_slots = pick is None and (decision.offer_meeting or decision.book) and not lead.unsubscribed
     if pick is None and not want_slots:
         return None
-    return MeetingRequest(rep=assign_rep(s, playbook, lead, now), pick=pick, want_slots=want_slots)
+    asked: tuple[str, ...] = ()
+    if want_slots:   # this message, else the one before ("can we talk early January?" … "yes")
+        asked = tuple(s.scalars(select(Message.text).where(Message.lead_id == lead.id, Message.role == "visitor")
+                                .order_by(Message.id.desc()).limit(2)))
+    return MeetingRequest(rep=assign_rep(s, playbook, lead, now), pick=pick, want_slots=want_slots, asked=asked)
 
 
 def run_meeting(calendar: CalendarBackend, playbook: Playbook, req: MeetingRequest, attendee: dict[str, Any],
@@ -108,7 +116,7 @@ def run_meeting(calendar: CalendarBackend, playbook: Playbook, req: MeetingReque
     offer: list[Slot] = []
     if want_slots:
         try:
-            offer = choose_offer(calendar.free_slots(rep, as_utc(now)), tz)
+            offer = _offer(calendar, rep, req.asked, tz, now)
         except CalendarUnavailable:
             down = True
     return MeetingOutcome(
@@ -119,6 +127,18 @@ def run_meeting(calendar: CalendarBackend, playbook: Playbook, req: MeetingReque
         booked_pending=bool(booking and booking.status == "pending"),
         ics_url=f"{public_url or ''}/meetings/{booking.meeting_id}.ics?lead={lead_id}" if booking else None,
         slot_taken=taken, calendar_down=down)
+
+
+def _offer(calendar: CalendarBackend, rep: Any, asked: tuple[str, ...], tz: str, now: datetime) -> list[Slot]:
+    """Three free times: in the window the visitor asked for, read on their calendar ("next month",
+    "in 2 weeks", "after the 15th"), else the soonest. A window with nothing free gets the first
+    free times after its start."""
+    today = as_utc(now).astimezone(ZoneInfo(tz) if _zone_name(tz) else ZoneInfo("UTC")).date()
+    window = next((w for w in (meeting_window(t, today) for t in asked) if w is not None), None)
+    if window is None:
+        return choose_offer(calendar.free_slots(rep, as_utc(now)), tz)
+    free = calendar.free_slots(rep, window_start_utc(window, tz, now))
+    return choose_offer(in_window(free, window, tz) or free, tz)
 
 
 def record_meeting(s: Session, playbook: Playbook, out: MeetingOutcome, rep: Any, conv: Conversation, lead: Lead,
