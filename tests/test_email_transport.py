@@ -132,7 +132,7 @@ def test_header_injection_through_a_name_or_subject_goes_nowhere():
 def test_a_payload_that_cannot_make_an_email_says_what_is_missing(change, complaint):
     with pytest.raises(PayloadError, match=re.escape(complaint)) as e:
         build(payload(**change))
-    assert isinstance(e.value, ValueError)
+    assert isinstance(e.value, ValueError) and isinstance(e.value, PermanentError)   # dead-lettered, not retried
 
 
 def test_message_ids_are_unique_and_carry_the_senders_domain():
@@ -288,6 +288,6 @@ def test_reply_addresses_and_tokens_agree_both_ways():
     assert token_from_addresses(None, REPLY_TO) is None and token_from_addresses(["x@y"], "no address") is None
     assert token_from_mailbox_hash("zz9", REPLY_TO) == "zz9" and token_from_mailbox_hash("zz9", SENDER) == "zz9"
     assert token_from_mailbox_hash("zz9", "{token}@reply.northwind.example") is None
-    for bad in ("", "a@b", "a b", "x+y", "<t>"):
+    for bad in ("", "a@b", "a b", "x+y", "<t>", ".dot"):
         with pytest.raises(ValueError):
             reply_address(REPLY_TO, bad)

@@ -26,15 +26,17 @@ from typing import Any
 
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 
+from bot.outbox import PermanentError
+
 _env = Environment(loader=PackageLoader("integrations.email", "templates"), autoescape=select_autoescape(["html"]),
                    undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True)
 _SAFE_URL = re.compile(r"(?:https?://|mailto:)[^\s\x00-\x1f\x7f]+\Z", re.IGNORECASE)
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 
 
-class PayloadError(ValueError):
-    """The payload lacks what an email needs (no recipient, no unsubscribe link, ...). The outbox
-    handler should dead-letter it: retrying cannot fix it."""
+class PayloadError(PermanentError, ValueError):
+    """The payload lacks what an email needs (no recipient, no unsubscribe link, ...): a
+    PermanentError, so the outbox dead-letters it with this reason (retrying cannot fix it)."""
 
 
 def display_text(value: Any) -> str:

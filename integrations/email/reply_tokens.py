@@ -16,7 +16,7 @@ import re
 from email.utils import getaddresses, parseaddr
 from typing import Iterable
 
-TOKEN_CHARS = r"[A-Za-z0-9][A-Za-z0-9._=-]{0,127}"
+TOKEN_CHARS = r"[A-Za-z0-9_=-][A-Za-z0-9._=-]{0,127}"
 _TOKEN = re.compile(rf"{TOKEN_CHARS}\Z")
 
 
@@ -41,7 +41,7 @@ def reply_template(template_or_from: str) -> str:
 
 def reply_address(template_or_from: str, token: str) -> str:
     """The addr-spec replies to this lead go to. `token` must be 1-128 characters of letters, digits
-    and `._=-` (nothing that could end an address); raises ValueError otherwise."""
+    and `_=-.` (not starting with `.`; nothing that could end an address); raises ValueError otherwise."""
     if not isinstance(token, str) or not _TOKEN.match(token):
         raise ValueError("a reply token is 1-128 characters of letters, digits and ._=-")
     return reply_template(template_or_from).replace("{token}", token)
