@@ -146,6 +146,6 @@ def receive(provider: str) -> Response:
         if token:   # not taken: Mailgun's retry with this token must get through
             current_app.extensions["sdr.mailgun_tokens"].discard(token)
         raise
-    log.info("inbound email via %s: %s%s%s", provider, msg.message_id or "(no Message-ID)",
-             " auto-reply" if msg.auto_reply else "", " bounce" if msg.bounce else "")
+    log.info("inbound email via %s%s%s", provider, " (auto-reply)" if msg.auto_reply else "",
+             " (bounce)" if msg.bounce else "")    # no address, subject or text: personal data stays out of logs
     return jsonify(result if isinstance(result, dict) else {"accepted": True})
