@@ -35,7 +35,8 @@ _NOT_TOOLS = {"integration", "integrations", "teams", "calendar", "api", "crm", 
 # A yes/no question ("can we self-host it?", "do you have a free plan?") is answered best by the
 # content's plain "no" when it has one: a negative statement sharing the question's words.
 _YES_NO_RE = re.compile(r"^\W*(?:do|does|did|is|are|was|can|could|will|would|have|has|any|so)\b", re.I)
-_NEGATIVE_RE = re.compile(r"\b(?:no|not|don't|doesn't|isn't|aren't|can't|cannot|never|won't)\b", re.I)
+_NEGATIVE_RE = re.compile(r"^\W*(?:no|there (?:is|are) no)\b|\b(?:do|does|is|are|can|will|we)\s*(?:n't|not)\b|"
+                          r"\b(?:don't|doesn't|isn't|aren't|can't|cannot|never|won't)\b", re.I)
 
 
 def plain_no(text: str, question: str) -> str | None:
@@ -44,6 +45,7 @@ def plain_no(text: str, question: str) -> str | None:
         return None
     q = keywords(question)
     for s in re.split(r"(?<=[.!?])\s+|\n+", re.sub(r"[*_`>#|]", " ", text)):
+        s = s.strip(" -•")
         if _NEGATIVE_RE.search(s) and q & keywords(s):
             return s.strip(" -•")
     return None
@@ -107,7 +109,7 @@ def best_sentences(text: str, query: str, n: int = 2, max_chars: int = 360) -> s
         k = keywords(s)
         overlap = len(q & k)
         numbers = 0.5 if re.search(r"\d", s) and re.search(r"\b(?:how much|price|cost|pricing|how many|%|accuracy)\b", query.lower()) else 0.0
-        no = 1.0 if overlap and _NEGATIVE_RE.search(s) and _YES_NO_RE.search(query) else 0.0
+        no = 1.0 if overlap and _NEGATIVE_RE.search(s.strip(" -•")) and _YES_NO_RE.search(query) else 0.0
         scored.append((overlap + numbers + no - i * 0.01, i, s))
     top = sorted(scored, reverse=True)[:n]
     chosen = [s for _, _, s in sorted(top, key=lambda t: t[1])]
@@ -243,7 +245,7 @@ class KnowledgeBase:
         q = keywords(question)
 
         def score(heading: str, text: str) -> int:
-            return 2 * len(q & keywords(heading)) + len(q & keywords(text)) + (2 if plain_no(text, question) else 0)
+            return 2 * len(q & keywords(heading)) + len(q & keywords(text)) + (1 if plain_no(text, question) else 0)
 
         best = (hit.heading, hit.text)
         best_score = score(*best)
@@ -288,7 +290,6 @@ class KnowledgeBase:
         best: dict[str, Hit] = {}
         want_stage = STAGE_FOR_LEAD.get(lead.stage or "", None)
         q_words = keywords(query)
-        yes_no = bool(_YES_NO_RE.search(query))
         for chunk_id, (text, meta), dist in rows:
             meta = meta or {}
             if meta.get("url") in excluded:
@@ -312,8 +313,6 @@ class KnowledgeBase:
             # a little lexical evidence on top of meaning: the words of the question in the heading or text
             head_words, text_words = self._words(chunk_id, hit.heading, text)
             score += min(0.04, 0.02 * len(q_words & head_words)) + min(0.02, 0.005 * len(q_words & text_words))
-            if yes_no and _NEGATIVE_RE.search(text) and plain_no(text, query):
-                score += 0.02   # the content's plain "no" to this yes/no question
             hit.score = score
             key = hit.doc_id or hit.url or hit.title
             if key not in best or best[key].score < score:
