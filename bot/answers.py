@@ -73,7 +73,7 @@ def answer_question(kb: ContentStore, question: str, u: Understanding, ctx: Lead
             heading, text = kb.best_section(top, question)
             top.heading, top.text = heading, text
             top.snippet = best_sentences(text, question)
-            if _asks_price(lex, question, u.topics, top.type):
+            if _asks_price(lex, question, u.topics, top.type) or ("price_ask" in u.intents and top.type == "pricing"):
                 priced = [h for h in kb.headings(top.doc_id) if re.search(r"[$€£]\d|\bcustom\b", h, re.I)]
                 if priced:
                     top.snippet = "; ".join(priced) + "."

@@ -51,6 +51,7 @@ class LeadView:
     offered_slots: list[Any] = field(default_factory=list)   # understand: meeting times offered lately (Slot)
     timezone: str = "UTC"           # the visitor's time zone (IANA)
     now: datetime | None = None     # aware UTC, for reading "tomorrow at 3"
+    language: str = "en"            # ISO 639-1 code of the language to answer in (bot/language.py)
 
 
 @dataclass

@@ -28,7 +28,7 @@ KIND_NAMES = {"case_study": "case study", "guide": "guide", "ebook": "ebook", "w
 TIMELINE_WORDS = {"now": "you need it right away", "this_quarter": "this quarter", "next_quarter": "next quarter",
                   "this_year": "within the year", "later": "no rush"}
 # Steps whose words are fixed (refusals, goodbyes, exact times and links): no model words them.
-FIXED_WORDS = {"identity", "identity_plain", "zone_answer", "acknowledge_closed", "acknowledge_done", "close_again", "refusal", "unsubscribed", "close", "not_interested", "booked", "booked_pending", "slot_taken",
+FIXED_WORDS = {"identity", "identity_plain", "zone_answer", "budget_below_floor", "budget_below_floor_plain", "meeting_answer", "acknowledge_closed", "acknowledge_done", "close_again", "refusal", "unsubscribed", "close", "not_interested", "booked", "booked_pending", "slot_taken",
                "offer_slots", "offer_slots_plain", "calendar_down"}
 
 
@@ -104,6 +104,8 @@ def summarize(learned: tuple[str, ...] | list[str], fields: dict[str, Any]) -> s
 
 
 def _opening(d: Decision, fields: dict[str, Any], summary: str) -> list[Step]:
+    if d.channel in ("form", "email"):
+        return []   # an email opens with its own greeting (integrations/email)
     if d.greet:
         return [Step("greeting")]
     if not (d.learned and not d.answers and d.mode == "converse"):
@@ -122,7 +124,10 @@ def _opening(d: Decision, fields: dict[str, Any], summary: str) -> list[Step]:
 def _answers(d: Decision) -> list[Step]:
     out = []
     for a in d.answers:
-        if a.hit is not None:
+        if a.template:   # answered from the conversation or the playbook (bot/answers.py), quoting its hit if any
+            quoted = {"snippet": a.hit.snippet, "url": a.hit.url, "title": a.hit.title} if a.hit is not None else {}
+            out.append(Step(a.template, {**dict(a.values), **quoted}))
+        elif a.hit is not None:
             out.append(Step("answer", {"question": a.question, "kind": KIND_NAMES.get(a.hit.type, "page"),
                                        "title": a.hit.title, "snippet": a.hit.snippet, "url": a.hit.url}))
         elif a.integration:

@@ -19,6 +19,9 @@ from typing import Any
 from nameparser import HumanName
 from text_to_num import alpha2digit
 
+import phonenumbers
+from email_validator import EmailNotValidError, validate_email
+
 from .playbook import Playbook
 from .text import EMAIL_RE, has_word
 
@@ -80,14 +83,36 @@ def _num(raw: str, suffix: str | None = None) -> float | None:
     return n
 
 
+# A question asked after a statement in one sentence: "we're 200 people, how much is it?",
+# "somos 200 personas y ¿cuánto cuesta?", "nous sommes 80, quel est le prix ?".
+_CLAUSE_QUESTION = re.compile(
+    r"，|(?:[,;:]|\s+(?:and|but|so|y|pero|und|aber|et|mais|e|mas))\s+(?=(?:what|what's|whats|how|which|who|can|could|do|does|"
+    r"is|are|any|qu[ée]|cu[áa]nt[oa]s?|cu[áa]l(?:es)?|c[óo]mo|tienen|hay|was|wie|welche[rsnm]?|gibt es|haben sie|habt ihr|"
+    r"quel(?:le)?s?|combien|comment|est-ce|avez-vous|quanto|quanta|qual|quais|como|voc[êe]s? t[êe]m|tem|"
+    r"wat|hoeveel|hoe|welke|quale|cosa|come)\b)", re.I)
+
+
 def split_sentences(text: str) -> list[str]:
-    parts = re.split(r"(?<=[.!?])\s+|\n+", text.strip())
-    return [p.strip() for p in parts if p.strip()]
+    """Sentences, and within a sentence that ends in a question mark, the statement before the
+    question ("we are 80 people, what's the price?" → two), so facts stated beside a question count.
+    Understands ¿…? and the full-width punctuation of Chinese and Japanese."""
+    parts = re.split(r"(?<=[.!?])\s+|(?<=[。！？])\s*|\n+|\s*(?=¿)", text.strip())
+    out: list[str] = []
+    for p in (p.strip() for p in parts):
+        if not p:
+            continue
+        if p.endswith(("?", "？")):
+            pieces = _CLAUSE_QUESTION.split(p, maxsplit=1)
+            if len(pieces) == 2 and pieces[0].strip() and not is_question(pieces[0]):
+                out += [pieces[0].strip(), pieces[1].strip()]
+                continue
+        out.append(p)
+    return out
 
 
 def is_question(sentence: str) -> bool:
     s = sentence.strip()
-    return s.endswith("?") or bool(QUESTION_START.match(s))
+    return s.endswith(("?", "？")) or bool(QUESTION_START.match(s))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -96,7 +121,8 @@ def is_question(sentence: str) -> bool:
 SIZE_NOUNS = (r"(?:people|persons|ppl|peeps|heads(?! of)|employees|staff(?:ers)?|ftes?|folks|headcount|team members|workers|"
               r"person company|person startup|person team|person org|strong|"
               r"personas|empleados|trabajadores|colaboradores|mitarbeiter(?:innen)?|mitarbeitende|besch[äa]ftigte|leute|"
-              r"personnes|salari[ée]s|employ[ée]s|collaborateurs|pessoas|funcion[áa]rios)\b")
+              r"personnes|salari[ée]s|employ[ée]s|collaborateurs|pessoas|funcion[áa]rios|persone|dipendenti|mensen|medewerkers|werknemers|"
+              r"anst[äa]llda|ansatte|osób|pracownik[óo]w)\b")
 _APPROX = r"(?:about|around|roughly|approximately|approx\.?|abt|~|maybe|like|over|under|nearly|almost|just over|just under|some|unas|unos|etwa|ca\.?|environ|cerca de)"
 # Number words become digits first ("two hundred" → 200, "zweihundert" → 200), with text2num
 # (en, es, de, fr, pt; loaded once, here); English first, the others only when English found none.
@@ -126,7 +152,8 @@ def _size_in(t: str) -> Fact | None:
     for pat in (n + r"(?:\s*-?\s*ish)?\s*\+?\s*[- ]?" + SIZE_NOUNS,
                 r"\b(?:team|company|org|organi[sz]ation|staff|business|startup|shop) of " + _APPROX + r"?\s*" + n + r"\b",
                 r"\bheadcount(?:'s|’s| is| of|:)?\s*(?:is\s*)?" + _APPROX + r"?\s*" + n + r"\b",
-                r"\b" + n + r"[- ](?:person|people|employee|staff)\b"):
+                r"\b" + n + r"[- ](?:person|people|employee|staff)\b",
+                n + r"\s*(?:名|位)?\s*(?:员工|員工|社員|従業員|직원|人|명)"):   # 200人, 200名员工, 従業員 (Chinese, Japanese, Korean)
         m = re.search(pat, t)
         if m and _num(m.group(1), m.group(2)):
             return Fact(int(_num(m.group(1), m.group(2)) or 0), evidence=m.group(0))
@@ -261,9 +288,26 @@ _REQUEST_RE = re.compile(
 
 
 def extract_email(text: str) -> Fact | None:
-    m = EMAIL_RE.search(text)
-    if m:
-        return Fact(m.group(0).lower().rstrip("."), evidence=m.group(0))
+    """The first valid email address in `text`, internationalised local parts and domains included,
+    as email-validator normalises it (RFC 5321 / RFC 6531 SMTPUTF8; the domain IDNA-normalised),
+    lower-cased. Deliverability is not checked (no DNS)."""
+    for m in EMAIL_RE.finditer(text):
+        candidate = m.group(0).rstrip(".'")
+        try:
+            valid = validate_email(candidate, check_deliverability=False)
+        except EmailNotValidError:
+            continue
+        return Fact(valid.normalized.lower(), evidence=candidate)
+    return None
+
+
+def extract_phone(text: str, region: str | None = None) -> Fact | None:
+    """A phone number in `text` (international "+44 20 7946 0958", or national in `region`, ISO
+    3166 alpha-2, default US), in E.164 ("+442079460958"), via `phonenumbers` (libphonenumber's data)."""
+    for match in phonenumbers.PhoneNumberMatcher(text, (region or "US").upper()):
+        if phonenumbers.is_valid_number(match.number):
+            return Fact(phonenumbers.format_number(match.number, phonenumbers.PhoneNumberFormat.E164),
+                        evidence=match.raw_string)
     return None
 
 
@@ -436,7 +480,8 @@ _NEED_TRIGGER_RE = re.compile(
     r"we're trying to|trying to|we struggle with|struggling with|our problem is|the problem is|"
     r"our biggest (?:problem|challenge|issue) is|need help with|need to|hoping to|we'd like to|"
     r"want to|interested in|evaluating|replace|replacing|fix|fixing|improve|improving)\s+(.{3,240})")
-_WE_RE = re.compile(r"\b(?:we|our|i|my)\b")
+_WE_RE = re.compile(r"\b(?:we|our|i|my|nuestr[oa]s?|nosotros|mi|mis|wir|unser(?:e|er|en|em)?|nous|notre|nos|"
+                    r"n[óo]s|nosso|nossa|nossos|nossas|meu|minha)\b")   # "we/our" in en, es, de, fr, pt
 
 
 def extract_need(text: str, playbook: Playbook, asked: bool = False) -> Fact | None:
@@ -472,8 +517,8 @@ def _bucket_for_deadline(today: date, deadline: date) -> str:
     end_this_q = date(today.year + (1 if q_now == 3 else 0), 1 if q_now == 3 else 3 * (q_now + 1) + 1, 1)
     nq = (q_now + 1) % 4
     end_next_q = date(end_this_q.year + (1 if nq == 3 else 0), 1 if nq == 3 else 3 * (nq + 1) + 1, 1)
-    if days <= 31:
-        return "now" if days <= 14 else "this_quarter"
+    if days <= 14:
+        return "now"
     if deadline <= end_this_q:
         return "this_quarter"
     if deadline <= end_next_q:
@@ -500,6 +545,13 @@ def _buying_part(text: str) -> str:
     return " ".join(keep)
 
 
+# "next month" as a date: "before/by … next month" is its first day, "end of next month" its last days, else its middle.
+_NEXT_MONTH_RE = re.compile(r"\b(?:(before|by|until|start of|beginning of|early)\b[^.?!]{0,40}?|(end of|late)\s+|)(?:the\s+)?next month\b")
+_SPAN_WORDS = {"a month or two": "1-2 months", "a month": "1 month", "one month": "1 month", "a couple of": "2",
+               "a couple": "2", "couple of": "2", "a few": "3", "few": "3", "one": "1", "two": "2", "three": "3",
+               "four": "4", "five": "5", "six": "6", "eight": "8", "nine": "9", "twelve": "12"}
+_SPAN_WORDS_RE = re.compile(r"\b(?:a month or two|a month|one month|(?:a couple of|a couple|couple of|a few|few|one|two|three|four|"
+                            r"five|six|eight|nine|twelve)(?=\s+(?:(?:-|to|or)\s*\w+\s+)?(?:weeks?|months?)\b))\b")
 _SPAN_RE = re.compile(r"\b(?:in|within|next|over)\s+(?:the\s+)?(?:next\s+)?(\d{1,2})(?:\s*(?:-|to|–|or)\s*(\d{1,2}))?\s+(weeks?|months?)\b")
 
 
@@ -514,10 +566,8 @@ def extract_timeline(text: str, today: date | None = None, asked: bool = False) 
         ("now", r"\b(?:(?:need|want|start|buy)\w*\b[^.?!]{0,40}\bnow|asap|a\.s\.a\.p|right away|immediately|urgent(?:ly)?|this week|this month|next week|"
                 r"(?:in|within) (?:the next )?(?:a |two |2 |few |couple(?: of)? )weeks?|right now|as soon as possible|"
                 r"(?:need|want)\w*\b[^.?!]{0,40}\byesterday)\b"),
-        ("this_quarter", r"\b(?:this quarter|end of (?:the |this )?quarter|(?:in|within) (?:the next )?(?:a|one|1) month|"
-                         r"next month|in (?:a )?month or two|within (?:the next )?(?:1|one|two|2) months?|this qtr)\b"),
-        ("next_quarter", r"\b(?:next quarter|next qtr|in (?:a )?(?:few|couple(?: of)?|2|3|two|three) months|"
-                         r"within (?:the next )?(?:3|three|four|4) months)\b"),
+        ("this_quarter", r"\b(?:this quarter|end of (?:the |this )?quarter|this qtr)\b"),
+        ("next_quarter", r"\b(?:next quarter|next qtr)\b"),
         ("this_year", r"\b(?:this year|by (?:the )?end of (?:the )?year|later this year|within (?:the next )?(?:6|six|9|nine|12|twelve) months|"
                       r"in (?:6|six|9|nine) months|this fiscal year|this fy|h2)\b"),
         ("later", r"\b(?:next year|no rush|just (?:looking|browsing|exploring|researching)|not (?:any )?time soon|someday|"
@@ -540,13 +590,19 @@ def extract_timeline(text: str, today: date | None = None, asked: bool = False) 
         mm = re.search(pat, low)
         if mm:
             return fact(bucket, mm.group(0))
+    mm = _NEXT_MONTH_RE.search(low)      # "next month" on the visitor's calendar: from 1 Dec, that is January
+    if mm:
+        first = date(today.year + (today.month == 12), today.month % 12 + 1, 1)
+        late = re.search(r"\b(?:end of|late)\s+(?:the\s+)?next month", mm.group(0))
+        deadline = first + timedelta(days=27) if late else first if mm.group(1) else first + timedelta(days=14)
+        return fact(_bucket_for_deadline(today, deadline), mm.group(0))
     mm = re.search(r"\b(?:by|before|in|until|end of)\s+(" + "|".join(_MONTHS) + r")\b", low)
     if mm:
         month = _MONTHS.index(mm.group(1)) + 1
         year = today.year if month >= today.month else today.year + 1
         deadline = date(year, month, 28)
         return fact(_bucket_for_deadline(today, deadline), mm.group(0))
-    mm = _SPAN_RE.search(_digits(low))      # "in 6 weeks", "next 2-3 months", "within the next six weeks"
+    mm = _SPAN_RE.search(_digits(_SPAN_WORDS_RE.sub(lambda w: _SPAN_WORDS[w.group(0)], low)))   # "in 6 weeks", "next 2-3 months", "in a month or two"
     if mm:
         n = (int(mm.group(1)) + int(mm.group(2) or mm.group(1))) / 2
         days = int(n * (7 if mm.group(3).startswith("week") else 30))
@@ -676,14 +732,62 @@ def opts_out(text: str, questions: list[str]) -> bool:
         bool(FAREWELL_RE.search(text)) or (len(text) <= 40 and "not interested" in text.lower()))
 
 
-def integrations_asked(text: str) -> list[str]:
+# A list of tools: "Salesforce, Slack or Zoom", "hubspot + outreach", "Pipedrive & Gmail".
+_LIST_SEP_RE = re.compile(r"\s*(?:,|\+|&|/|\band\b|\bor\b|\bplus\b|\bas well as\b)\s*", re.I)
+_CLAUSE_END_RE = re.compile(r"[?!;:()]|\.(?=\s|$)|\s[-–—]\s")
+def _tool_re(name: str) -> re.Pattern[str]:
+    return re.compile(r"(?<![\w-])" + re.escape(name) + r"(?![\w-])", re.I)
+
+
+# Words that end a tool's name in a list ("Salesforce and Trello because we use both").
+_LIST_STOP = {"because", "since", "so", "we", "i", "do", "does", "did", "is", "are", "if", "when", "that", "which",
+              "for", "in", "at", "yet", "too", "please", "as", "already", "natively", "out", "of", "the", "our",
+              "your", "my", "it", "also", "both", "either", "then", "what", "how", "about", "with", "to", "can",
+              "will", "would", "could", "you", "they", "there", "a", "an", "any", "other", "else", "etc", "use",
+              "using", "work", "works", "integrate", "integration", "integrations", "support", "supported"}
+
+
+def integrations_asked(text: str, known: list[str] | tuple[str, ...] = ()) -> list[str]:
+    """The tools a question asks about, each once, in the order named: what follows "integrate
+    with" / "work with" / "support an X integration", every member of that list ("Salesforce and
+    Trello" is two tools), and — given the `known` tool names (the content's integrations) — every
+    member of a list that names one of them ("what about hubspot and gong", "Salesforce, Slack or
+    Zoom?", "hubspot + outreach"), in any casing."""
     out: list[str] = []
+
+    def add(name: str) -> None:
+        name = re.sub(r"^[\W_]+|[?.!,:;'\"\W]+$", "", name).strip()
+        if len(name) >= 2 and name.lower() not in _GENERIC_TARGETS and name.lower() not in (o.lower() for o in out):
+            out.append(name)
+
     for m in INTEGRATION_ASK_RE.finditer(text):
-        name = next(g for g in m.groups() if g)
-        name = re.sub(r"[?.!,]+$", "", name).strip()
-        if name.lower() in _GENERIC_TARGETS or len(name) < 2:
+        g = next(i for i, v in enumerate(m.groups(), 1) if v)
+        if g != 1:
+            add(m.group(g))
             continue
-        out.append(name)
+        clause = _CLAUSE_END_RE.split(text[m.start(1):], 1)[0]
+        for i, piece in enumerate(_LIST_SEP_RE.split(clause)):
+            words = []
+            for w in piece.split():
+                if w.lower() in _LIST_STOP:
+                    break
+                words.append(w)
+            if not words:
+                break
+            add(" ".join(words[:4]) if i else m.group(1))
+    names = [n for n in known if n and n.strip()]
+    if names:
+        for clause in _CLAUSE_END_RE.split(text):
+            pieces = [p.strip() for p in _LIST_SEP_RE.split(clause) if p.strip()]
+            hits = [sorted((m.start(), n) for n in names if (m := _tool_re(n).search(p))) for p in pieces]
+            if not any(hits):
+                continue
+            for p, found in zip(pieces, hits):
+                if found:
+                    for _, n in found:
+                        add(n)
+                elif len(pieces) > 1 and 1 <= len(p.split()) <= 2 and not any(w.lower() in _LIST_STOP for w in p.split()):
+                    add(p)   # an unknown tool in a list of known ones ("hubspot + outreach")
     return out
 
 
@@ -784,6 +888,8 @@ def _read_fields(u: Understanding, text: str, statement: str, playbook: Playbook
     correction of a field we know replaces it: certain, with the source `corrected`."""
     correcting = bool(_CORRECTION_RE.search(statement))
     _put(u, "email", extract_email(text))
+    if re.search(r"\d[\d\s().-]{6,}\d", text):   # seven digits or more, however grouped
+        _put(u, "phone", extract_phone(EMAIL_RE.sub(" ", text)))
     if "email" in u.fields and not known.get("company"):
         _put(u, "company", company_from_email(u.fields["email"].value))
     _put(u, "company_size", extract_company_size(statement, correcting=correcting and bool(known.get("company_size"))))

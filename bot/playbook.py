@@ -43,6 +43,20 @@ class Company(_Strict):
     product: str = ""
     assistant_name: str = "the assistant"
     tone: str = "friendly, brief"
+    postal_address: str = ""   # in the footer of every email (CAN-SPAM, 15 U.S.C. 7704(a)(5)(A)(iii))
+    website: str | None = None
+
+
+FormLeadField = Literal["email", "name", "first_name", "last_name", "company", "role", "phone", "company_size",
+                        "industry", "timeline", "budget", "message", "page_url", "referrer", "country", "timezone",
+                        "consent"]
+
+
+class FormSource(_Strict):
+    """How one form source's fields become lead fields (`fields`: form field name or Typeform
+    ref → lead field, on top of the usual names) and which engagement event a submission is."""
+    fields: dict[str, FormLeadField] = {}
+    event: str = "contact_sales"
 
 
 class Thresholds(_Strict):
@@ -243,8 +257,18 @@ class Topic(_Strict):
     price_asks: list[Word] = []      # asking for a figure: answer with the piece's priced headings
 
 
+IntentName = Literal["opt_out", "human", "meeting", "identity", "pricing", "support", "job_seeker", "student",
+                     "competitor", "none"]
+
+
 class Intents(_Strict):
+    """Product words for asking to meet, and labelled examples for recognising intents by meaning
+    in any language (bot/intents.py): the nearest example counts when it is `min_similarity` close
+    (cosine, multilingual-e5-small) and `margin` closer than the nearest ordinary (`none`) one."""
     book: list[Word] = []            # asking for a meeting in this product's words (demo, site visit…)
+    examples: dict[IntentName, list[Annotated[str, Field(min_length=2, max_length=300)]]] = {}  # type: ignore[valid-type]
+    min_similarity: float = Field(default=0.9, ge=0.5, le=1.0)
+    margin: float = Field(default=0.04, ge=0.0, le=0.5)
 
 
 class Vocabulary(_Strict):
@@ -330,6 +354,17 @@ def compile_vocabulary(v: Vocabulary) -> Lexicon:
     return Lexicon(needs=words_pattern(v.needs), topics=topics, book=words_pattern(v.intents.book))
 
 
+class Pricing(_Strict):
+    """The price floor, as the pricing page states it: what `plan` costs at least per `period`. A
+    budget stated below it scores the fit rule `budget_below_floor` and is answered with the floor
+    and the plans that fit (`fits`, quoted with their prices from the pricing page)."""
+    plan: str
+    floor: float = Field(gt=0)
+    currency: str = "USD"
+    period: Literal["year", "month"] = "year"
+    fits: list[str] = []
+
+
 class Playbook(_Strict):
     version: int = 1
     company: Company = Company()
@@ -346,6 +381,8 @@ class Playbook(_Strict):
     llm: LLM = LLM()
     reps: list[Rep] = []
     calendar: Calendar = Calendar()
+    pricing: Pricing | None = None
+    forms: dict[str, FormSource] = {}     # by source: generic, typeform, webflow, hubspot (or default)
     vocabulary: Vocabulary = Field(default_factory=Vocabulary)
     source: str = Field(default="<memory>", exclude=True)
     _lexicon: Lexicon | None = PrivateAttr(default=None)
@@ -375,6 +412,10 @@ class Playbook(_Strict):
         for i, rule in enumerate(self.fit):
             if rule.id is None:
                 rule.id = f"fit.{rule.field}.{i + 1}"
+        for source, form in self.forms.items():
+            if form.event not in self.engagement:
+                raise ValueError(f"forms: {source}.event {form.event!r} is not an engagement event; "
+                                 f"known: {', '.join(sorted(self.engagement))}")
         return self
 
     # -- what the rest of the code asks of a playbook ---------------------------------------

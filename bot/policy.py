@@ -11,7 +11,7 @@ from typing import Any
 
 from knowledge.retrieve import Hit, LeadContext
 
-from .answers import Answer, ContentStore, answer_question
+from .answers import Answer, ContentStore, answer_question, budget_answer
 from .extract import FAREWELL_RE, Understanding
 from .places import asks_zone, zone_answer
 from .playbook import Playbook
@@ -42,6 +42,7 @@ class Situation:
     sent_urls: frozenset[str]         # content this lead already received, on any channel
     text: str                         # the visitor's message
     disqualified_reason: str | None = None
+    channel: str = "web"              # web | form | email | … (a form's first touch always links a piece)
 
 
 @dataclass(frozen=True)
@@ -70,6 +71,7 @@ class Decision:
     ask_again: bool = False           # the question is the one the last reply asked too: lead into it
     closed_before: bool = False       # the close was said on an earlier turn: never the same sentence again
     farewell: bool = False            # "ok thanks", "bye", "cool" once the conversation is done: a short acknowledgement
+    channel: str = "web"              # the channel the reply goes out on (an email opens with its own greeting)
 
     def sources(self) -> list[Hit]:
         """The content this reply quotes or links, each piece once."""
@@ -168,6 +170,10 @@ def _answers(playbook: Playbook, kb: ContentStore | None, u: Understanding, sit:
         answers.extend(answer_question(kb, asked, u, ctx, playbook=playbook))
         if len(answers) >= 2:
             break
+    if "budget" in sit.learned:   # a budget below the price floor: say so, with the plans that fit
+        floor = budget_answer(kb, playbook, sit.fields.get("budget"))
+        if floor is not None:
+            answers.insert(0, floor)
     return tuple(answers)
 
 
@@ -199,8 +205,9 @@ def _recommendation(playbook: Playbook, kb: ContentStore | None, u: Understandin
     industry_known = fields.get("industry") in playbook.industries
     knows_enough = (industry_known and not state.get("recommended_for_industry")) or (fields.get("need") and recs == 0)
     answered = {a.hit.url for a in d["answers"] if a.hit is not None}
-    if not knows_enough or sit.turn - state.get("last_recommend_turn", -99) < 3 or d["human"] or d["offer_meeting"] \
-            or answered:
+    first_touch = sit.channel == "form" and sit.first_turn and not d["offer_meeting"]   # always one fitting piece
+    if not first_touch and (not knows_enough or sit.turn - state.get("last_recommend_turn", -99) < 3 or d["human"]
+                            or d["offer_meeting"] or answered):
         return None
     topic = " ".join(str(fields.get(k) or "") for k in ("need", "industry", "role")).strip()
     return kb.recommend(ctx, topic, exclude_urls=set(sit.sent_urls) | answered)
@@ -214,7 +221,7 @@ def decide(playbook: Playbook, kb: ContentStore | None, u: Understanding, sit: S
     # "ok", "cool", "thanks" state no fact: whatever a reader took from them is not echoed back
     learned = () if PLEASANTRY_RE.match(sit.text.strip()) else sit.learned
     d: dict[str, Any] = {"learned": learned, "handed_off": sit.handed_off, "handoff_reason": handoff_reason(u, sit),
-                         "variant": sit.turn, "farewell": pleasantry(u, sit.text)}
+                         "variant": sit.turn, "farewell": pleasantry(u, sit.text), "channel": sit.channel}
     if "injection" in u.intents:
         return Decision(mode="refuse", **d)
     d["identity"] = "identity_question" in u.intents

@@ -11,7 +11,8 @@ from typing import Any
 import yaml
 
 from .booking import parse_pick
-from .brain import LeadView, Reply, load_prompt
+from .brain import PROMPTS_DIR, LeadView, Reply, load_prompt
+from .language import DEFAULT, NAMES, name_of
 from .compose import ReplyPlan, Step
 from .extract import Understanding, understand
 from .playbook import Playbook
@@ -25,7 +26,12 @@ class RuleBrain:
     def __init__(self, playbook: Playbook):
         self.playbook = playbook
         self.templates = load_prompt("replies")
-        self._evidence = [yaml.safe_dump(self.templates)]
+        # The same templates in other languages (prompts/replies.<code>.yaml), read once.
+        self.translations = {p.stem.split(".", 1)[1]: load_prompt(p.stem)
+                             for p in sorted(PROMPTS_DIR.glob("replies.*.yaml"))}
+        self._evidence = [yaml.safe_dump(self.templates)] + [yaml.safe_dump(t, allow_unicode=True)
+                                                            for t in self.translations.values()] + [
+            " ".join(n for names in NAMES.values() for n in names)]   # the languages it may name ("Japanese")
 
     def understand(self, message: str, lead: LeadView, history: list[dict[str, str]]) -> Understanding:
         """Facts, intents and questions — and, when meeting times were just offered, which one the
@@ -35,19 +41,36 @@ class RuleBrain:
             u.pick = parse_pick(message, lead.offered_slots, lead.timezone, lead.now)
         return u
 
-    def _t(self, key: str, variant: int = 0, **values: Any) -> str:
-        """Template `key` filled; a list of phrasings gives phrasing `variant` (mod its length)."""
+    def _t(self, key: str, variant: int = 0, lang: str = DEFAULT, **values: Any) -> str:
+        """Template `key` filled, in `lang` when prompts/replies.<lang>.yaml has it (else English);
+        a list of phrasings gives phrasing `variant` (mod its length)."""
         pb = self.playbook
         base = {"assistant": pb.company.assistant_name, "company": pb.company.name, "product": pb.company.product,
                 "minutes": pb.meeting.length_minutes, "url": pb.meeting.url or ""}
         base.update(values)
-        template = self.templates[key]
+        local = self.translations.get(lang, {})
+        template = local.get(key, self.templates[key])
+        if key == "answer" and key in local:
+            base["kind"] = local.get("kinds", {}).get(base.get("kind"), base.get("kind"))
         if isinstance(template, list):
             template = template[variant % len(template)]
         return str(template).format(**base)
 
-    def render(self, step: Step, variant: int = 0) -> str:
-        """One step of the plan in the words of prompts/replies.yaml, phrasing `variant`."""
+    def render(self, step: Step, variant: int = 0, lang: str = DEFAULT, fields: dict[str, Any] | None = None) -> str:
+        """One step of the plan in the words of prompts/replies.yaml (or its translation for `lang`),
+        phrasing `variant`. In another language the English qualifying question becomes the offer to
+        continue in that language by email, or in English (`other_language`)."""
+        if lang != DEFAULT and step.kind in ("question", "human_email"):
+            email = (fields or {}).get("email")
+            key = "other_language_known_email" if email else "other_language"
+            if step.kind == "human_email" and lang in self.translations:
+                key = "human_email"
+            return self._t(key, variant, lang, language=name_of(lang), email=email or "")
+        if lang != DEFAULT:
+            if step.kind == "close":
+                key = f"close_{step.data.get('reason')}"
+                return self._t(key if key in self.templates else "close_student", variant, lang)
+            return self._t(step.kind, variant, lang, **step.data)
         if step.kind == "question":
             text = str(step.data.get("text") or "")     # the playbook's own words ...
             if not (step.data.get("again") and text):
@@ -58,21 +81,23 @@ class RuleBrain:
             return self._t(key if key in self.templates else "close_student", variant)
         return self._t(step.kind, variant, **step.data)
 
-    def _text(self, plan: ReplyPlan, variant: int) -> str:
-        return " ".join(p.strip() for p in (self.render(s, variant) for s in plan.steps) if p.strip())
+    def _text(self, plan: ReplyPlan, variant: int, lang: str = DEFAULT, fields: dict[str, Any] | None = None) -> str:
+        return " ".join(p.strip() for p in (self.render(s, variant, lang, fields) for s in plan.steps) if p.strip())
 
     def compose(self, plan: ReplyPlan, lead: LeadView, history: list[dict[str, str]]) -> Reply:
         """The plan in template words. The phrasing rotates with the conversation (`plan.decision.
         variant`); should that still open like the last reply, the next phrasings are tried."""
         last = next((m.get("text", "") for m in reversed(history or []) if m.get("role") == "agent"), "")
         variant = plan.decision.variant
-        text = self._text(plan, variant)
+        lang, fields = (getattr(lead, "language", None) or DEFAULT), (getattr(lead, "fields", None) or {})
+        text = self._text(plan, variant, lang, fields)
         for shift in range(1, 4):
             if not last or not repeats(text, last):
                 break
-            text = self._text(plan, variant + shift)
+            text = self._text(plan, variant + shift, lang, fields)
+        names = [name_of(lang), name_of(lang, native=True)] if lang != DEFAULT else []
         return Reply(text=text, prompt="replies", prompt_version=self.templates.get("version"), model="rules",
-                     evidence=self._evidence + list(plan.facts))
+                     evidence=self._evidence + list(plan.facts) + names)
 
 
 def opening(text: str, words: int = 4) -> tuple[str, ...]:

@@ -11,7 +11,9 @@ from typing import Iterable
 
 # An email address inside free text ("reach me at ana@acme.example."). Validation of a form or
 # widget field is stricter and done with `email-validator` at the edge (integrations/web).
-EMAIL_RE = re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}")
+# An email address in running text, internationalised too (müller.jürgen@bäckström.de, 张伟@例子.中国):
+# a candidate only — bot.extract.extract_email checks it with email-validator (RFC 5321/6531).
+EMAIL_RE = re.compile(r"[\w.%+'-]+@[\w-]+(?:\.[\w-]+)*\.(?:[^\W\d_]{2,}|xn--[\w-]+)")
 
 
 # A whole word: not preceded or followed by a letter, digit, underscore or hyphen.

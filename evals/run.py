@@ -43,12 +43,14 @@ def ticking_clock(start: str) -> Any:
 
 
 def _evidence(sdr: Any) -> str:
-    """What the SDR may state as fact: the content store and the playbook (cached per SDR)."""
+    """What the SDR may state as fact: the content store and the playbook, and the words of its own
+    reply templates (German nouns are capitalised, not names) — cached per SDR."""
     cached = getattr(sdr, "_eval_evidence", None)
     if cached is None:
         chunks = sdr.kb.corpus() if sdr.kb is not None else []
         parts = [t + " " + " ".join(str(v) for v in (m or {}).values()) for t, m in chunks]
-        cached = sdr._eval_evidence = "\n".join(parts) + "\n" + sdr.playbook.grounding_text()
+        templates = "\n".join(getattr(sdr.rules, "_evidence", []))   # the reply templates' own words, every language
+        cached = sdr._eval_evidence = "\n".join(parts) + "\n" + sdr.playbook.grounding_text() + "\n" + templates
     return cached
 
 
@@ -172,8 +174,7 @@ def run_suite(sdr: Any, personas: list[dict[str, Any]], *, k: int = 1, seed: int
     started = sdr.clock().isoformat(timespec="seconds") + "Z"
     if sdr.kb is not None:
         sdr.kb.search("warm up")   # the embedding model loads once, before the first timed reply
-    from bot.places import warm
-    warm()                         # and the place data (time zones from "I'm in Melbourne")
+    sdr.warm()                     # and the place data, the language detector, the intent examples
     runs = [run_persona(sdr, p, seed + i, model)
             for p in tqdm(personas, desc="eval", unit="persona", disable=not progress) for i in range(k)]
     personas_out = []

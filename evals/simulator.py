@@ -150,7 +150,7 @@ _TIMELINES: dict[str, Bank] = {
     "this_quarter": {"standalone": ["hoping before the end of the quarter", "we want something live this quarter",
                                     "this quarter"], "bare": ["this quarter", "end of quarter"],
                      "hard": ["before the quarter closes"]},
-    "next_quarter": {"standalone": ["probably next quarter", "next quarter most likely", "in a couple of months"],
+    "next_quarter": {"standalone": ["probably next quarter", "next quarter most likely", "early next quarter"],
                      "bare": ["next quarter", "next qtr"], "hard": ["sometime after the current quarter"]},
     "this_year": {"standalone": ["later this year", "by the end of the year"], "bare": ["this year"],
                   "hard": ["before the holidays"]},

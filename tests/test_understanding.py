@@ -108,9 +108,12 @@ def reply_evidence(brain: RuleBrain) -> list[str]:
 def test_every_identity_question_is_answered_truthfully_in_a_turn(sdr):
     for i, text in enumerate(IDENTITY_QUESTIONS):
         r = say(sdr, text, f"identity-{i}")
-        assert re.search(r"\bautomated\b", r.reply) and re.search(r"\bAI\b", r.reply), (text, r.reply)
+        # said in the visitor's language (prompts/replies.<code>.yaml) when they wrote in one
+        assert re.search(r"\b(?:automated|automático|automatisierte|automatisé|automatizado)\b", r.reply) \
+            and re.search(r"\b(?:AI|IA|KI)\b", r.reply), (text, r.reply)
         assert not HUMAN_CLAIM.search(r.reply), (text, r.reply)
-        assert "in our materials" not in r.reply     # a question about us, not the content store
+        assert not re.search(r"in our materials|nuestros materiales|unseren Unterlagen|nos documents|nossos materiais",
+                             r.reply)     # a question about us, not the content store
         assert r.reply.count("?") <= 1
     assert sdr.counters["guard_fallbacks"] == 0
 

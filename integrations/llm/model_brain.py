@@ -28,6 +28,7 @@ from pydantic import BaseModel, Field, field_validator
 from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_attempt, wait_exponential_jitter
 
 from bot.brain import BrainUnavailable, LeadView, Reply, load_prompt
+from bot.language import name_of
 from bot.compose import ReplyPlan, Step
 from bot.extract import Fact, Understanding
 from bot.playbook import SENIORITIES, TIMELINES, Playbook
@@ -278,7 +279,7 @@ class ModelBrain:
         return self._reply_tmpl.format_messages(
             assistant=pb.company.assistant_name, company=pb.company.name, product=pb.company.product,
             tone=pb.company.tone, plan=self._plan(plan, lead, sources), known=json.dumps(lead.fields, default=str),
-            sources=src, history=hist, message=lead.message)
+            sources=src, history=hist, message=lead.message, language=name_of(lead.language))
 
     def _reply(self, msgs: list[BaseMessage], lead: LeadView) -> Reply:
         out = self._call(lambda: self.model.invoke(msgs), lead)
