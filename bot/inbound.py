@@ -40,6 +40,10 @@ class Inbound:
     message_id: str | None = None                            # the sender's id, for safe retries
     verified: bool = False   # the channel vouches for visitor["email"] (verified identity, signed form, API client)
     at: datetime | None = None                               # naive UTC; default: the SDR's clock
+    facts: dict[str, Any] = field(default_factory=dict)      # what a form stated (bot.extract.Fact by field)
+    intents: set[str] = field(default_factory=set)           # what the channel says the message asks (a demo form: book)
+    events: tuple[str, ...] = ()                             # engagement events it carries (contact_sales, email_reply)
+    note: bool = False                                       # `text` describes what arrived; the visitor wrote no words
 
 
 def validate(inbound: Inbound, max_chars: int) -> tuple[str, str]:

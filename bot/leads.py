@@ -10,7 +10,7 @@ from sqlalchemy.orm import Session
 
 from .inbound import Inbound, NotFound
 from .playbook import Playbook
-from .store import ContentSent, Conversation, Lead, Message, OutboxEntry, ScoreEvent, Store, new_id
+from .store import ContentSent, Conversation, EmailStatus, Lead, Message, OutboxEntry, ScoreEvent, Store, new_id
 
 
 def open_conversation(s: Session, session_id: str, inbound: Inbound, now: datetime) -> tuple[Conversation, Lead, bool]:
@@ -116,10 +116,20 @@ def lead_detail(store: Store, playbook: Playbook, lead_id: str) -> dict[str, Any
         out["score_events"] = [
             {"kind": e.kind, "rule": e.rule, "points": round(e.points, 2), "reason": e.reason, "at": _iso(e.at)}
             for e in s.scalars(select(ScoreEvent).where(ScoreEvent.lead_id == lead_id).order_by(ScoreEvent.id))]
+        channels = dict(s.execute(select(Conversation.id, Conversation.channel).where(Conversation.lead_id == lead_id)).all())
         out["messages"] = [
-            {"role": m.role, "text": m.text, "at": _iso(m.at),
-             **({k: m.meta.get(k) for k in _AGENT_META} if m.role == "agent" and m.meta else {})}
+            {"role": m.role, "text": m.text, "at": _iso(m.at), "channel": channels.get(m.conversation_id, "web"),
+             **({k: m.meta.get(k) for k in _AGENT_META} if m.role == "agent" and m.meta else {}),
+             **({"auto_reply": True} if (m.meta or {}).get("auto_reply") else {})}
             for m in s.scalars(select(Message).where(Message.lead_id == lead_id).order_by(Message.id))]
+        st = s.get(EmailStatus, lead_id)
+        out["unsubscribed"] = bool(lead.unsubscribed or (st is not None and st.unsubscribed_at is not None))
+        out["bounced"] = st is not None and st.bounced_at is not None
+        out["email_consent"] = st.consent if st is not None else None
+        out["email_status"] = None if st is None else {
+            "unsubscribed_at": _iso(st.unsubscribed_at) if st.unsubscribed_at else None,
+            "unsubscribe_source": st.unsubscribe_source, "bounce_reason": st.bounce_reason,
+            "bounced_at": _iso(st.bounced_at) if st.bounced_at else None}
         out["actions"] = [
             {"id": o.id, "type": o.kind, "status": o.status, "attempts": o.attempts, "last_error": o.last_error,
              "payload": o.payload, "created_at": _iso(o.created_at)}

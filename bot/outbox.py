@@ -92,6 +92,7 @@ class OutboxWorker:
         self.on_delivered = on_delivered
         self.clock = clock   # naive UTC now: due times are read on the same clock that stamped them
         self._stop = threading.Event()
+        self._wake = threading.Event()
         self._thread: threading.Thread | None = None
 
     # -- claiming ----------------------------------------------------------------------------------
@@ -215,7 +216,13 @@ class OutboxWorker:
                 log.exception("outbox worker loop failed; retrying")
                 worked = {}
             if not worked:
-                self._stop.wait(poll_s)
+                self._wake.wait(poll_s)
+                self._wake.clear()
+
+    def wake(self) -> None:
+        """Look at the outbox now instead of at the next poll (called after something is queued,
+        e.g. a form fill: its first touch should not wait for the poll interval)."""
+        self._wake.set()
 
     def start(self, poll_s: float = 1.0) -> "OutboxWorker":
         self._thread = threading.Thread(target=self.run_forever, args=(poll_s,), daemon=True, name="sdr-outbox")
@@ -224,6 +231,7 @@ class OutboxWorker:
 
     def stop(self, timeout: float = 10.0) -> None:
         self._stop.set()
+        self._wake.set()
         if self._thread:
             self._thread.join(timeout)
 

@@ -23,11 +23,12 @@ from typing import Any
 
 from sqlalchemy import String, cast, func, or_, select, text
 
-from .store import (Activity, ContentSent, Conversation, Lead, Meeting, Message, OutboxEntry, ScoreEvent, Store,
-                    Suppressed, utcnow)
+from .store import (Activity, ContentSent, Conversation, EmailMessage, EmailStatus, InboundReceipt, Lead, LeadToken,
+                    Meeting, Message, OutboxEntry, ScoreEvent, Store, Suppressed, utcnow)
 
 
-PER_LEAD = (Message, ScoreEvent, Activity, ContentSent, Meeting, OutboxEntry, Conversation)
+PER_LEAD = (Message, ScoreEvent, Activity, ContentSent, Meeting, OutboxEntry, EmailMessage, LeadToken, EmailStatus,
+            InboundReceipt, Conversation)
 
 
 def _salt(data_dir: Path) -> bytes:

@@ -15,7 +15,8 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from .extract import Fact, Understanding
-from .store import Activity, ContentSent, Conversation, Lead, Message, OutboxEntry, ScoreEvent
+from .store import (Activity, ContentSent, Conversation, EmailMessage, EmailStatus, InboundReceipt, Lead, LeadToken,
+                    Message, OutboxEntry, ScoreEvent)
 
 VISITOR_FIELDS = ("email", "name", "company")   # what a channel may tell us about the visitor directly
 
@@ -104,9 +105,20 @@ def _claim_email(s: Session, lead: Lead, email: str, trusted: bool, source: dict
 def absorb(s: Session, keep: Lead, gone: Lead, now: datetime) -> None:
     """Two records turned out to be one person (same email): move everything onto `keep`, count
     each fit rule once, and delete `gone`."""
-    for model in (Conversation, Message, ScoreEvent, Activity, OutboxEntry):
+    for model in (Conversation, Message, ScoreEvent, Activity, OutboxEntry, EmailMessage, InboundReceipt):
         for row in s.scalars(select(model).where(model.lead_id == gone.id)):
             row.lead_id = keep.id
+    for model in (LeadToken, EmailStatus):   # one per lead: the kept lead's stays, else the other's moves
+        mine, theirs = (s.scalars(select(model).where(model.lead_id == lid)).first() for lid in (keep.id, gone.id))
+        if theirs is not None and mine is None and model is LeadToken:
+            theirs.lead_id = keep.id
+        elif theirs is not None:
+            if model is EmailStatus:   # a bounce or unsubscribe of either record holds for the person
+                kept = mine or EmailStatus(lead_id=keep.id)
+                for col in ("bounced_at", "bounce_reason", "unsubscribed_at", "unsubscribe_source", "consent"):
+                    setattr(kept, col, getattr(kept, col) or getattr(theirs, col))
+                s.add(kept)
+            s.delete(theirs)
     keep_urls = set(s.scalars(select(ContentSent.url).where(ContentSent.lead_id == keep.id)))
     for row in s.scalars(select(ContentSent).where(ContentSent.lead_id == gone.id)):
         if row.url in keep_urls:

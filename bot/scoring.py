@@ -212,20 +212,25 @@ def _earns_nothing(playbook: Playbook, lead: Any, intents: set[str]) -> bool:
 
 
 def score_message(s: Any, playbook: Playbook, lead: Any, intents: set[str], topics: set[str], now: datetime,
-                  injection: bool = False) -> list[ScoreChange]:
-    """The score step of a turn: engagement for the message (a chat message, a pricing question,
+                  injection: bool = False, channel: str = "web", channel_events: tuple[str, ...] = ()) -> list[ScoreChange]:
+    """The score step of a turn: engagement for the message (a chat message — or, on another
+    channel, the events it carries: `contact_sales` for a form, `email_reply` — a pricing question,
     the first demo request), an opt-out once (`opted_out`), then fit and decay. An injection earns
     nothing; neither does a lead that opted out or is disqualified."""
     changes: list[ScoreChange] = []
+    source = "chat" if channel == "web" else channel
     if not injection:
         events: list[tuple[str, dict[str, Any]]] = []
         if not _earns_nothing(playbook, lead, intents):
-            events.append(("chat_message", {"source": "chat"}))
+            if channel == "web" or not channel_events:
+                events.append(("chat_message", {"source": source}))
+            events += [(ev, {"source": source}) for ev in channel_events if ev != "demo_requested"]
             if "pricing" in topics:
-                events.append(("pricing_question", {"source": "chat"}))
-            if "book" in intents and not s.scalar(select(func.count()).select_from(Activity).where(
+                events.append(("pricing_question", {"source": source}))
+            if ("book" in intents or "demo_requested" in channel_events) and not s.scalar(
+                    select(func.count()).select_from(Activity).where(
                     Activity.lead_id == lead.id, Activity.type == "demo_requested")):
-                events.append(("demo_requested", {"source": "chat"}))
+                events.append(("demo_requested", {"source": source}))
         if "unsubscribe" in intents and not lead.unsubscribed:   # once per opt-out, however often they repeat it
             rule = "opted_out" if "opted_out" in playbook.engagement else "unsubscribe"
             events.append((rule, {"source": "chat", "reason": "asked in chat to stop: no more questions or follow-ups"}))

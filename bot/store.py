@@ -157,6 +157,57 @@ class UsedCode(Base):
     at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
 
 
+class InboundReceipt(Base):
+    """A form fill or an email that arrived, stored before any work is done on it (the webhook
+    answers at once; the outbox runs the turn). `key` makes a repeated delivery a no-op: the
+    provider's event id or Message-ID, else a hash of source, email and body (`content_hash`,
+    looked up within 24 h)."""
+    __tablename__ = "inbound_receipts"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    key: Mapped[str] = mapped_column(String(400), unique=True)
+    content_hash: Mapped[str] = mapped_column(String(64), index=True)
+    channel: Mapped[str] = mapped_column(String(20))                  # form | email
+    source: Mapped[str] = mapped_column(String(40))                   # generic | typeform | … | postmark | raw
+    lead_id: Mapped[str | None] = mapped_column(ForeignKey("leads.id"), index=True)
+    payload: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    status: Mapped[str] = mapped_column(String(20), default="received")   # received | done | ignored
+    note: Mapped[str | None] = mapped_column(String(300))             # why it was ignored (auto-reply, …)
+    at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, index=True)
+
+
+class EmailMessage(Base):
+    """An email sent to or received from a lead: its Message-ID threads a reply back to the lead's
+    email conversation (In-Reply-To / References)."""
+    __tablename__ = "email_messages"
+    message_id: Mapped[str] = mapped_column(String(400), primary_key=True)   # with the angle brackets
+    lead_id: Mapped[str] = mapped_column(ForeignKey("leads.id"), index=True)
+    conversation_id: Mapped[str | None] = mapped_column(String(80))
+    direction: Mapped[str] = mapped_column(String(3))                 # out | in
+    subject: Mapped[str] = mapped_column(String(500), default="")
+    at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+
+class LeadToken(Base):
+    """The unguessable token in a lead's reply address (reply+TOKEN@…) and unsubscribe link."""
+    __tablename__ = "lead_tokens"
+    token: Mapped[str] = mapped_column(String(64), primary_key=True)
+    lead_id: Mapped[str] = mapped_column(ForeignKey("leads.id"), unique=True)
+    at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+
+class EmailStatus(Base):
+    """Whether a lead may be emailed: bounced (a 5xx on their address or a bounce notice) or
+    unsubscribed by email (the one-click link, "stop emailing me"); `Lead.unsubscribed` stops every
+    channel. Checked at send time in the outbox, never by the callers."""
+    __tablename__ = "email_status"
+    lead_id: Mapped[str] = mapped_column(ForeignKey("leads.id"), primary_key=True)
+    bounced_at: Mapped[datetime | None] = mapped_column(DateTime)
+    bounce_reason: Mapped[str | None] = mapped_column(String(500))
+    unsubscribed_at: Mapped[datetime | None] = mapped_column(DateTime)
+    unsubscribe_source: Mapped[str | None] = mapped_column(String(60))   # link | one_click | email_reply | chat
+    consent: Mapped[str | None] = mapped_column(String(60))             # what the lead agreed to, as the form said it
+
+
 class Store:
     """One per process: the engine and the session factory."""
 

@@ -22,15 +22,19 @@ from .answers import ContentStore
 from .booking import CalendarBackend, as_utc
 from .brain import Brain, FallbackBrain, LeadView, Reply
 from .compose import Composer, build_plan
-from .events import record_event, rescore_lead
 from .extract import Understanding
+from .form_fills import with_channel
 from .guard import redact_secrets
 from .handoff import queue_handoff
 from .context import TurnContext, TurnResult
 from .inbound import Inbound, InputError, NotFound, validate
-from .leads import add_agent_message, add_visitor_message, history, lead_detail, lead_view, open_conversation, retry_of
+from .intake import Intake
+from .intents import LazyIntentModel, recognise
+from .language import DEFAULT, conversation_language, warm as language_warm
+from .leads import add_agent_message, add_visitor_message, history, lead_view, open_conversation, retry_of
 from .meetings import (MeetingOutcome, offered_slots, record_meeting, request_meeting, run_meeting,
                        visitor_timezone)
+from .places import warm as places_warm
 from .playbook import Playbook, load_playbook
 from .policy import Situation, decide, note_answer, note_decision
 from .profile import note_intents, update_profile
@@ -42,7 +46,7 @@ from .store import ContentSent, Conversation, Lead, Store, utcnow
 __all__ = ["SDR", "Inbound", "InputError", "NotFound", "TurnResult", "lead_view"]
 
 
-class SDR:
+class SDR(Intake):
     """The AI SDR for one process: load once, then handle turns and events from any thread."""
 
     def __init__(self, settings: Settings | None = None, *, playbook: Playbook | None = None, knowledge: Any = None,
@@ -57,11 +61,16 @@ class SDR:
             knowledge = KnowledgeBase(self.settings)
         self.kb: ContentStore | None = knowledge
         self.rules = RuleBrain(self.playbook)
+        self.intent_model = LazyIntentModel(self.playbook, getattr(knowledge, "embedder", None))
         self.brain = brain or self.rules
         self.clock = clock or utcnow   # naive UTC now; tests and simulations inject their own
         self.calendar: CalendarBackend | None = None   # set by the composition root
         self.counters: dict[str, int] = {"turns": 0, "guard_fallbacks": 0}
         self._locks = [threading.Lock() for _ in range(64)]
+
+    def warm(self) -> None:
+        """Load now what a first turn would wait for (places ~1 s, languages, intent examples ~1-2 s)."""
+        places_warm(), language_warm(), self.intent_model.warm()
 
     @property
     def brain(self) -> Brain:
@@ -98,7 +107,10 @@ class SDR:
         if ctx.replay is not None:
             yield {"type": "done", "turn": ctx.replay, "result": ctx.replay.as_dict()}
             return
-        u = self.brain.understand(text, ctx.view, ctx.history)             # understand
+        u = Understanding() if inbound.note else self.brain.understand(text, ctx.view, ctx.history)   # understand …
+        if not inbound.note:
+            recognise(u, text, self.intent_model.get(), set(self.playbook.vocabulary.topics))   # … by meaning
+        with_channel(u, inbound)                                           # … and what the form stated
         ctx.mark("understand")
         self._assess(ctx, u)                                               # profile, score, decide
         ctx.mark("decide")
@@ -134,10 +146,13 @@ class SDR:
             state = dict(conv.state or {})
             turn = int(state.get("turn", 0)) + 1
             tz = visitor_timezone(inbound.visitor or {}, state, text)   # widget, then words, then before
+            language = conversation_language(state, text)
             view = LeadView(id=lead.id, fields=dict(lead.fields or {}), stage=lead.stage, score=lead.score,
                             asking=state.get("asking"), today=now.date(), message=text, usage=usage,
                             deadline=deadline,
-                            offered_slots=offered_slots(state, turn), timezone=tz, now=as_utc(now))
+                            offered_slots=offered_slots(state, turn), timezone=tz, now=as_utc(now),
+                            language=language)
+            view.asking = None if language != DEFAULT and self.brain is self.rules else view.asking   # none asked
             ctx = TurnContext(inbound, text, session_id, now, view, history(s, conv.id), turn, first, tz,
                               conv.id, lead.id, started=started)
             retry = retry_of(state, inbound.message_id)
@@ -160,8 +175,11 @@ class SDR:
                     lead, learned = update_profile(s, lead, u, ctx.inbound.visitor or {}, now,
                                                    verified=ctx.inbound.verified)
                     conv.lead_id = lead.id
+                if ctx.view.language != (lead.fields or {}).get("language", DEFAULT):   # sales sees it
+                    lead.fields = {**(lead.fields or {}), "language": ctx.view.language}
                 note_answer(state, u, learned, ctx.turn)
-                ctx.changes = score_message(s, pb, lead, u.intents, u.topics, now, injection)
+                ctx.changes = score_message(s, pb, lead, u.intents, u.topics, now, injection, ctx.inbound.channel,
+                                            ctx.inbound.events)
             if ctx.inbound.message_id:   # write-ahead: a retry after a crash from here on scores nothing twice
                 state["assessed_message_id"] = ctx.inbound.message_id
             prev_stage = lead.stage
@@ -171,7 +189,7 @@ class SDR:
             fields = dict(lead.fields or {})
             sit = Situation(fields, tuple(learned), lead.stage, lead.stage == "sql" and prev_stage not in ("sql", "meeting_booked"),
                             lead.handed_off_at is not None, state, ctx.turn, ctx.first_turn, sent, ctx.text,
-                            lead.disqualified_reason)
+                            lead.disqualified_reason, ctx.inbound.channel)
             d = ctx.decision = decide(pb, self.kb, u, sit)
             if d.handoff_reason and lead.stage != "disqualified":
                 entry = queue_handoff(s, pb, lead, d.handoff_reason, now)
@@ -186,6 +204,7 @@ class SDR:
             picked = ctx.meeting is not None and ctx.meeting.pick is not None
             ctx.actions += note_decision(state, d, pb, fields, ctx.turn, None if picked else d.ask_field)
             state["visitor_tz"] = ctx.tz
+            state["language"] = ctx.view.language
             lead.updated_at = conv.updated_at = now
             conv.state = state
             ctx.lead_after = lead_view(lead, pb)
@@ -228,20 +247,3 @@ class SDR:
             self.counters[f"fallback_{cause}"] = self.counters.get(f"fallback_{cause}", 0) + 1
         result.timings_ms = {**ctx.timings, "total": (time.perf_counter() - ctx.started) * 1000}
         return result
-
-    # -- events and reads ------------------------------------------------------------------------
-
-    def record_event(self, event_type: str, *, lead_id: str | None = None, email: str | None = None,
-                     session_id: str | None = None, properties: dict[str, Any] | None = None,
-                     at: datetime | None = None) -> dict[str, Any]:
-        """Score a tracked event (see bot.events.record_event)."""
-        return record_event(self.store, self.playbook, event_type, lead_id=lead_id, email=email,
-                            session_id=session_id, properties=properties, now=at or self.clock())
-
-    def rescore(self, lead_id: str, at: datetime | None = None) -> dict[str, Any]:
-        """Apply decay (and playbook changes) to one lead now."""
-        return rescore_lead(self.store, self.playbook, lead_id, at or self.clock())
-
-    def lead_detail(self, lead_id: str) -> dict[str, Any]:
-        return lead_detail(self.store, self.playbook, lead_id)
-

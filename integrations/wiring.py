@@ -12,9 +12,11 @@ Errors a builder raises name what to fix: `PlaybookError` (the playbook file and
 """
 from __future__ import annotations
 
+import re
+
 from typing import Any
 
-from bot.outbox import OutboxWorker
+from bot.outbox import OutboxWorker, PermanentError
 from bot.settings import Settings
 
 __all__ = ["build_outbox_worker", "build_sdr", "build_web_app", "forget_person_everywhere", "slack_config"]
@@ -36,8 +38,7 @@ def build_sdr(settings: Settings, *, load_knowledge: bool = True, **kwargs: Any)
             sdr.calendar = make_calendar(sdr.playbook, sdr.store, settings=settings)
         import threading
 
-        from bot.places import warm
-        threading.Thread(target=warm, name="sdr-places", daemon=True).start()   # ~1 s of place data, off the first turn
+        threading.Thread(target=sdr.warm, name="sdr-warm", daemon=True).start()   # places, languages, intents: off the first turn
     return sdr
 
 
@@ -80,9 +81,49 @@ def build_outbox_worker(sdr: Any, settings: Settings | None = None, **kwargs: An
     else:
         notes.append("Slack is not configured (set SLACK_BOT_TOKEN and SLACK_SIGNING_SECRET): handoffs wait in "
                      "the outbox — see them with `sdr outbox`.")
+    if sdr.kb is not None:   # form fills and email replies run the turn (the content store answers)
+        handlers["form_fill"] = sdr.work_form_fill
+        handlers["email_in"] = sdr.work_email_in
+    handlers["email"] = EmailDelivery(sdr, st)
+    if not st.smtp_url:
+        notes.append(f"SDR_SMTP_URL is not set: emails are written as .eml files to {st.data_dir / 'outbox-mail'}")
     kwargs.setdefault("max_attempts", st.outbox_max_attempts)
     kwargs.setdefault("clock", sdr.clock)
-    return OutboxWorker(sdr.store, handlers, **kwargs), notes
+    worker = OutboxWorker(sdr.store, handlers, **kwargs)
+    sdr.on_queued = worker.wake   # a form fill's first touch does not wait for the next poll
+    return worker, notes
+
+
+class EmailDelivery:
+    """Outbox handler for "email": the send-time gate (an unsubscribed, bounced or forgotten lead
+    gets nothing — checked here, once, for every email from every caller), then the message built
+    from the payload (integrations/email/mime_build.py) and sent by SMTP or written as .eml. A 5xx
+    on the recipient marks the lead bounced (a negative engagement event) and is not retried."""
+
+    def __init__(self, sdr: Any, settings: Settings):
+        from integrations.email.smtp_out import transport_from_settings
+
+        self.sdr, self.settings = sdr, settings
+        self.transport = transport_from_settings(settings)
+
+    def __call__(self, d: Any) -> dict[str, Any]:
+        from integrations.email.mime_build import build_message
+        from integrations.email.smtp_out import Bounced
+
+        p, pb = d.payload, self.sdr.playbook
+        reason = self.sdr.email_gate(d.lead_id, p.get("to"))
+        if reason is not None:
+            return {"skipped": reason}
+        msg = build_message(p, sender=self.settings.email_from, footer_address=pb.company.postal_address,
+                            company=pb.company.name, date=self.sdr.clock())
+        try:
+            return {**self.transport.send(msg), "message_id": p.get("message_id")}
+        except Bounced as e:
+            if re.search(r"\b5\.7\.\d+\b", e.smtp_message):   # refused as policy/spam (RFC 3463 X.7.X), not a dead address
+                raise PermanentError(f"the receiving server refused the message by policy: {e.code} {e.smtp_message}"[:300])
+            if d.lead_id:
+                self.sdr.mark_bounced(d.lead_id, e.address, f"{e.code} {e.smtp_message}"[:300])
+            return {"bounced": e.address, "code": e.code}
 
 
 def forget_person_everywhere(sdr: Any, email: str, settings: Settings | None = None) -> dict[str, Any]:

@@ -322,3 +322,4 @@ def chat(client: Any, message: str, session_id: str | None = None, **extra: Any)
 
 from fake_openai import fake_openai  # noqa: E402,F401  (the local OpenAI-compatible server fixture)
 from fake_slack import fake_slack  # noqa: E402,F401  (the local Slack-compatible Web API server fixture)
+from smtp_server import make_smtp_server, smtp_certificate, smtp_server  # noqa: E402,F401  (the local SMTP server fixtures)

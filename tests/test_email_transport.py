@@ -14,7 +14,7 @@ from bot.outbox import PermanentError, RetryLater
 from bot.settings import SettingsError
 from integrations.email.mail_render import PayloadError, render
 from integrations.email.mime_build import build_message, make_message_id
-from integrations.email.reply_tokens import reply_address, token_from_addresses, token_from_mailbox_hash
+from bot.reply_tokens import reply_address, token_from_addresses, token_from_mailbox_hash
 from integrations.email.smtp_out import (Bounced, EmlDirTransport, SmtpTransport, parse_smtp_url,
                                          transport_from_settings)
 

@@ -48,7 +48,7 @@ from email.utils import getaddresses
 from typing import Any, Iterable, Mapping
 
 from .reply_strip import html_to_text, strip_reply
-from .reply_tokens import token_from_addresses, token_from_mailbox_hash
+from bot.reply_tokens import token_from_addresses, token_from_mailbox_hash
 
 KEPT_HEADERS = ("Date", "Auto-Submitted", "Precedence", "X-Autoreply", "X-Autorespond", "X-Auto-Response-Suppress",
                 "List-Id", "Return-Path", "X-Failed-Recipients", "Content-Language", "Authentication-Results",

@@ -1,0 +1,156 @@
+"""A whole email thread through real parts (issue 12): a signed form fill → the first touch arrives
+on a real local SMTP server (aiosmtpd) → the prospect replies by the signed inbound webhook with
+quoted history → answered in the same thread, fields merged, score up → "please stop emailing me" →
+unsubscribed, nothing more sent; one-click unsubscribe (RFC 8058) from the link; a 5xx bounces."""
+from __future__ import annotations
+
+import base64
+import json
+import re
+from email.utils import make_msgid
+
+import pytest
+from pydantic import SecretStr
+
+from integrations.forms.generic_form import sign_generic
+from integrations.wiring import build_outbox_worker, build_web_app
+
+FORM_SECRET = "form-secret-0123456789"
+AUTH = "postmark:inbound-pass-123"
+SENDER = "Lark at Pipelark <lark@pipelark.example>"
+
+
+@pytest.fixture
+def mail_sdr(make_sdr, smtp_server):
+    sdr = make_sdr(settings={"form_secret": SecretStr(FORM_SECRET), "inbound_email_auth": SecretStr(AUTH),
+                             "smtp_url": smtp_server.url, "email_from": SENDER,
+                             "public_url": "https://sdr.pipelark.example"})
+    return sdr
+
+
+def post_form(client, sdr, fields: dict) -> dict:
+    body = json.dumps(fields).encode()
+    t = int(sdr.clock().timestamp())
+    r = client.post("/webhooks/forms/generic", data=body, content_type="application/json",
+                    headers={"X-SDR-Signature": sign_generic(FORM_SECRET, body, t)})
+    assert r.status_code == 202, r.get_json()
+    return r.get_json()
+
+
+def post_raw_email(client, raw: bytes, auth: str = AUTH):
+    return client.post("/webhooks/email/raw", data=raw, content_type="message/rfc822",
+                       headers={"Authorization": "Basic " + base64.b64encode(auth.encode()).decode()})
+
+
+def drain(worker) -> None:
+    for _ in range(10):
+        if not worker.run_once():
+            return
+
+
+def reply(to: str, in_reply_to: str, references: str, text: str, subject: str = "Re: Your demo request — Pipelark",
+          sender: str = "Ana López <ana.lopez@acme-health.example>") -> bytes:
+    quoted = "On Tue, 1 Dec 2026 at 15:00, Lark <lark@pipelark.example> wrote:\n> Hi Ana,\n> Thanks for asking for a demo\n"
+    return (f"From: {sender}\r\nTo: {to}\r\nSubject: {subject}\r\nMessage-ID: {make_msgid(domain='acme-health.example')}\r\n"
+            f"In-Reply-To: {in_reply_to}\r\nReferences: {references}\r\nMIME-Version: 1.0\r\n"
+            f"Content-Type: text/plain; charset=utf-8\r\n\r\n{text}\r\n\r\n{quoted}").encode()
+
+
+def test_form_fill_first_touch_reply_in_thread_then_stop(mail_sdr, smtp_server):
+    sdr = mail_sdr
+    app = build_web_app(sdr, sdr.settings)
+    worker, _ = build_outbox_worker(sdr, sdr.settings)
+    client = app.test_client()
+    fields = {"email": "ana.lopez@acme-health.example", "first_name": "Ana", "last_name": "López <b>",
+              "company": "Acme Health", "job_title": "Head of RevOps", "industry": "healthcare",
+              "message": "Do you integrate with Salesforce? <script>alert(1)</script>", "utm_source": "linkedin"}
+    assert post_form(client, sdr, fields) == {"accepted": True, "duplicate": False}
+    assert post_form(client, sdr, fields)["duplicate"] is True             # a provider retry: nothing new
+    drain(worker)
+    (first,) = smtp_server.wait_for(1)
+    m = first.message
+    assert first.rcpt_tos == ["ana.lopez@acme-health.example"]
+    token = re.search(r"lark\+([0-9a-f]{32})@pipelark\.example", m["Reply-To"]).group(1)
+    assert m["List-Unsubscribe"].strip() == f"<https://sdr.pipelark.example/unsubscribe/{token}>"
+    assert m["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+    assert m["Message-ID"] and m["In-Reply-To"] is None
+    text = m.get_body(("plain",)).get_content()
+    html = m.get_body(("html",)).get_content()
+    assert text.startswith("Hi Ana,") and "Salesforce" in text and "548 Market St" in text
+    assert "<script>" not in html
+    assert "https://pipelark.example/" in text                                  # one piece that fits, linked
+    first_id = m["Message-ID"]
+
+    # The reply, by the signed inbound webhook, with Gmail-style quoted history
+    r = post_raw_email(client, reply(m["Reply-To"], first_id, first_id,
+                                     "Thanks! We're about 300 people & want to start this quarter. <script>x()</script>"))
+    assert r.status_code == 200 and r.get_json()["duplicate"] is False
+    drain(worker)
+    first_two = smtp_server.wait_for(2)
+    answer = first_two[1].message
+    assert answer["In-Reply-To"] and answer["In-Reply-To"] != first_id
+    assert first_id in answer["References"] and answer["Subject"].startswith("Re:")
+    quoted_html = answer.get_body(("html",)).get_content()
+    assert "<script>x()" not in quoted_html and "&lt;script&gt;x()" in quoted_html   # what they wrote, escaped
+    (row,) = [x["lead"] for x in sdr.store.list_leads()]
+    d = sdr.lead_detail(row.id)
+    assert d["fields"]["company_size"] == 300 and d["fields"]["timeline"] == "this_quarter"
+    assert any(e["rule"] == "engagement.email_reply" for e in d["score_events"])
+    email_msgs = [x for x in d["messages"] if x["channel"] == "email"]
+    assert email_msgs[0]["role"] == "visitor" and "wrote:" not in email_msgs[0]["text"]   # quoted history stripped
+
+    # "please stop emailing me": unsubscribed, nothing more sent — not even by a later form fill
+    r = post_raw_email(client, reply(answer["Reply-To"], answer["Message-ID"], answer["References"] + " " + answer["Message-ID"],
+                                     "Please stop emailing me."))
+    assert r.status_code == 200
+    drain(worker)
+    post_form(client, sdr, {**fields, "message": "One more question about pricing"})
+    drain(worker)
+    assert len(smtp_server.messages) == 2
+    d = sdr.lead_detail(row.id)
+    assert d["unsubscribed"] is True
+    assert any(e["rule"] in ("engagement.opted_out", "engagement.unsubscribe") for e in d["score_events"])
+    emails = [a for a in d["actions"] if a["type"] == "email"]
+    assert len(emails) == 4   # the answer to "stop" and the later first touch were queued, then stopped at send time
+
+
+def test_one_click_unsubscribe_and_unknown_tokens(mail_sdr, smtp_server):
+    sdr = mail_sdr
+    client = build_web_app(sdr, sdr.settings).test_client()
+    worker, _ = build_outbox_worker(sdr, sdr.settings)
+    post_form(client, sdr, {"email": "sam@globex.example", "name": "Sam Roe", "message": "pricing?"})
+    drain(worker)
+    (first,) = smtp_server.wait_for(1)
+    url = first.message["List-Unsubscribe"].strip().strip("<>")
+    path = url.replace("https://sdr.pipelark.example", "")
+    assert client.get(path).status_code == 200
+    assert client.get("/unsubscribe/" + "0" * 32).status_code == 404
+    assert client.post("/unsubscribe/" + "0" * 32, data={"List-Unsubscribe": "One-Click"}).status_code == 404
+    r = client.post(path, data={"List-Unsubscribe": "One-Click"})                 # RFC 8058: a mail client's POST
+    assert r.status_code == 200
+    (row,) = [x["lead"] for x in sdr.store.list_leads()]
+    d = sdr.lead_detail(row.id)
+    assert d["unsubscribed"] is True and d["email_status"]["unsubscribe_source"] == "one_click"
+    post_form(client, sdr, {"email": "sam@globex.example", "name": "Sam Roe", "message": "and SSO?"})
+    drain(worker)
+    assert len(smtp_server.messages) == 1
+
+
+def test_a_refused_recipient_is_a_bounce_and_is_never_emailed_again(mail_sdr, smtp_server):
+    sdr = mail_sdr
+    client = build_web_app(sdr, sdr.settings).test_client()
+    worker, _ = build_outbox_worker(sdr, sdr.settings)
+    post_form(client, sdr, {"email": "nobody@initech.example", "name": "No Body", "message": "hello"})
+    drain(worker)
+    (row,) = [x["lead"] for x in sdr.store.list_leads()]
+    d = sdr.lead_detail(row.id)
+    assert d["bounced"] is True and any(e["rule"] == "engagement.email_bounced" for e in d["score_events"])
+    assert smtp_server.messages == []
+
+
+def test_inbound_email_needs_basic_auth(mail_sdr):
+    client = build_web_app(mail_sdr, mail_sdr.settings).test_client()
+    raw = reply("lark+0123456789abcdef0123456789abcdef@pipelark.example", "<x@y>", "<x@y>", "hi")
+    assert post_raw_email(client, raw, auth="postmark:wrong").status_code == 401
+    assert client.post("/webhooks/email/raw", data=raw, content_type="message/rfc822").status_code == 401
+    assert mail_sdr.store.list_leads() == []
