@@ -137,8 +137,8 @@ def recognise(u: Understanding, text: str, model: IntentModel | None, topics: se
         u.fields["seniority"] = Fact("student", extractor="meaning", certain=False, evidence=text[:200])
     topic = TOPICS.get(label)
     if topic and (topics is None or topic in topics):
-        u.topics.add(topic)
-        if label == "pricing":   # asked by meaning (料金はいくらですか): answer with the plans' prices
+        if label == "pricing" and topic not in u.topics:   # asked by meaning only (料金はいくらですか): the prices
             u.intents.add("price_ask")
             u.questions = u.questions or [text]
+        u.topics.add(topic)
     return label
