@@ -84,9 +84,11 @@ def build_outbox_worker(sdr: Any, settings: Settings | None = None, **kwargs: An
     if sdr.kb is not None:   # form fills and email replies run the turn (the content store answers)
         handlers["form_fill"] = sdr.work_form_fill
         handlers["email_in"] = sdr.work_email_in
-    handlers["email"] = EmailDelivery(sdr, st)
-    if not st.smtp_url:
-        notes.append(f"SDR_SMTP_URL is not set: emails are written as .eml files to {st.data_dir / 'outbox-mail'}")
+    mail_settings = settings if settings is not None else sdr.settings   # the SDR's own: what `sdr demo` set
+    handlers["email"] = EmailDelivery(sdr, mail_settings)
+    if not mail_settings.smtp_url:
+        notes.append("SDR_SMTP_URL is not set: emails (first touches to form fills, replies) are written as .eml "
+                     f"files to {mail_settings.data_dir / 'outbox-mail'}")
     kwargs.setdefault("max_attempts", st.outbox_max_attempts)
     kwargs.setdefault("clock", sdr.clock)
     worker = OutboxWorker(sdr.store, handlers, **kwargs)

@@ -154,3 +154,54 @@ def test_inbound_email_needs_basic_auth(mail_sdr):
     assert post_raw_email(client, raw, auth="postmark:wrong").status_code == 401
     assert client.post("/webhooks/email/raw", data=raw, content_type="message/rfc822").status_code == 401
     assert mail_sdr.store.list_leads() == []
+
+
+def test_an_auto_reply_is_stored_not_answered_and_a_bounce_notice_marks_the_address(mail_sdr, smtp_server):
+    sdr = mail_sdr
+    client = build_web_app(sdr, sdr.settings).test_client()
+    worker, _ = build_outbox_worker(sdr, sdr.settings)
+    post_form(client, sdr, {"email": "kai@umbrella.example", "name": "Kai Berg", "message": "Is it SOC 2 compliant?"})
+    drain(worker)
+    (first,) = smtp_server.wait_for(1)
+    m = first.message
+    ooo = (f"From: Kai Berg <kai@umbrella.example>\r\nTo: {m['Reply-To']}\r\nSubject: Automatic reply: Your demo request\r\n"
+           f"Auto-Submitted: auto-replied\r\nMessage-ID: <ooo-1@umbrella.example>\r\nIn-Reply-To: {m['Message-ID']}\r\n"
+           "Content-Type: text/plain; charset=utf-8\r\n\r\nI'm out of the office until Monday.\r\n").encode()
+    assert post_raw_email(client, ooo).status_code == 200
+    drain(worker)
+    assert len(smtp_server.messages) == 1                                   # not answered
+    (row,) = [x["lead"] for x in sdr.store.list_leads()]
+    stored = [x for x in sdr.lead_detail(row.id)["messages"] if x.get("auto_reply")]
+    assert stored and "out of the office" in stored[0]["text"]
+    dsn = ("From: Mail Delivery Subsystem <MAILER-DAEMON@mx.umbrella.example>\r\nTo: lark@pipelark.example\r\n"
+           "Subject: Undelivered Mail Returned to Sender\r\nMessage-ID: <dsn-1@mx.umbrella.example>\r\nMIME-Version: 1.0\r\n"
+           "Content-Type: multipart/report; report-type=delivery-status; boundary=\"b\"\r\n\r\n"
+           "--b\r\nContent-Type: text/plain\r\n\r\nDelivery failed.\r\n"
+           "--b\r\nContent-Type: message/delivery-status\r\n\r\nReporting-MTA: dns; mx.umbrella.example\r\n\r\n"
+           "Final-Recipient: rfc822; kai@umbrella.example\r\nAction: failed\r\nStatus: 5.1.1\r\n\r\n--b--\r\n").encode()
+    assert post_raw_email(client, dsn).status_code == 200
+    drain(worker)
+    d = sdr.lead_detail(row.id)
+    assert d["bounced"] is True and any(e["rule"] == "engagement.email_bounced" for e in d["score_events"])
+    assert post_raw_email(client, dsn).get_json()["duplicate"] is True      # the same notice again: once
+
+
+def test_a_form_fill_already_over_the_sql_threshold_gets_three_meeting_times(mail_sdr, smtp_server):
+    from integrations.calendar import make_calendar
+
+    sdr = mail_sdr
+    sdr.calendar = make_calendar(sdr.playbook, sdr.store, settings=sdr.settings)
+    client = build_web_app(sdr, sdr.settings).test_client()
+    worker, _ = build_outbox_worker(sdr, sdr.settings)
+    post_form(client, sdr, {"email": "vp@bigco.example", "name": "Morgan Lee", "job_title": "VP of Sales",
+                            "company_size": "1,200", "industry": "healthcare", "timeline": "this quarter",
+                            "message": "Our forecasts are always off and we need a fix before Q1 ends."})
+    drain(worker)
+    (first,) = smtp_server.wait_for(1)
+    text = first.message.get_body(("plain",)).get_content()
+    (row,) = [x["lead"] for x in sdr.store.list_leads()]
+    assert sdr.lead_detail(row.id)["stage"] in ("sql", "meeting_booked")
+    times = re.findall(r"\b\d{1,2}:\d{2}\b", text)
+    assert len(times) >= 3, text                                             # three concrete times to pick from
+    questions = [f.question for f in sdr.playbook.fields if f.question]
+    assert not any(q in text for q in questions), text                      # times instead of a qualifying question
