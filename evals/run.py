@@ -8,20 +8,31 @@ deterministic simulator answering from its truths, or a model playing it (SDR_SI
 sends each line through `SDR.handle` exactly as a channel would, keeps the transcript with what the
 simulator judged was asked, the stage and score after every reply, latency and the model's usage,
 and checks the persona's `expect`. The metrics are in evals/metrics.py.
+
+Form and email personas (issue 12) go through the core's intake as production's webhooks hand them
+over: a form fill by `SDR.receive_form` (the generic source), an email by `SDR.receive_email`; an
+outbox worker (`Mailroom`) runs their turns and keeps the emails it would send the prospect (after
+the send-time gate). The prospect reads each email's text part (mail_render, without the quoted
+history and the footer) and answers it by email, in the thread (In-Reply-To, References and the
+reply token of the last email). An address used by an earlier run on the same SDR gets a `+runN`
+tag, so runs never continue each other's leads.
 """
 from __future__ import annotations
 
 import json
+import re
 import time
+import uuid
+from contextlib import contextmanager
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from .metrics import same_value, summarize
-from .simulator import detect_asked_field, make_prospect
-from .suite import SuiteError, load_suite, skip_reason
+from .simulator import detect_asked_field, form_text, make_prospect
+from .suite import SuiteError, email_parts, form_email, load_suite, skip_reason
 
 CaseError = SuiteError          # the name the CLI used before personas
-CHANNELS_BUILT = {"chat"}       # form and email personas are skipped with a reason until they exist
+CHANNELS_BUILT = {"chat", "form", "email"}   # a channel not listed here is skipped with a reason
 BEYOND = {"sql": {"meeting_booked"}}   # reaching further than expected still passes (a booked SQL)
 
 
@@ -64,26 +75,176 @@ def _stop(result: Any, offered: bool) -> bool:
     return any(a["type"] == "handoff" for a in acts) and not offered
 
 
-def _turn(sdr: Any, text: str, sid: str | None, said: list[str]) -> tuple[Any, dict[str, Any]]:
-    """One message through the SDR; the SDR's side of the transcript. Grounded are the content
-    store, the playbook, what the prospect said and the turn's own actions (the times offered)."""
+def _sdr_turn(sdr: Any, result: Any, reply: str, latency_ms: float, said: list[str]) -> dict[str, Any]:
+    """The SDR's side of the transcript for one reply (what the prospect read: the chat reply or the
+    email's text). Grounded are the content store, the playbook, what the prospect said and the
+    turn's own actions (the times offered)."""
     from bot.guard import ungrounded_claims
+
+    asked = detect_asked_field(reply, sdr.playbook)
+    known = {k for k, v in (result.lead.get("fields") or {}).items() if v not in (None, "")}
+    return {"role": "sdr", "text": reply, "asked": asked, "stage": result.lead["stage"],
+            "score": result.lead["score"], "latency_ms": round(latency_ms, 2),
+            "reasked": bool(asked and asked in known),
+            "ungrounded": ungrounded_claims(reply, "\n".join([_evidence(sdr), *said,
+                                                              json.dumps(result.actions, default=str)]))}
+
+
+def _turn(sdr: Any, text: str, sid: str | None, said: list[str]) -> tuple[Any, dict[str, Any]]:
+    """One chat message through the SDR; the SDR's side of the transcript."""
     from bot.turn import Inbound
 
     t0 = time.perf_counter()
     result = sdr.handle(Inbound(text=text, session_id=sid, channel="cli"))
-    latency = (time.perf_counter() - t0) * 1000
-    asked = detect_asked_field(result.reply, sdr.playbook)
-    known = {k for k, v in (result.lead.get("fields") or {}).items() if v not in (None, "")}
-    return result, {"role": "sdr", "text": result.reply, "asked": asked, "stage": result.lead["stage"],
-                    "score": result.lead["score"], "latency_ms": round(latency, 2),
-                    "reasked": bool(asked and asked in known),
-                    "ungrounded": ungrounded_claims(result.reply, "\n".join([_evidence(sdr), *said,
-                                                                            json.dumps(result.actions, default=str)]))}
+    return result, _sdr_turn(sdr, result, result.reply, (time.perf_counter() - t0) * 1000, said)
+
+
+@contextmanager
+def _recording(sdr: Any, into: list[tuple[Any, float]]) -> Any:
+    """Every turn `sdr.handle` runs meanwhile (the outbox handlers call it), with its latency in ms."""
+    handle, own = sdr.handle, sdr.__dict__.get("handle")
+
+    def recorded(inbound: Any) -> Any:
+        t0 = time.perf_counter()
+        result = handle(inbound)
+        into.append((result, (time.perf_counter() - t0) * 1000))
+        return result
+
+    sdr.handle = recorded
+    try:
+        yield
+    finally:
+        if own is None:
+            del sdr.handle   # the class's method again
+        else:
+            sdr.handle = own
+
+
+class Mailroom:
+    """One form or email persona's side of the wire. `submit(fields)` and `write(subject, text)` go
+    in through the core's intake (`receive_form`, `receive_email`); an outbox worker on the SDR's clock
+    runs the turns (`form_fill`, `email_in`) and "sends" the emails (the send-time gate, then kept in
+    `sent` instead of SMTP). Each returns (the turn's result, its latency in ms, the email the prospect
+    got or None, why none was sent or None) — or None when no turn ran."""
+
+    def __init__(self, sdr: Any, address: str, name: str | None):
+        from bot.outbox import OutboxWorker
+
+        self.sdr, self.address, self.name = sdr, address.strip().lower(), name or ""
+        self.sent: list[dict[str, Any]] = []
+        self.withheld: list[str] = []
+        self.tag, self.n = uuid.uuid4().hex[:12], 0
+        self.worker = OutboxWorker(sdr.store, {"form_fill": sdr.work_form_fill, "email_in": sdr.work_email_in,
+                                               "email": self._deliver}, clock=sdr.clock)
+
+    def _deliver(self, d: Any) -> dict[str, Any]:
+        p, mine = d.payload, str(d.payload.get("to") or "").lower() == self.address
+        reason = self.sdr.email_gate(d.lead_id, p.get("to"))
+        if reason is not None:
+            self.withheld += [reason] if mine else []
+            return {"skipped": reason}
+        self.sent += [p] if mine else []
+        return {"message_id": p.get("message_id")}
+
+    def submit(self, fields: dict[str, str]) -> tuple[Any, float, dict[str, Any] | None, str | None] | None:
+        from integrations.forms.form_fill import FormFill
+
+        fill = FormFill(source="generic", event_id=f"eval-{self.tag}", fields=dict(fields), form_name=None)
+        return self._run(lambda: self.sdr.receive_form(fill), "form fill")
+
+    def write(self, subject: str, text: str) -> tuple[Any, float, dict[str, Any] | None, str | None] | None:
+        """An email from the prospect: a reply in the thread of the last email it got, else a new one.
+        The core gets its new part as a provider's parser hands it over (signature cut, reply_strip)."""
+        from bot.reply_tokens import token_from_addresses
+        from integrations.email.inbound_parse import InboundEmail
+        from integrations.email.reply_strip import strip_reply
+
+        last, st = (self.sent[-1] if self.sent else None), self.sdr.settings
+        template = st.email_reply_to or st.email_from
+        to = last["reply_to"] if last and last.get("reply_to") else re.sub(r".*<|>.*", "", template)
+        if last:
+            subject = last["subject"] if str(last["subject"]).lower().startswith("re:") else f"Re: {last['subject']}"
+        self.n += 1
+        domain = self.address.rpartition("@")[2] or "prospect.example"
+        msg = InboundEmail(provider="eval", message_id=f"<eval.{self.tag}.{self.n}@{domain}>", from_addr=self.address,
+                           from_name=self.name, to=[to], subject=subject, text=strip_reply(text) or text, full_text=text,
+                           in_reply_to=last["message_id"] if last else None,
+                           references=[*(last.get("references") or []), last["message_id"]] if last else [],
+                           reply_token=token_from_addresses([to], template) if last else None,
+                           auto_reply=False, bounce=False)
+        return self._run(lambda: self.sdr.receive_email(msg), "email")
+
+    def _run(self, receive: Any, what: str) -> tuple[Any, float, dict[str, Any] | None, str | None] | None:
+        turns: list[tuple[Any, float]] = []
+        sent, withheld = len(self.sent), len(self.withheld)
+        with _recording(self.sdr, turns):
+            if receive().get("duplicate"):
+                raise RuntimeError(f"the {what} from {self.address} was taken for a repeated delivery")
+            for _ in range(50):
+                if not self.worker.run_once():
+                    break
+        self._raise_failed(what)
+        if not turns:
+            return None
+        result, latency = turns[-1]
+        mail = self.sent[-1] if len(self.sent) > sent else None
+        return result, latency, mail, (self.withheld[-1] if len(self.withheld) > withheld else None)
+
+    def _raise_failed(self, what: str) -> None:
+        from bot.outbox import list_entries
+
+        failed = [e for e in list_entries(self.sdr.store, ("pending", "dead"))
+                  if e.kind in ("form_fill", "email_in", "email") and e.last_error]
+        if failed:
+            raise RuntimeError(f"the {what} from {self.address}: outbox entry {failed[0].id} ({failed[0].kind}) "
+                               f"failed: {failed[0].last_error}")
+
+    def text(self, payload: dict[str, Any]) -> str:
+        """What the prospect reads: the email's text part, without the quoted history and the footer."""
+        from integrations.email.mail_render import render
+
+        pb = self.sdr.playbook
+        plain, _ = render({**payload, "quote": None}, footer_address=pb.company.postal_address, company=pb.company.name)
+        return plain.split("\n\n-- \n")[0].strip()
+
+
+def _address(sdr: Any, persona: dict[str, Any]) -> dict[str, Any]:
+    """PERSONA with the address it writes from (truths.email, its form's, or one made from its
+    name) — tagged `+runN` when an earlier run on this SDR used it, in the truths, the form and the
+    expected fields alike."""
+    truths = dict(persona.get("truths") or {})
+    address = str(truths.get("email") or form_email(persona.get("form"), sdr.playbook) or "").strip().lower()
+    if not address:
+        address = re.sub(r"[^a-z0-9]+", ".", persona["name"].lower()).strip(".")[:40] + "@prospect.example"
+    used = sdr.__dict__.setdefault("_eval_addresses", set())
+    tagged = address
+    if address in used:
+        local, _, domain = address.rpartition("@")
+        tagged = f"{local}+run{len(used)}@{domain}"
+    used.add(tagged)
+    exp = dict(persona.get("expect") or {})
+    if "email" in (exp.get("fields") or {}):
+        exp["fields"] = {**exp["fields"], "email": tagged}
+    form = {k: (tagged if str(v).strip().lower() == address else v) for k, v in (persona.get("form") or {}).items()}
+    return {**persona, "truths": {**truths, "email": tagged}, "expect": exp, "form": form or None}
+
+
+def _mail_first(mail: Mailroom, persona: dict[str, Any], text: str, company: str) -> tuple[str, Any]:
+    """The prospect's first words on the form or email channel: what the transcript shows, and the
+    turn. A form persona submits its form; a persona without one fills the email and message fields
+    (its name too) with what it would have said in chat. An email without a subject line gets one."""
+    if persona["channel"] == "form":
+        fields = persona.get("form") or {k: v for k, v in (("name", persona["truths"].get("name")),
+                                                           ("email", mail.address), ("message", text)) if v}
+        return form_text(fields), mail.submit(fields)
+    subject, body = email_parts(text) or (f"Question about {company}", text)
+    return f"Subject: {subject}\n\n{body}", mail.write(subject, body)
 
 
 def play(sdr: Any, persona: dict[str, Any], seed: int = 0, model: bool | None = None) -> dict[str, Any]:
     """One conversation: the transcript, the last result, and what happened along the way."""
+    channel = persona.get("channel") or "chat"
+    mail = Mailroom(sdr, persona["truths"]["email"], persona["truths"].get("name")) if channel != "chat" else None
     prospect = make_prospect(persona, sdr.playbook, seed=seed, model=model)
     text: str | None = prospect.opening()
     sid, said, transcript = None, [], []
@@ -92,10 +253,23 @@ def play(sdr: Any, persona: dict[str, Any], seed: int = 0, model: bool | None = 
     for n in range(1, int(persona.get("max_turns") or 10) + 1):
         if text is None:
             break
-        said.append(text)
-        transcript.append({"role": "prospect", "text": text})
-        result, sdr_turn = _turn(sdr, text, sid, said)
-        sid = result.session_id
+        if mail is None:
+            said.append(text)
+            transcript.append({"role": "prospect", "text": text})
+            result, sdr_turn = _turn(sdr, text, sid, said)
+            sid, reply = result.session_id, result.reply
+        else:
+            shown, got = _mail_first(mail, persona, text, sdr.playbook.company.name) if n == 1 else \
+                (text, mail.write("", text))
+            said.append(shown)
+            transcript.append({"role": "prospect", "text": shown, "channel": channel if n == 1 else "email"})
+            if got is None:
+                break
+            result, latency, email, withheld = got
+            reply = mail.text(email) if email else ""
+            sdr_turn = {**_sdr_turn(sdr, result, reply, latency, said), "channel": "email",
+                        "email": {k: email.get(k) for k in ("kind", "subject", "message_id", "in_reply_to")} if email
+                        else None, **({"withheld": withheld} if withheld else {})}
         transcript.append(sdr_turn)
         acts = result.actions
         run["recommended"] += [a["url"] for a in acts if a["type"] == "recommend"]
@@ -107,7 +281,9 @@ def play(sdr: Any, persona: dict[str, Any], seed: int = 0, model: bool | None = 
         offered = any(a["type"] == "offer_slots" for a in acts)
         if not persona.get("messages") and _stop(result, offered):   # a script is played to its end
             break
-        text = prospect.respond(result.reply, acts)
+        if mail is not None and not reply:   # no email reached the prospect: nothing to answer
+            break
+        text = prospect.respond(reply, acts)
     return {**run, "transcript": transcript, "result": result}
 
 
@@ -152,7 +328,12 @@ def run_persona(sdr: Any, persona: dict[str, Any], seed: int = 0, model: bool | 
     if skip:
         return {**base, "skipped": skip, "passed": None, "failures": [], "transcript": [], "stage": None,
                 "handoff": False, "turns": 0}
+    if (persona.get("channel") or "chat") != "chat":
+        persona = _address(sdr, persona)
+        base["truths"] = dict(persona["truths"])
     ran = play(sdr, persona, seed, model)
+    if ran["result"] is None:
+        raise RuntimeError(f"{persona['name']}: no turn ran (the first {persona['channel']} message was not answered)")
     lead = ran["result"].lead
     _usage(sdr, lead["id"], ran["transcript"])
     failures, checks = check(persona, ran)

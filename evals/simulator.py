@@ -7,6 +7,11 @@
         text = p.respond(result.reply, result.actions)
     p.asked_log      # per SDR reply: the playbook field it asked for (None: no question)
 
+On the form and email channels (evals/run.py plays them through the core's intake) the opening is
+the persona's own document: a form persona's `form` rendered as text (`form_text`), an email
+persona's first email ("Subject: …" and the body) — its `volunteers` are already in it, nothing is
+added. After that every prospect answers what the SDR's email asks, as in chat.
+
 Three players share the `Prospect` protocol:
 
 - `ScriptedProspect` — the legacy `messages:` personas, replayed whatever the SDR says.
@@ -32,7 +37,7 @@ from bot.extract import is_question, split_sentences
 from bot.playbook import Playbook
 
 __all__ = ["Prospect", "ScriptedProspect", "RuleProspect", "ModelProspect", "SimSettings", "make_prospect",
-           "detect_asked_field", "phrasings", "is_qualified"]
+           "detect_asked_field", "phrasings", "is_qualified", "form_text", "own_opening"]
 
 
 @runtime_checkable
@@ -288,6 +293,33 @@ def _sentence(s: str) -> str:
     return s if s[-1:] in ".!?" else s + "."
 
 
+def form_text(form: dict[str, Any]) -> str:
+    """A submitted form as the transcript shows it: "Name: Ana | Job title: VP of Sales | …"."""
+    return " | ".join(f"{_cap(str(k).replace('_', ' '))}: {v}" for k, v in form.items())
+
+
+def _form_message(form: dict[str, Any] | None) -> str | None:
+    return next((str(v) for k, v in (form or {}).items() if str(k).lower() in ("message", "comments", "question")), None)
+
+
+def own_opening(persona: dict[str, Any]) -> tuple[str, bool]:
+    """(the persona's first words, whether they are already whole on its channel): a form persona's
+    form on the form channel, an email persona's first email on the email channel — both complete,
+    volunteers in them. Otherwise the words a chat opening is built from (an email's body without
+    its subject, a form's message)."""
+    from .suite import email_parts
+
+    channel, opening, form = persona.get("channel") or "chat", persona.get("opening"), persona.get("form")
+    if channel == "form" and form:
+        return form_text(form), True
+    parts = email_parts(opening)
+    if channel == "email" and parts:
+        return str(opening).strip(), True
+    if parts:
+        return parts[1], False
+    return opening or _form_message(form) or "Hi", False
+
+
 # ---------------------------------------------------------------------------------------------
 # The players
 
@@ -342,12 +374,15 @@ class RuleProspect:
 
     def opening(self) -> str:
         """The persona's opening, then the volunteered truths (the company last: a name in
-        capitals must not run into the next sentence)."""
+        capitals must not run into the next sentence) — or the form or first email, whole."""
         self.turn = 1
         keys = sorted(self.persona.get("volunteers") or [], key=lambda k: k == "company")
-        said = [_cap(_sentence(self.rng.choice(phrasings(k, self.truths)["standalone"]))) for k in keys]
+        text, whole = own_opening(self.persona)
         self.told += keys
-        return " ".join([_sentence(self.persona["opening"])] + said) if said else self.persona["opening"]
+        if whole:
+            return text
+        said = [_cap(_sentence(self.rng.choice(phrasings(k, self.truths)["standalone"]))) for k in keys]
+        return " ".join([_sentence(text)] + said) if said else text
 
     def respond(self, sdr_reply: str, actions: list[dict[str, Any]]) -> str | None:
         field = detect_asked_field(sdr_reply, self.playbook)
@@ -441,10 +476,19 @@ _DONE = re.compile(r"\s*\bDONE\b[.!]?\s*$")
 def persona_prompt(persona: dict[str, Any]) -> str:
     """The system prompt that makes a model play PERSONA (τ-bench style user simulation)."""
     truths = "\n".join(f"- {k}: {v}" for k, v in (persona.get("truths") or {}).items()) or "- (nothing)"
-    lines = [
-        "You are role-playing a prospect chatting with a company's sales assistant on its website.",
-        "You are the visitor, not the assistant. Write only your next chat message, short and natural.",
-        f"You opened with: {persona.get('opening')!r}",
+    first, _ = own_opening(persona)
+    lines = {
+        "chat": ["You are role-playing a prospect chatting with a company's sales assistant on its website.",
+                 "You are the visitor, not the assistant. Write only your next chat message, short and natural.",
+                 f"You opened with: {first!r}"],
+        "form": ["You are role-playing a prospect who filled in a form on a company's website; its sales "
+                 "assistant answers by email. You are the prospect, not the assistant. Write only the body of "
+                 "your next email reply, short and natural.", f"You submitted: {first!r}"],
+        "email": ["You are role-playing a prospect emailing a company's sales team; its sales assistant answers "
+                  "by email. You are the prospect, not the assistant. Write only the body of your next email "
+                  "reply, short and natural.", f"Your first email: {first!r}"],
+    }[persona.get("channel") or "chat"]
+    lines += [
         "What you know (your truths):", truths,
         "Rules: answer only what is asked; never invent facts beyond your truths; if asked something not in "
         "your truths, say you don't know or would rather not say. Give one answer per message.",
@@ -489,7 +533,7 @@ class ModelProspect:
 
     def opening(self) -> str:
         self.turn = 1
-        text = str(self.persona.get("opening") or "Hi")
+        text = own_opening(self.persona)[0]
         self.messages.append({"role": "assistant", "content": text})
         return text
 

@@ -17,6 +17,13 @@ A persona is either *simulated* (an `opening` and the `truths` it answers from) 
 Optional extras: `notes` (str), `tags` (list), `language` (str). The scripted form keeps the
 legacy expect keys `recommended` (one URL), `reply_contains`, `reply_not_contains`.
 
+Channels (issue 12): a `chat` persona's opening is a chat line. An `email` persona writes from
+`truths.email`, and its opening (or first scripted message) is the email — a `Subject: …` line, a
+blank line, then the body. A `form` persona has no opening: it submits `form`, the site's form as
+posted (field name -> value; names a generic form understands, bot/form_fills.py, e.g. name, email,
+company, job_title, employees, timeline, budget, message, utm_*), which must carry an email. After
+the first touch, email and form personas answer by email, as chat personas answer in chat.
+
 `load_suite(paths, playbook) -> list[dict]`: every persona as a plain dict with every key above
 present (defaults filled; `messages` None for simulated personas, `opening` None and `truths`
 {} for scripted ones; `max_turns` default 10, or the number of messages if more) plus `"source"`: the file it came from. Any mistake raises `SuiteError` naming the file,
@@ -24,12 +31,14 @@ the persona (name or #position) and every bad key.
 """
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from bot.form_fills import DEFAULT_FIELD_MAP
 from bot.playbook import SENIORITIES, STAGES, TIMELINES, Playbook
 
 HERE = Path(__file__).parent
@@ -41,7 +50,10 @@ EXTRA_TRUTHS = ("email", "name", "company", "seniority", "role")
 # A channel not built yet: the issue that builds it (the reason a persona is skipped).
 CHANNEL_ISSUES = {"form": 12, "email": 12}
 
-__all__ = ["SuiteError", "Expect", "Persona", "load_suite", "validate_persona", "skip_reason", "known_truths"]
+_SUBJECT = re.compile(r"\ASubject:[ \t]*(\S[^\n]*)\n[ \t]*\n(.*\S.*)\Z", re.DOTALL)
+
+__all__ = ["SuiteError", "Expect", "Persona", "load_suite", "validate_persona", "skip_reason", "known_truths",
+           "email_parts", "form_email", "form_names"]
 
 
 class SuiteError(ValueError):
@@ -78,6 +90,7 @@ class Persona(BaseModel):
     max_turns: int | None = Field(default=None, ge=1, le=40)
     expect: Expect = Field(default_factory=Expect)
     messages: list[str] | None = Field(default=None, min_length=1)
+    form: dict[str, str | int] | None = Field(default=None, min_length=1)
     notes: str | None = None
     tags: list[str] = Field(default_factory=list)
     language: str | None = None
@@ -88,6 +101,35 @@ def known_truths(playbook: Playbook) -> list[str]:
     few every lead has."""
     names = [f.name for f in playbook.fields]
     return names + [n for n in EXTRA_TRUTHS if n not in names]
+
+
+def email_parts(text: str | None) -> tuple[str, str] | None:
+    """(subject, body) of an email persona's opening ("Subject: …", a blank line, the body), or None
+    when TEXT is not written so."""
+    m = _SUBJECT.match((text or "").strip().replace("\r\n", "\n"))
+    return (m.group(1).strip(), m.group(2).strip()) if m else None
+
+
+def _form_name(name: str) -> str:
+    return re.sub(r"[\s-]+", "_", str(name).strip().lower())   # as bot/form_fills.py reads a field's name
+
+
+def _form_map(playbook: Playbook, source: str) -> dict[str, str]:
+    cfg = playbook.forms.get(source) or playbook.forms.get("default")
+    return {**DEFAULT_FIELD_MAP, **{_form_name(k): v for k, v in ((cfg.fields if cfg else {}) or {}).items()}}
+
+
+def form_names(playbook: Playbook, source: str = "generic") -> list[str]:
+    """The form field names the runner's form source (`generic`) understands: the usual names and
+    the playbook's map for it (case, spaces and hyphens aside); `utm_*` is always accepted."""
+    return list(_form_map(playbook, source))
+
+
+def form_email(form: dict[str, Any] | None, playbook: Playbook, source: str = "generic") -> str | None:
+    """The address a form carries (the field that maps to `email`), or None."""
+    mapping = _form_map(playbook, source)
+    return next((str(v).strip() for k, v in (form or {}).items() if mapping.get(_form_name(k)) == "email"
+                 and str(v).strip()), None)
 
 
 def _problem(err: dict[str, Any]) -> str:
@@ -121,8 +163,9 @@ def _semantic_problems(p: Persona, playbook: Playbook) -> list[str]:
         if extra:
             out.append(f"has both 'messages' and {', '.join(repr(k) for k in extra)}: "
                        "a persona is scripted (messages) or simulated (opening + truths), not both")
-    elif p.opening is None:
+    elif p.opening is None and p.channel != "form":
         out.append("missing key 'opening' (or 'messages' for a scripted persona)")
+    out += _email_problems(p)
     truths = p.truths or {}
     out += [f"unknown key 'truths.{k}' (known: {', '.join(known)})" for k in truths if k not in known]
     out += _truth_value_problems(truths)
@@ -130,6 +173,40 @@ def _semantic_problems(p: Persona, playbook: Playbook) -> list[str]:
             for k in p.volunteers if k not in truths]
     out += [f"unknown key 'expect.fields.{k}' (neither in truths nor a playbook field; known: {', '.join(known)})"
             for k in p.expect.fields if k not in truths and k not in known]
+    return out + _channel_problems(p, playbook)
+
+
+def _channel_problems(p: Persona, playbook: Playbook) -> list[str]:
+    """What a form or email persona needs: a form (known field names, an email) instead of an
+    opening; an address to write from and an opening written as an email."""
+    out: list[str] = []
+    if p.channel != "form":
+        return [f"'form' is only for channel form (this persona's channel is {p.channel!r})"] if p.form else []
+    if p.form is None:
+        out.append("missing key 'form' (a form persona submits `form`: field name -> value, with an email)")
+    elif p.opening is not None or p.messages is not None:
+        out.append("has 'form' and " + ("'opening'" if p.opening is not None else "'messages'") +
+                   ": a form persona's first words are the form (put them in its message field)")
+    known = form_names(playbook)
+    out += [f"unknown key 'form.{k}' (known: {', '.join(known)}, utm_*)" for k in p.form or {}
+            if _form_name(k) not in known and not _form_name(k).startswith("utm_")]
+    address = form_email(p.form, playbook)
+    if p.form is not None and not address:
+        out.append("form: no email field (the first touch is an email; add e.g. email: ana@acme.example)")
+    said = (p.truths or {}).get("email")
+    if address and said and str(said).strip().lower() != address.lower():
+        out.append(f"form.email {address!r} is not truths.email {said!r}")
+    return out
+
+
+def _email_problems(p: Persona) -> list[str]:
+    if p.channel != "email":
+        return []
+    out = [] if (p.truths or {}).get("email") else ["missing key 'truths.email' (the address an email persona writes from)"]
+    first = p.opening if p.opening is not None else (p.messages or [None])[0]
+    if first is not None and email_parts(first) is None:
+        key = "opening" if p.opening is not None else "messages.0"
+        out.append(f"{key}: an email persona's first email is 'Subject: …', a blank line, then the body (got {first[:60]!r})")
     return out
 
 
@@ -150,6 +227,7 @@ def validate_persona(raw: Any, index: int, source: str, playbook: Playbook) -> d
         raise SuiteError(f"{source}: {label}: " + "; ".join(problems))
     out = p.model_dump()
     out["truths"] = out["truths"] or {}
+    out["form"] = {k: str(v) for k, v in out["form"].items()} if out["form"] else None
     if out["max_turns"] is None:
         out["max_turns"] = max(10, len(out["messages"] or []))
     out["source"] = source
