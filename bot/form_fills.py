@@ -132,8 +132,10 @@ def read_form(lead: FormLead, playbook: Playbook, today: date | None) -> tuple[d
         put("industry", extract_industry(f["industry"], playbook, asked=True))
     if f.get("timeline"):
         put("timeline", extract_timeline(f["timeline"], today, asked=True))
-    if f.get("budget"):
-        put("budget", extract_budget(f["budget"], asked=True))
+    if f.get("budget"):   # "50000", "$30k", "approved", "none yet"
+        v = f["budget"].strip()
+        v = f"${v}" if re.fullmatch(r"\d[\d,.]*", v) else "no budget yet" if v.lower() in ("none", "none yet", "no") else v
+        put("budget", extract_budget(v, asked=True) or extract_budget(f"our budget is {v}"))
     if lead.message and "need" not in facts:
         put("need", extract_need(lead.message, playbook))
     intent = EVENT_INTENTS.get(lead.event)

@@ -23,7 +23,7 @@ from .leads import lead_detail
 from .outbox import enqueue
 from .privacy import is_suppressed
 from .scoring import engage, rescore, restage
-from .store import Conversation, InboundReceipt, Lead, Message
+from .store import Conversation, EmailMessage, InboundReceipt, Lead, Message
 
 
 class Intake:
@@ -257,7 +257,12 @@ class Intake:
             sender = str(m.get("from_addr") or "").lower()
             if lead is None and sender and not _spoofed(m):
                 lead = s.scalars(select(Lead).where(Lead.email == sender)).first()
-            session_id = (email_conversation(s, lead.id) if lead is not None else None) or new_session_id()
+            # the conversation of the email this one answers (a form's first touch: its offered times live
+            # there), else the lead's email conversation, else a new one
+            replied = s.get(EmailMessage, m["in_reply_to"]) if m.get("in_reply_to") else None
+            session_id = ((replied.conversation_id if replied is not None and lead is not None
+                           and replied.lead_id == lead.id and replied.conversation_id else None)
+                          or (email_conversation(s, lead.id) if lead is not None else None) or new_session_id())
             if lead is not None and s.get(Conversation, session_id) is None:
                 s.add(Conversation(id=session_id, lead_id=lead.id, channel="email", state={}, created_at=at,
                                    updated_at=at))

@@ -117,11 +117,16 @@ def lead_detail(store: Store, playbook: Playbook, lead_id: str) -> dict[str, Any
             {"kind": e.kind, "rule": e.rule, "points": round(e.points, 2), "reason": e.reason, "at": _iso(e.at)}
             for e in s.scalars(select(ScoreEvent).where(ScoreEvent.lead_id == lead_id).order_by(ScoreEvent.id))]
         channels = dict(s.execute(select(Conversation.id, Conversation.channel).where(Conversation.lead_id == lead_id)).all())
-        out["messages"] = [
-            {"role": m.role, "text": m.text, "at": _iso(m.at), "channel": channels.get(m.conversation_id, "web"),
-             **({k: m.meta.get(k) for k in _AGENT_META} if m.role == "agent" and m.meta else {}),
-             **({"auto_reply": True} if (m.meta or {}).get("auto_reply") else {})}
-            for m in s.scalars(select(Message).where(Message.lead_id == lead_id).order_by(Message.id))]
+        out["messages"], last = [], {}
+        for m in s.scalars(select(Message).where(Message.lead_id == lead_id).order_by(Message.id)):
+            # the channel it came by (a reply by email may continue a form's conversation); a reply, the one it answers
+            channel = (m.meta or {}).get("channel") or (last.get(m.conversation_id) if m.role == "agent" else None) \
+                or channels.get(m.conversation_id, "web")
+            last[m.conversation_id] = channel
+            out["messages"].append(
+                {"role": m.role, "text": m.text, "at": _iso(m.at), "channel": channel,
+                 **({k: m.meta.get(k) for k in _AGENT_META} if m.role == "agent" and m.meta else {}),
+                 **({"auto_reply": True} if (m.meta or {}).get("auto_reply") else {})})
         st = s.get(EmailStatus, lead_id)
         out["unsubscribed"] = bool(lead.unsubscribed or (st is not None and st.unsubscribed_at is not None))
         out["bounced"] = st is not None and st.bounced_at is not None
