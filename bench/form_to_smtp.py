@@ -63,9 +63,12 @@ def main() -> int:
                     arrived.setdefault(rcpt.lower(), time.perf_counter())
             return "250 OK"
 
-    smtp = Controller(Handler(), hostname="127.0.0.1", port=0)
+    import socket
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    smtp = Controller(Handler(), hostname="127.0.0.1", port=port)
     smtp.start()
-    port = smtp.server.sockets[0].getsockname()[1]
     data_dir = Path(tempfile.mkdtemp(prefix="sdr-bench-form-"))
     settings = Settings.from_env(data_dir=str(data_dir))
     settings.form_secret = SECRET  # type: ignore[assignment]
