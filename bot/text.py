@@ -7,12 +7,11 @@ from __future__ import annotations
 
 import re
 from functools import lru_cache
-from typing import Iterable
+from typing import Any, Iterable
 
-# An email address inside free text ("reach me at ana@acme.example."). Validation of a form or
-# widget field is stricter and done with `email-validator` at the edge (integrations/web).
-# An email address in running text, internationalised too (müller.jürgen@bäckström.de, 张伟@例子.中国):
-# a candidate only — bot.extract.extract_email checks it with email-validator (RFC 5321/6531).
+# An email address inside free text ("reach me at ana@acme.example."), internationalised too
+# (müller.jürgen@bäckström.de, 张伟@例子.中国): a candidate only — bot.extract.extract_email checks it
+# with `email-validator` (RFC 5321/6531), as the web layer checks a form or widget field.
 EMAIL_RE = re.compile(r"[\w.%+'-]+@[\w-]+(?:\.[\w-]+)*\.(?:[^\W\d_]{2,}|xn--[\w-]+)")
 
 
@@ -49,3 +48,19 @@ def clean_text(text: str) -> str:
     """Text a database can store: no NUL bytes, no lone surrogates (valid in JSON, not in UTF-8)."""
     text = text.replace("\x00", "")
     return text.encode("utf-8", "replace").decode("utf-8") if any("\ud800" <= ch <= "\udfff" for ch in text) else text
+
+
+def clean_json(value: Any, keep: tuple[type, ...] = ()) -> Any:
+    """Every string (keys too) in a parsed JSON body made storable with `clean_text`, done once as
+    the body is read so lengths and patterns are checked on what will be stored. Instances of a
+    `keep` type (e.g. numbers kept as written text) are returned as they are."""
+    if keep and isinstance(value, keep):
+        return value
+    if isinstance(value, str):
+        return clean_text(value)
+    if isinstance(value, dict):
+        return {clean_text(k): clean_json(v, keep) for k, v in value.items()}
+    if isinstance(value, list):
+        return [clean_json(v, keep) for v in value]
+    return value
+

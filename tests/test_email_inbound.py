@@ -15,7 +15,6 @@ from pathlib import Path
 import pytest
 from pydantic import SecretStr
 
-from bot.turn import SDR
 from integrations.email.inbound_parse import (InboundEmail, MalformedEmail, form_data_parts, is_auto_reply,
                                               parse_mailgun, parse_postmark, parse_raw, parse_sendgrid)
 from integrations.email.reply_strip import html_to_text, strip_reply
@@ -350,14 +349,6 @@ def test_a_delivery_that_was_not_taken_can_come_again(web, clock, monkeypatch):
     assert post(client, "mailgun", data=form).status_code == 200            # ...and the retry is no replay
 
 
-def test_until_the_sdr_takes_email_the_webhook_answers_503(web, monkeypatch):
-    sdr, client, _ = web
-    del sdr.receive_email
-    monkeypatch.setattr(SDR, "receive_email", None, raising=False)     # as before the core had it
-    r = post(client, "raw", data=raw("gmail_reply.eml"), content_type="message/rfc822", headers=basic())
-    assert r.status_code == 503 and r.get_json()["error"]["message"] == "email intake not ready"
-
-
 def test_wrong_content_types_are_415(web, clock):
     _, client, _ = web
     for provider, ctype in (("postmark", "text/plain"), ("postmark", "application/x-www-form-urlencoded"),
@@ -414,7 +405,6 @@ def test_hostile_input_is_never_a_500(web, body):
         assert r.status_code in (200, 400) and r.is_json, (provider, r.status_code, r.get_data()[:200])
 
 
-@pytest.mark.skipif(not hasattr(SDR, "receive_email"), reason="the core's SDR.receive_email is not there yet")
 def test_the_real_intake_takes_a_reply(make_sdr, clock):
     from integrations.web.app import create_app
     sdr = make_sdr(settings={"inbound_email_auth": SecretStr(AUTH), "email_reply_to": TEMPLATE})

@@ -21,7 +21,6 @@ from pydantic import SecretStr
 from sqlalchemy import func, select
 
 from bot.store import Base
-from bot.turn import SDR
 from integrations.forms.form_fill import FormFill
 from integrations.forms.form_sources import parse
 from integrations.forms.generic_form import sign_generic
@@ -167,7 +166,6 @@ def test_a_signed_submission_is_handed_to_the_sdr_and_answered_202(world, clock,
     assert calls == [EXPECTED[FIXTURE[source]]]
 
 
-@pytest.mark.skipif(not hasattr(SDR, "receive_form"), reason="SDR.receive_form (the form intake) is not built yet")
 def test_the_real_intake_accepts_a_signed_generic_fill(make_sdr, clock):
     from integrations.web.app import create_app
 
@@ -177,17 +175,6 @@ def test_the_real_intake_accepts_a_signed_generic_fill(make_sdr, clock):
     r = post(client, "generic", body, sign("generic", body, unix(clock)))
     assert r.status_code == 202, r.get_json()
     assert r.get_json()["accepted"] is True
-
-
-@pytest.mark.skipif(hasattr(SDR, "receive_form"), reason="the form intake exists")
-def test_until_the_intake_exists_a_valid_fill_answers_503_and_creates_nothing(make_sdr, clock):
-    from integrations.web.app import create_app
-
-    sdr = make_sdr(settings=SETTINGS, load_knowledge=False)
-    body = body_of("generic.json")
-    r = post(create_app(sdr).test_client(), "generic", body, sign("generic", body, unix(clock)))
-    assert r.status_code == 503 and r.get_json()["error"]["code"] == "form_intake_not_ready"
-    assert r.headers["Retry-After"] == "60" and rows(sdr) == 0
 
 
 # -- which sources answer ---------------------------------------------------------------------------

@@ -9,7 +9,7 @@ signature with SDR_MAILGUN_SIGNING_KEY (inbound_auth). Answers, always JSON:
 - 401 bad or missing credentials (`WWW-Authenticate: Basic realm="sdr"` for Basic), bad, stale or
   replayed Mailgun signature; 404 unknown provider, or one whose secret is not set ("email provider
   not configured"); 400 a malformed body, naming the field; 413 over the size limit; 415 the wrong
-  content type; 503 while the SDR has no `receive_email` ("email intake not ready"; providers retry).
+  content type.
 
 The size limit is the app's config `SDR_EMAIL_MAX_BYTES` (default 10 MB: a reply with a signature
 image or a small attachment is far above the API's SDR_MAX_BODY_BYTES, and a 4xx would only make the
@@ -137,10 +137,7 @@ def receive(provider: str) -> Response:
     template = sdr.settings.email_reply_to or sdr.settings.email_from
     try:
         msg = _parse(provider, sdr, template)
-        intake = getattr(sdr, "receive_email", None)
-        if intake is None:
-            raise ApiError(503, "email_intake_not_ready", "email intake not ready", {"Retry-After": "60"})
-        result = intake(msg)
+        result = sdr.receive_email(msg)
     except Exception:
         token = request.environ.get("sdr.mailgun_token")
         if token:   # not taken: Mailgun's retry with this token must get through

@@ -14,7 +14,7 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from bot.text import clean_text
+from bot.text import clean_json
 
 MAX_DEPTH = 32          # deeper JSON than this is refused (as integrations/web/schemas.py does)
 MAX_NAME = 200          # a field name longer than this is refused
@@ -113,7 +113,7 @@ def read_json(body: bytes) -> Any:
         raise FormError(400, "malformed_json", f"the body is not valid UTF-8 JSON: {str(e)[:200]}") from None
     if _too_deep(data):
         raise FormError(400, "malformed_json", f"the JSON is nested too deeply (at most {MAX_DEPTH} levels)")
-    return _clean(data)
+    return clean_json(data, keep=(Num,))
 
 
 def _too_deep(value: Any) -> bool:
@@ -124,18 +124,6 @@ def _too_deep(value: Any) -> bool:
             return True
         level = [v for x in level for v in (x.values() if isinstance(x, dict) else x) if isinstance(v, (dict, list))]
     return False
-
-
-def _clean(value: Any) -> Any:
-    if isinstance(value, Num):
-        return value
-    if isinstance(value, str):
-        return clean_text(value)
-    if isinstance(value, dict):
-        return {clean_text(k): _clean(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_clean(v) for v in value]
-    return value
 
 
 def json_type(value: Any) -> str:

@@ -11,7 +11,6 @@ answer is returned as 202. Every refusal is the web channel's JSON error and cre
     413 body_too_large                 over SDR_MAX_BODY_BYTES (chunked bodies too)
     401 bad_signature / stale          missing or wrong signature; timestamp more than 5 minutes off
     400 malformed_json / bad_form_body not JSON, or the documented shape is missing (names the field)
-    503 form_intake_not_ready          this build's SDR has no receive_form yet
 """
 from __future__ import annotations
 
@@ -53,11 +52,7 @@ def receive(source: str) -> tuple[Response, int]:
                      urls=_signed_urls(sdr.settings.public_url))
     except FormError as e:
         raise ApiError(e.status, e.code, e.message) from None
-    receive_form = getattr(sdr, "receive_form", None)
-    if receive_form is None:
-        raise ApiError(503, "form_intake_not_ready", "form intake not ready: this server verified and read the "
-                       "submission but cannot store form fills yet; the provider will retry", {"Retry-After": "60"})
-    result: dict[str, Any] = receive_form(fill)
+    result: dict[str, Any] = sdr.receive_form(fill)
     return jsonify(result), 202
 
 

@@ -25,7 +25,7 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
-from bot.text import clean_text
+from bot.text import clean_json
 
 from .errors import ApiError
 
@@ -97,7 +97,7 @@ def _read_json_object() -> dict[str, Any]:
         raise ApiError(400, "bad_request", f"the body must be a JSON object, got {json_type(data)}")
     if _too_deep(data):
         raise ApiError(400, "bad_request", f"the JSON is nested too deeply (at most {MAX_DEPTH} levels)")
-    return _clean_json(data)
+    return clean_json(data)
 
 
 def _too_deep(value: Any) -> bool:
@@ -157,17 +157,6 @@ def _describe(err: Any) -> str:
     return f"{path} must be a string, got {json_type(err['input'])}"
 
 
-def _clean_json(value: Any) -> Any:
-    """Every string (keys too) in a parsed body as text a database stores (bot.text.clean_text: NUL
-    removed, a lone surrogate — valid JSON, not valid text — made "?"), done once as the body is read,
-    so lengths and patterns are checked on what will be stored."""
-    if isinstance(value, str):
-        return clean_text(value)
-    if isinstance(value, dict):
-        return {clean_text(k): _clean_json(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_clean_json(v) for v in value]
-    return value
 
 
 # -- the bodies ------------------------------------------------------------------------------------
