@@ -440,7 +440,8 @@ def extract_name(text: str, asked: bool = False, playbook: Playbook | None = Non
 def extract_company(text: str, asked: bool = False) -> Fact | None:
     m = re.search(r"\b(?i:i work (?:at|for)|i'm (?:with|from|at)|i’m (?:with|from|at)|i am (?:with|from|at)|we're|we’re|"
                   r"we are|here from|company is|company's|company is called|company called|work at|work for|join(?:ed)?|"
-                  r"(?:manager|director|head of [a-z]+|vp of [a-z]+|ceo|cto|cfo|coo|founder|engineer|analyst|lead) (?:at|of))\s+"
+                  r"(?i:manager|director|head|vp|engineer|analyst|lead)(?: of(?: [A-Za-z&]+){1,3})? at|"   # "Director of Sales Operations at X"
+                  r"(?i:ceo|cto|cfo|coo|cro|founder|co-founder|owner|president) (?:at|of))\s+"
                   r"((?:[A-Z][\w&.'-]*|[0-9][\w&.'-]*)(?:\s+(?:[A-Z][\w&.'-]*|&|of|and)){0,3})", text)
     if m and not re.fullmatch(r"[\d.,]+\s*k?\+?", m.group(1).strip(" .,'")):   # "we're 40 people" is a size
         name = m.group(1).strip(" .,'")

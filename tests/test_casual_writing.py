@@ -286,3 +286,22 @@ def test_a_correction_replaces_the_size_and_the_score_explains_it(sdr):
     dropped = [e for e in events if e["kind"] == "fit" and e["points"] < 0 and "company size" in e["reason"]]
     added = [e for e in events if e["kind"] == "fit" and e["points"] > 0 and "company size is 40" in e["reason"]]
     assert dropped and added, events
+
+
+COMPANIES_AFTER_A_TITLE = [   # the function in a title is never the company
+    ("I'm Director of Sales Operations at Tern & Thistle, a retail brand", "Tern & Thistle"),
+    ("I'm Director of Partnerships at Halden Advisory", "Halden Advisory"),
+    ("I am Head of Sales at Acme Corp", "Acme Corp"),
+    ("VP of Marketing at Globex", "Globex"),
+    ("CEO of Initech here", "Initech"),
+    ("I'm a sales manager at Hooli", "Hooli"),
+    ("Head of RevOps at Zürich Versicherung", "Zürich Versicherung"),
+    ("lead engineer at Pied Piper", "Pied Piper"),
+    ("Manager of Inside Sales at Umbrella Health", "Umbrella Health"),
+    ("VP of Revenue Operations at Bäckström & Co", "Bäckström & Co"),
+]
+
+
+@pytest.mark.parametrize("text, company", COMPANIES_AFTER_A_TITLE)
+def test_the_company_after_a_title_is_the_company(text, company):
+    assert read(text)["company"] == company
