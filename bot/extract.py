@@ -716,7 +716,9 @@ PRICE_OBJECTION_RE = re.compile(r"\b(?:too expensive|pricey|costs? too much|can'
 OBJECTION_RE = re.compile(r"\b(?:too expensive|pricey|costs? too much|can'?t afford|already (?:use|have)|happy with (?:our|what)|not interested|"
                           r"no need|doesn'?t fit|we built our own|not a priority)\b", re.I)
 INTEGRATION_ASK_RE = re.compile(
-    r"(?:integrat\w*|connect\w*|sync\w*|work|works|plug(?:\s+in)?|hook\s+up)\s+(?:with|to|into|in)\s+(?:the\s+|your\s+|our\s+)?"
+    r"(?:integrat\w*|connect\w*|sync\w*|work|works|plug(?:\s+in)?|hook\s+up|"
+    r"integra\w*|int[èe]gr\w*|conecta\w*|connecte\w*|verbind\w*|funciona|funktioniert|fonctionne)\s+"   # es/pt/fr/de
+    r"(?:with|to|into|in|con|com|avec|mit|a)\s+(?:the\s+|your\s+|our\s+|el\s+|la\s+|o\s+|le\s+|nuestro\s+|unserem\s+)?"
     r"([\w][\w.&+'-]*(?:\s+(?!and\b|or\b|too\b|as\b|please\b|yet\b)[\w][\w.&+'-]*){0,3})"
     r"|(?:support|have)\s+(?:an?\s+)?([A-Z][\w.&+'-]*(?:\s+[A-Z0-9][\w.&+'-]*){0,2})\s+(?:integration|connector|sync)"
     r"|(?:is there|do you have)\s+(?:an?\s+)?([\w][\w.&+'-]*(?:\s+[\w][\w.&+'-]*){0,2})\s+(?:integration|connector|plugin)", re.I)

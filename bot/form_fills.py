@@ -65,8 +65,10 @@ class FormLead:
         return (self.fields.get("email") or "").strip().lower() or None
 
     def content_hash(self) -> str:
-        """sha256 of source, email and every field: the same form sent twice has the same hash."""
-        blob = json.dumps([self.source, self.email, sorted(self.fields.items()), self.message], sort_keys=True)
+        """sha256 of source, email and every field: the same form sent twice has the same hash
+        (whatever the case of the address)."""
+        fields = {**self.fields, "email": self.email or ""}
+        blob = json.dumps([self.source, self.email, sorted(fields.items()), self.message], sort_keys=True)
         return hashlib.sha256(blob.encode()).hexdigest()
 
 
@@ -80,7 +82,8 @@ def map_fill(source: str, fields: dict[str, str], form_name: str | None, playboo
     names not mapped are kept in attribution under `form.<name>` so nothing is lost."""
     cfg = playbook.forms.get(source) or playbook.forms.get("default")
     mapping = {**DEFAULT_FIELD_MAP, **{_norm(k): v for k, v in (cfg.fields if cfg else {}).items()}}
-    out = FormLead(source=source, event=(cfg.event if cfg else "contact_sales"), form_name=form_name)
+    out = FormLead(source=source, event=(cfg.event if cfg else "contact_sales"),
+                   form_name=" ".join(str(form_name).split())[:120] if form_name else None)   # one line, quoted to them
     for raw_name, value in fields.items():
         name, text = _norm(raw_name), str(value).strip()
         if not text:
@@ -154,8 +157,10 @@ def first_message(lead: FormLead) -> str:
 def with_channel(u: Any, inbound: Any) -> Any:
     """The turn's understanding with what the channel itself stated: a form's fields (they fill
     what the message did not say) and the intents of the submission (a demo request asks to meet)."""
+    if inbound.channel == "email":   # the sender's address is the lead's; one written in the body never replaces it
+        u.fields.pop("email", None)
     if inbound.facts:
-        u.fields = {**inbound.facts, **u.fields}
+        u.fields = {**u.fields, **inbound.facts}   # what the form's own fields say wins over its free text
         u.intents.add("answer")
         u.intents.discard("small_talk")
     for intent in inbound.intents:

@@ -18,7 +18,8 @@ from .emails import (email_conversation, email_status, lead_for_thread, lead_for
                      record_inbound)
 from .events import record_event, rescore_lead
 from .form_fills import EVENT_WORDS, SUBJECTS, FormLead, first_message, map_fill, read_form
-from .inbound import Inbound, new_session_id
+from .extract import extract_email
+from .inbound import Inbound, InputError, new_session_id
 from .leads import lead_detail
 from .outbox import enqueue
 from .privacy import is_suppressed
@@ -60,14 +61,19 @@ class Intake:
         same provider event id, or the same source, email and fields within 24 h) creates nothing
         and sends nothing. Returns {"accepted": True, "duplicate": bool}."""
         lead = map_fill(fill.source, dict(fill.fields), fill.form_name, self.playbook)
+        given = (lead.fields.get("email") or "").strip()
+        found = extract_email(given) if given else None
+        if given and (found is None or found.evidence != given):   # "a@b.example, victim@c.example", "Eve <a@b>"
+            raise InputError("bad_form_field", f"email: {lead.fields['email'][:80]!r} is not one email address "
+                             "(fix the form's email field; nothing was stored)")
         key = f"form:{fill.source}:{fill.event_id}" if fill.event_id else f"form:{fill.source}:h:{lead.content_hash()}"
         payload = {"fields": dict(fill.fields), "form_name": fill.form_name, "event_id": fill.event_id,
                    "submitted_at": fill.submitted_at.isoformat() if fill.submitted_at else None,
                    "session_id": new_session_id()}   # unguessable: a browser can never continue it
-        return self._receive("form", fill.source, key, lead.content_hash(), payload, "form_fill")
+        return self._receive("form", fill.source, key, lead.content_hash(), payload, "form_fill", by_content=True)
 
     def _receive(self, channel: str, source: str, key: str, content_hash: str, payload: dict[str, Any],
-                 kind: str) -> dict[str, Any]:
+                 kind: str, by_content: bool) -> dict[str, Any]:
         now = self.clock()
         window = now - timedelta(hours=24)
         try:
@@ -75,9 +81,9 @@ class Intake:
                 old = s.scalars(select(InboundReceipt).where(InboundReceipt.key == key)).first()
                 if old is not None and (":h:" not in key or old.at > window):
                     return {"accepted": True, "duplicate": True}
-                if s.scalars(select(InboundReceipt.id).where(InboundReceipt.content_hash == content_hash,
-                                                             InboundReceipt.at > window)).first() is not None:
-                    return {"accepted": True, "duplicate": True}
+                if by_content and s.scalars(select(InboundReceipt.id).where(
+                        InboundReceipt.content_hash == content_hash, InboundReceipt.at > window)).first() is not None:
+                    return {"accepted": True, "duplicate": True}   # the same form, same person, twice in a day
                 if old is not None:   # the same content again after 24 h: a new submission
                     old.key = f"{key}:{old.id}"
                     s.flush()
@@ -210,7 +216,8 @@ class Intake:
         blob = f"{payload['from_addr']}\0{payload['subject']}\0{payload['text']}"
         h = hashlib.sha256(blob.encode("utf-8", "replace")).hexdigest()
         key = f"email:{payload['message_id']}" if payload.get("message_id") else f"email:h:{h}"
-        return self._receive("email", str(payload.get("provider") or "email"), key[:400], h, payload, "email_in")
+        return self._receive("email", str(payload.get("provider") or "email"), key[:400], h, payload, "email_in",
+                             by_content=not payload.get("message_id"))   # two real replies may say the same
 
     def work_email_in(self, d: Any) -> dict[str, Any]:
         """Outbox handler for "email_in": a bounce notice marks its addresses bounced; an auto-reply is
@@ -225,8 +232,8 @@ class Intake:
         if m.get("bounce"):
             return self._bounce_notice(m, rid)
         lead_id, session_id = self._thread_for(m, rid, at)
-        if m.get("auto_reply"):
-            return {"ignored": "auto-reply"}
+        if m.get("auto_reply") or _spoofed(m):
+            return {"ignored": "auto-reply" if m.get("auto_reply") else "sender failed DMARC/SPF"}
         sender = str(m.get("from_addr") or "").lower()
         text = str(m.get("text") or "").strip() or "(an empty reply)"
         result = self.handle(Inbound(text=text, channel="email", session_id=session_id, message_id=f"email:{rid}",
@@ -268,9 +275,12 @@ class Intake:
                                    updated_at=at))
             if lead is not None:
                 record_inbound(s, lead.id, m.get("message_id"), str(m.get("subject") or ""), session_id, at)
-            if m.get("auto_reply"):
+            if m.get("auto_reply") or _spoofed(m):   # never answer a machine, nor a forged sender (no reflection)
                 receipt = s.get(InboundReceipt, rid)
-                receipt.status, receipt.note = "ignored", "auto-reply (RFC 3834 / out of office): stored, not answered"
+                receipt.status, receipt.note = "ignored", ("auto-reply (RFC 3834 / out of office): stored, not answered"
+                                                           if m.get("auto_reply") else
+                                                           "the receiving server says the sender failed DMARC/SPF: "
+                                                           "stored, not answered")
                 if lead is not None:
                     s.add(Message(conversation_id=session_id, lead_id=lead.id, role="visitor", at=at,
                                   text=str(m.get("text") or "")[:4000] or "(auto-reply)",

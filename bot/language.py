@@ -62,7 +62,7 @@ def language_of(text: str) -> str | None:
     text = _without_names(text)
     words = _WORD.findall(text)
     wide = len(_WIDE.findall(text))
-    if len(words) < 3 and wide < 4:
+    if len(words) < 5 and wide < 4:   # "Pipelark se integra con", "Was kostet das?": too few to tell apart
         return None
     lowered = [w.lower() for w in re.findall(r"[\w'’]+", text)]
     if wide < 4 and sum(w in _ENGLISH for w in lowered) >= 2:

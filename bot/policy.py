@@ -149,6 +149,10 @@ def handoff_reason(u: Understanding, sit: Situation) -> str | None:
     return None
 
 
+_MEETING_WORDS = re.compile(r"\b(?:call|calls|meeting|meet|demo|talk|chat|schedule|book|time|times|slot|slots|"
+                            r"llamada|reuni[óo]n|termin|gespr[äa]ch|appel|rendez-vous|reuni[ãa]o|liga[çc][ãa]o)\b", re.I)
+
+
 def _answers(playbook: Playbook, kb: ContentStore | None, u: Understanding, sit: Situation, ctx: LeadContext) -> tuple[Answer, ...]:
     """Up to two content answers to the visitor's questions (requests are not content questions)."""
     answers: list[Answer] = []
@@ -157,8 +161,8 @@ def _answers(playbook: Playbook, kb: ContentStore | None, u: Understanding, sit:
     for q in u.questions[:2]:
         if "human" in u.intents and not u.topics and not u.integrations_asked:
             continue  # "can I talk to a person?" is a request, not a content question
-        if "book" in u.intents and not u.topics:
-            continue
+        if "book" in u.intents and not u.topics and _MEETING_WORDS.search(q):
+            continue  # "can we book a call?" is the request; "…want a demo. How does forecasting work?" is a question
         if "job_seeker" in u.intents:
             continue
         if "identity_question" in u.intents and not u.topics and not u.integrations_asked:

@@ -233,7 +233,8 @@ def score_message(s: Any, playbook: Playbook, lead: Any, intents: set[str], topi
                 events.append(("demo_requested", {"source": source}))
         if "unsubscribe" in intents and not lead.unsubscribed:   # once per opt-out, however often they repeat it
             rule = "opted_out" if "opted_out" in playbook.engagement else "unsubscribe"
-            events.append((rule, {"source": "chat", "reason": "asked in chat to stop: no more questions or follow-ups"}))
+            where = {"chat": "in chat", "email": "by email", "form": "on a form"}.get(source, f"on {source}")
+            events.append((rule, {"source": source, "reason": f"asked {where} to stop: no more questions or follow-ups"}))
         for ev, props in events:
             if ev in playbook.engagement:
                 change = engage(s, playbook, lead, ev, props, now)

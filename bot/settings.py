@@ -207,6 +207,29 @@ class Settings(BaseSettings):
                              "`python3 -c 'import secrets; print(secrets.token_urlsafe(32))'`")
         return v
 
+    @field_validator("email_from", mode="after")
+    @classmethod
+    def _one_sender(cls, v: str) -> str:
+        from email.utils import getaddresses
+        pairs = getaddresses([v])
+        if len(pairs) != 1 or "@" not in pairs[0][1] or any(c in v for c in "\r\n"):
+            raise ValueError("must be one sender address, e.g. 'Ava at Northwind <ava@northwind.example>'")
+        return v
+
+    @field_validator("email_reply_to", mode="after")
+    @classmethod
+    def _reply_template(cls, v: str | None) -> str | None:
+        if v is not None and (v.count("{token}") != 1 or "@" not in v):
+            raise ValueError("must be one address with {token} in it once, e.g. reply+{token}@northwind.example")
+        return v
+
+    @field_validator("inbound_email_auth", mode="after")
+    @classmethod
+    def _user_password(cls, v: SecretStr | None) -> SecretStr | None:
+        if v is not None and ":" not in v.get_secret_value():
+            raise ValueError("must be user:password (the HTTP Basic credentials your email provider sends)")
+        return v
+
     @field_validator("public_url", mode="before")
     @classmethod
     def _no_trailing_slash(cls, v: Any) -> Any:
@@ -384,6 +407,8 @@ def _explain(e: ValidationError, given: dict[str, Any]) -> str:
         f = Settings.model_fields.get(name)
         var = _alias(name) if f else key
         raw = err.get("input")
+        if name in SECRET_FIELDS:
+            raw = "**********"   # a secret never reaches a terminal or a log, even a wrong one
         where = f"{var}={raw!r}" if name not in given else f"{name}={raw!r}"
         msg = err["msg"].removeprefix("Value error, ")
         what = _NUMBER_WORDS.get(err["type"]) or msg[0].lower() + msg[1:]

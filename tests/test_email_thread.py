@@ -205,3 +205,44 @@ def test_a_form_fill_already_over_the_sql_threshold_gets_three_meeting_times(mai
     assert len(times) >= 3, text                                             # three concrete times to pick from
     questions = [f.question for f in sdr.playbook.fields if f.question]
     assert not any(q in text for q in questions), text                      # times instead of a qualifying question
+
+
+def raw_mail(sender: str, body: str, *, to: str = "lark@pipelark.example", mid: str | None = None,
+             extra: str = "", subject: str = "question") -> bytes:
+    return (f"From: {sender}\r\nTo: {to}\r\nSubject: {subject}\r\nMessage-ID: {mid or make_msgid(domain='x.example')}\r\n"
+            f"{extra}Content-Type: text/plain; charset=utf-8\r\n\r\n{body}\r\n").encode()
+
+
+def test_hostile_inbound_mail_never_chooses_who_the_sdr_writes_to(mail_sdr, smtp_server):
+    sdr = mail_sdr
+    client = build_web_app(sdr, sdr.settings).test_client()
+    worker, _ = build_outbox_worker(sdr, sdr.settings)
+    # an encoded display name that looks like an address is a name, never the recipient
+    assert post_raw_email(client, raw_mail("=?utf-8?q?victim@c.example?= <eve@attacker.example>",
+                                           "What does Growth cost?")).status_code == 200
+    # a sender the receiving server says is forged gets nothing (no reflection of its text)
+    assert post_raw_email(client, raw_mail("IT Security <ceo@victimcorp.example>", "Reset your password at evil.example",
+                                           extra="Authentication-Results: mx.pipelark.example; spf=fail; dmarc=fail "
+                                                 "header.from=victimcorp.example\r\n")).status_code == 200
+    drain(worker)
+    assert [m.rcpt_tos for m in smtp_server.messages] == [["eve@attacker.example"]]
+    assert b"\n>From" not in smtp_server.messages[0].raw            # body lines are not mbox-escaped
+    # an address written in the body never replaces the sender's
+    post_raw_email(client, raw_mail("Eve <eve@attacker.example>", "Please use my new address: my email is victim@c.example"))
+    drain(worker)
+    assert [m.rcpt_tos for m in smtp_server.messages][-1] == ["eve@attacker.example"]
+    assert {x["lead"].email for x in sdr.store.list_leads()} == {"eve@attacker.example"}   # the forged one: stored only
+
+
+def test_two_replies_with_the_same_words_are_both_answered(mail_sdr, smtp_server):
+    sdr = mail_sdr
+    client = build_web_app(sdr, sdr.settings).test_client()
+    worker, _ = build_outbox_worker(sdr, sdr.settings)
+    for mid in ("<yara-1@y.example>", "<yara-2@y.example>"):
+        r = post_raw_email(client, raw_mail("Yara <yara@y.example>", "What does it cost?", mid=mid))
+        assert r.get_json()["duplicate"] is False
+        drain(worker)
+    assert post_raw_email(client, raw_mail("Yara <yara@y.example>", "What does it cost?",
+                                           mid="<yara-2@y.example>")).get_json()["duplicate"] is True
+    drain(worker)
+    assert len(smtp_server.messages) == 2

@@ -138,3 +138,19 @@ def test_a_form_without_a_message_is_stored_as_a_note_not_as_words_the_visitor_w
     assert first["text"].startswith("[Submitted the form “Book a demo”")
     with sdr.store.session() as s:
         assert s.get(Lead, row.id).fields.get("need") is None          # nothing read into the note
+
+
+@pytest.mark.parametrize("email", ["a@b.example, victim@c.example", "a@b.example;victim@c.example", "Eve <a@b.example>",
+                                   "a@b.example\r\nBcc: victim@c.example", "not an email"])
+def test_a_form_whose_email_is_not_one_address_is_refused_and_nothing_is_stored(sdr, email):
+    from bot.inbound import InputError
+
+    with pytest.raises(InputError) as e:
+        sdr.receive_form(fill({**ANA, "email": email}))
+    assert str(e.value).startswith("email:") and e.value.status == 400
+    assert sdr.store.list_leads() == [] and not entries(sdr, "form_fill")
+
+
+def test_the_same_form_with_the_address_in_capitals_is_still_a_duplicate(sdr):
+    assert sdr.receive_form(fill(event_id=None))["duplicate"] is False
+    assert sdr.receive_form(fill({**ANA, "email": ANA["email"].upper()}, event_id=None))["duplicate"] is True

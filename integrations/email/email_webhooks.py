@@ -126,6 +126,8 @@ def _parse(provider: str, sdr: Any, template: str) -> InboundEmail:
         raise ApiError(400, "bad_email", f"{provider}: field {e.field!r}: {e}") from None
     except RequestEntityTooLarge:
         raise ApiError(413, "body_too_large", f"the email is over {_limit() // 1024} KB") from None
+    except RecursionError:   # JSON nested thousands deep: not a provider's body
+        raise ApiError(400, "bad_email", f"{provider}: the body is nested too deeply") from None
 
 
 @bp.post("/webhooks/email/<provider>")

@@ -44,7 +44,6 @@ from email import message_from_bytes, policy
 from email.header import decode_header, make_header
 from email.message import EmailMessage, Message
 from email.parser import BytesParser
-from email.utils import getaddresses
 from typing import Any, Iterable, Mapping
 
 from .reply_strip import html_to_text, strip_reply
@@ -110,13 +109,21 @@ def message_ids(value: Any) -> list[str]:
 
 
 def mailboxes(values: Iterable[Any]) -> list[tuple[str, str]]:
-    """(display name, addr-spec) pairs from header values or addresses; names decoded (RFC 2047)."""
-    raw = [v for v in values if isinstance(v, str) and v.strip()]
-    try:
-        pairs = getaddresses(raw)
-    except Exception:
-        return []
-    return [(decode_words(n), a.strip()) for n, a in pairs if "@" in a and len(a) <= 320]
+    """(display name, addr-spec) pairs from header values or addresses, parsed by the RFC 5322
+    address grammar before any RFC 2047 decoding (email.headerregistry): an encoded display name can
+    never become the address ("=?utf-8?q?victim@c.example?= <eve@attacker.example>" is eve's). A value
+    that does not parse, or a name with CR/LF, gives nothing."""
+    out: list[tuple[str, str]] = []
+    for v in values:
+        if not (isinstance(v, str) and v.strip()):
+            continue
+        try:
+            addresses = policy.default.header_factory("to", v).addresses
+        except Exception:   # noqa: BLE001 — CR/LF in an encoded name, or garbage: not an address
+            continue
+        out += [(" ".join(a.display_name.split()), a.addr_spec.strip()) for a in addresses
+                if "@" in a.addr_spec and len(a.addr_spec) <= 320 and not re.search(r"[\s<>,;]", a.addr_spec)]
+    return out
 
 
 def _kept(headers: Mapping[str, str]) -> dict[str, str]:

@@ -136,7 +136,12 @@ class SmtpTransport:
             smtp.ehlo()
         if c.username is not None:
             smtp.login(c.username, c.password or "")
-        refused = smtp.send_message(msg)
+        # not send_message: its generator escapes body lines starting "From " as ">From" (mbox style)
+        sender = msg["From"].addresses[0].addr_spec if getattr(msg["From"], "addresses", None) else str(msg["From"])
+        rcpts = [a.addr_spec for h in ("To", "Cc", "Bcc") for a in (getattr(msg[h], "addresses", None) or ())]
+        smtputf8 = any(not x.isascii() for x in [sender, *rcpts])
+        refused = smtp.sendmail(sender, rcpts, msg.as_bytes(policy=policy.SMTPUTF8 if smtputf8 else policy.SMTP),
+                                mail_options=["SMTPUTF8"] if smtputf8 and smtp.has_extn("smtputf8") else [])
         return {"refused": {a: [code, _decode(m)] for a, (code, m) in (refused or {}).items()}}
 
     def send(self, msg: EmailMessage) -> dict[str, Any]:
