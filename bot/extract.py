@@ -70,7 +70,10 @@ WORD_NUMBERS = {"one": 1, "two": 2, "three": 3, "four": 4, "five": 5, "six": 6, 
 
 
 def _num(raw: str, suffix: str | None = None) -> float | None:
-    raw = raw.replace(",", "").strip()
+    raw = raw.strip()
+    if re.fullmatch(r"\d{1,3}(?:\.\d{3})+", raw):   # "1.500" — a thousands separator in de/es/fr/pt/it/nl
+        raw = raw.replace(".", "")
+    raw = raw.replace(",", "")
     try:
         n = float(raw)
     except ValueError:
@@ -120,7 +123,7 @@ def is_question(sentence: str) -> bool:
 
 SIZE_NOUNS = (r"(?:people|persons|ppl|peeps|heads(?! of)|employees|staff(?:ers)?|ftes?|folks|headcount|team members|workers|"
               r"person company|person startup|person team|person org|strong|"
-              r"personas|empleados|trabajadores|colaboradores|mitarbeiter(?:innen)?|mitarbeitende|besch[äa]ftigte|leute|"
+              r"personas|empleados|trabajadores|colaboradores|mitarbeiter(?:innen|n)?|mitarbeitende|besch[äa]ftigte|leute|"
               r"personnes|salari[ée]s|employ[ée]s|collaborateurs|pessoas|funcion[áa]rios|persone|dipendenti|mensen|medewerkers|werknemers|"
               r"anst[äa]llda|ansatte|osób|pracownik[óo]w)\b")
 _APPROX = r"(?:about|around|roughly|approximately|approx\.?|abt|~|maybe|like|over|under|nearly|almost|just over|just under|some|unas|unos|etwa|ca\.?|environ|cerca de)"

@@ -62,8 +62,9 @@ def language_of(text: str) -> str | None:
     text = _without_names(text)
     words = _WORD.findall(text)
     wide = len(_WIDE.findall(text))
-    if len(words) < 5 and wide < 4:   # "Pipelark se integra con", "Was kostet das?": too few to tell apart
+    if len(words) < 3 and wide < 4:
         return None
+    short = len(words) < 5 and wide < 4   # "Pipelark se integra con": too few words to tell Spanish from Swedish…
     lowered = [w.lower() for w in re.findall(r"[\w'’]+", text)]
     if wide < 4 and sum(w in _ENGLISH for w in lowered) >= 2:
         return "en"
@@ -71,6 +72,8 @@ def language_of(text: str) -> str | None:
     if not values or values[0].value < MIN_CONFIDENCE:
         return None
     code = values[0].language.iso_code_639_1.name.lower()
+    if short and code != DEFAULT:
+        return None                       # … but enough to hear English again ("good to know, thanks")
     return code if code in NAMES else None
 
 

@@ -202,9 +202,9 @@ class SDR(Intake):
             met = ctx.resumed and state.get("met_message_id") == ctx.inbound.message_id
             ctx.meeting = None if met else request_meeting(s, pb, self.calendar, lead, d, u.pick, now)
             picked = ctx.meeting is not None and ctx.meeting.pick is not None
-            ctx.actions += note_decision(state, d, pb, fields, ctx.turn, None if picked else d.ask_field)
-            state["visitor_tz"] = ctx.tz
-            state["language"] = ctx.view.language
+            unasked = picked or (ctx.view.language != DEFAULT and self.brain is self.rules)   # no question said
+            ctx.actions += note_decision(state, d, pb, fields, ctx.turn, None if unasked else d.ask_field)
+            state["visitor_tz"], state["language"] = ctx.tz, ctx.view.language
             lead.updated_at = conv.updated_at = now
             conv.state = state
             ctx.lead_after = lead_view(lead, pb)

@@ -44,7 +44,7 @@ DETECTED = [
     ("我们公司有200人，价格是多少？", "zh"),
     ("料金はいくらですか？教えてください", "ja"),
     ("Можно узнать цену для команды из 40 человек?", "ru"),
-    ("I am Jürgen from Bäckström & Co", None),            # foreign names fool nothing: too few words to tell
+    ("I am Jürgen from Bäckström & Co", "en"),            # foreign names, English words
     ("Åsa Lindqvist here, COO at Bäckström & Co, what does it cost?", "en"),
 ]
 
