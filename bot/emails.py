@@ -28,22 +28,22 @@ from .store import Conversation, EmailMessage, EmailStatus, Lead, LeadToken, Out
 TOKEN_RE = re.compile(r"^[A-Za-z0-9_-]{16,64}$")
 
 
-def lead_token(s: Session, lead_id: str, now: datetime) -> str:
+def lead_token(s: Session, lead_id: str, now: datetime, purpose: str = "reply") -> str:
     """The lead's token (created on first use): 128 random bits, URL- and local-part-safe."""
-    row = s.scalars(select(LeadToken).where(LeadToken.lead_id == lead_id)).first()
+    row = s.scalars(select(LeadToken).where(LeadToken.lead_id == lead_id, LeadToken.purpose == purpose)).first()
     if row is None:
-        row = LeadToken(token=secrets.token_hex(16), lead_id=lead_id, at=now)   # lower-case: some mail systems lower-case addresses
+        row = LeadToken(token=secrets.token_hex(16), lead_id=lead_id, purpose=purpose, at=now)   # lower-case: some mail systems lower-case addresses
         s.add(row)
         s.flush()
     return row.token
 
 
-def lead_for_token(s: Session, token: str | None) -> Lead | None:
+def lead_for_token(s: Session, token: str | None, purpose: str = "reply") -> Lead | None:
     """The lead a reply or unsubscribe token belongs to, or None (unknown or malformed token)."""
     if not token or not TOKEN_RE.match(token):
         return None
     row = s.get(LeadToken, token)
-    return s.get(Lead, row.lead_id) if row is not None else None
+    return s.get(Lead, row.lead_id) if row is not None and row.purpose == purpose else None
 
 
 def email_status(s: Session, lead_id: str) -> EmailStatus:
@@ -91,7 +91,7 @@ def queue_email(s: Session, lead: Lead, *, key: str, subject: str, content: dict
     address = lead.email or (lead.fields or {}).get("email")
     if s.scalars(select(OutboxEntry.id).where(OutboxEntry.idempotency_key == key)).first() is not None:
         return None
-    token = lead_token(s, lead.id, now)
+    token, unsubscribe = lead_token(s, lead.id, now), lead_token(s, lead.id, now, "unsubscribe")
     domain = (parseaddr(sender)[1] or "sdr.invalid").rpartition("@")[2] or "sdr.invalid"
     message_id = make_msgid(idstring=new_id("m")[2:14], domain=domain)
     last, refs, thread_subject = thread_of(s, lead.id)
@@ -100,7 +100,7 @@ def queue_email(s: Session, lead: Lead, *, key: str, subject: str, content: dict
     payload = {"kind": kind, "to": address, "to_name": (lead.fields or {}).get("name"), "subject": subject,
                **content, "message_id": message_id,
                "reply_to": reply_address(reply_to_template or sender, token),
-               "unsubscribe_url": f"{public_url.rstrip('/')}/unsubscribe/{token}",
+               "unsubscribe_url": f"{public_url.rstrip('/')}/unsubscribe/{unsubscribe}",
                "in_reply_to": last, "references": refs}
     entry = enqueue(s, kind="email", key=key, lead_id=lead.id, payload=payload, now=now)
     s.add(EmailMessage(message_id=message_id, lead_id=lead.id, conversation_id=conversation_id, direction="out",

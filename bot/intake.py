@@ -190,7 +190,7 @@ class Intake:
         score event. False for an unknown token (nothing changes). Unsubscribing twice is one event."""
         now = self.clock()
         with self.store.session() as s:
-            lead = lead_for_token(s, token)
+            lead = lead_for_token(s, token, "unsubscribe")
             if lead is None:
                 return False
             st = email_status(s, lead.id)

@@ -108,11 +108,15 @@ def absorb(s: Session, keep: Lead, gone: Lead, now: datetime) -> None:
     for model in (Conversation, Message, ScoreEvent, Activity, OutboxEntry, EmailMessage, InboundReceipt):
         for row in s.scalars(select(model).where(model.lead_id == gone.id)):
             row.lead_id = keep.id
-    for model in (LeadToken, EmailStatus):   # one per lead: the kept lead's stays, else the other's moves
+    for row in list(s.scalars(select(LeadToken).where(LeadToken.lead_id == gone.id))):   # moves unless keep has one
+        mine = s.scalars(select(LeadToken).where(LeadToken.lead_id == keep.id, LeadToken.purpose == row.purpose)).first()
+        if mine is None:
+            row.lead_id = keep.id
+        else:
+            s.delete(row)
+    for model in (EmailStatus,):   # one per lead
         mine, theirs = (s.scalars(select(model).where(model.lead_id == lid)).first() for lid in (keep.id, gone.id))
-        if theirs is not None and mine is None and model is LeadToken:
-            theirs.lead_id = keep.id
-        elif theirs is not None:
+        if theirs is not None:
             if model is EmailStatus:   # a bounce or unsubscribe of either record holds for the person
                 kept = mine or EmailStatus(lead_id=keep.id)
                 for col in ("bounced_at", "bounce_reason", "unsubscribed_at", "unsubscribe_source", "consent"):

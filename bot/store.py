@@ -188,10 +188,14 @@ class EmailMessage(Base):
 
 
 class LeadToken(Base):
-    """The unguessable token in a lead's reply address (reply+TOKEN@…) and unsubscribe link."""
+    """An unguessable token of a lead: one in its reply address (reply+TOKEN@…, `purpose` "reply"),
+    another in its unsubscribe link ("unsubscribe") — so holding the link never lets anyone write
+    into the lead's thread."""
     __tablename__ = "lead_tokens"
+    __table_args__ = (UniqueConstraint("lead_id", "purpose"),)
     token: Mapped[str] = mapped_column(String(64), primary_key=True)
-    lead_id: Mapped[str] = mapped_column(ForeignKey("leads.id"), unique=True)
+    lead_id: Mapped[str] = mapped_column(ForeignKey("leads.id"), index=True)
+    purpose: Mapped[str] = mapped_column(String(20), default="reply")
     at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
 
 

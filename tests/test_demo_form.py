@@ -72,9 +72,12 @@ def test_the_form_goes_through_the_signed_webhook_and_the_first_touch_is_written
     assert lead["fields"]["seniority"] == "vp" and lead["field_sources"]["role"]["source"] == "form"
     assert lead["fields"]["attribution"]["page_url"] == "http://localhost/"     # the demo page sent it
 
-    # JSON works too; a second submission is a new fill (its own event id), not a duplicate
+    # JSON works too; the same person sending the same form again within a day is a duplicate (issue 12),
+    # whatever the case of the address — nothing new is created or sent
     again = client.post("/demo/form", json={**DANA, "email": "Dana.Whitfield@CEDARCARE-HEALTH.example"})
-    assert again.status_code == 202 and again.get_json()["duplicate"] is False
+    assert again.status_code == 202 and again.get_json()["duplicate"] is True
+    other = client.post("/demo/form", json={**DANA, "message": "And do you support SSO?"})
+    assert other.status_code == 202 and other.get_json()["duplicate"] is False
     assert again.get_json()["email"] == "Dana.Whitfield@cedarcare-health.example"
 
 

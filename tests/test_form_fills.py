@@ -75,7 +75,8 @@ def test_a_form_fill_runs_the_turn_and_queues_exactly_one_first_touch(sdr):
     assert "demo" in p["paragraphs"][0] and "automated assistant" in p["paragraphs"][0]
     body = " ".join(p["paragraphs"])
     assert "Salesforce" in body and "https://pipelark.example/" in body     # answered from the content, a piece linked
-    assert p["unsubscribe_url"].endswith("/unsubscribe/" + p["reply_to"].split("+")[1].split("@")[0])
+    reply_token = p["reply_to"].split("+")[1].split("@")[0]
+    assert "/unsubscribe/" in p["unsubscribe_url"] and reply_token not in p["unsubscribe_url"]   # two tokens
     assert p["message_id"].startswith("<") and p["in_reply_to"] is None
     # the handler runs again (a crash after the turn, a second worker): nothing new
     with sdr.store.session() as s:
@@ -105,7 +106,9 @@ def test_the_send_time_gate_stops_every_email_to_an_unsubscribed_or_bounced_lead
     (row,) = [r["lead"] for r in sdr.store.list_leads()]
     assert sdr.email_gate(row.id, row.email) is None
     with sdr.store.session() as s:
-        token = lead_token(s, row.id, sdr.clock())
+        token = lead_token(s, row.id, sdr.clock(), "unsubscribe")
+        reply_token = lead_token(s, row.id, sdr.clock())
+    assert sdr.unsubscribe(reply_token) is False                               # the reply token is not the link
     assert sdr.unsubscribe("0" * 32) is False                                    # unknown: nothing changes
     assert sdr.unsubscribe(token, source="one_click") is True
     assert sdr.unsubscribe(token, source="one_click") is True                    # twice is one event

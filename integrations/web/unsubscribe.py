@@ -20,7 +20,7 @@ def _known(token: str) -> bool:
 
     sdr = current_sdr()
     with sdr.store.session() as s:
-        return len(token) <= _MAX_TOKEN and lead_for_token(s, token) is not None
+        return len(token) <= _MAX_TOKEN and lead_for_token(s, token, "unsubscribe") is not None
 
 
 @bp.get("/unsubscribe/<token>")
