@@ -64,3 +64,14 @@ def clean_json(value: Any, keep: tuple[type, ...] = ()) -> Any:
         return [clean_json(v, keep) for v in value]
     return value
 
+
+def too_deep(value: Any, max_depth: int) -> bool:
+    """True when parsed JSON nests objects/arrays more than `max_depth` levels (checked level by
+    level, without recursion, so a hostile body cannot exhaust the stack)."""
+    level, depth = [value] if isinstance(value, (dict, list)) else [], 0
+    while level:
+        depth += 1
+        if depth > max_depth:
+            return True
+        level = [v for x in level for v in (x.values() if isinstance(x, dict) else x) if isinstance(v, (dict, list))]
+    return False

@@ -14,7 +14,7 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from bot.text import clean_json
+from bot.text import clean_json, too_deep
 
 MAX_DEPTH = 32          # deeper JSON than this is refused (as integrations/web/schemas.py does)
 MAX_NAME = 200          # a field name longer than this is refused
@@ -111,19 +111,9 @@ def read_json(body: bytes) -> Any:
         raise FormError(400, "malformed_json", f"the JSON is nested too deeply (at most {MAX_DEPTH} levels)") from None
     except ValueError as e:   # bad UTF-8, JSONDecodeError, NaN/Infinity
         raise FormError(400, "malformed_json", f"the body is not valid UTF-8 JSON: {str(e)[:200]}") from None
-    if _too_deep(data):
+    if too_deep(data, MAX_DEPTH):
         raise FormError(400, "malformed_json", f"the JSON is nested too deeply (at most {MAX_DEPTH} levels)")
     return clean_json(data, keep=(Num,))
-
-
-def _too_deep(value: Any) -> bool:
-    level, depth = [value] if isinstance(value, (dict, list)) else [], 0
-    while level:
-        depth += 1
-        if depth > MAX_DEPTH:
-            return True
-        level = [v for x in level for v in (x.values() if isinstance(x, dict) else x) if isinstance(v, (dict, list))]
-    return False
 
 
 def json_type(value: Any) -> str:

@@ -25,7 +25,7 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
-from bot.text import clean_json
+from bot.text import clean_json, too_deep
 
 from .errors import ApiError
 
@@ -95,19 +95,11 @@ def _read_json_object() -> dict[str, Any]:
         raise ApiError(400, "malformed_json", f"the body is not valid JSON: {str(e)[:200]}") from None
     if not isinstance(data, dict):
         raise ApiError(400, "bad_request", f"the body must be a JSON object, got {json_type(data)}")
-    if _too_deep(data):
+    if too_deep(data, MAX_DEPTH):
         raise ApiError(400, "bad_request", f"the JSON is nested too deeply (at most {MAX_DEPTH} levels)")
     return clean_json(data)
 
 
-def _too_deep(value: Any) -> bool:
-    level, depth = [value], 0
-    while level:
-        depth += 1
-        if depth > MAX_DEPTH:
-            return True
-        level = [v for x in level for v in (x.values() if isinstance(x, dict) else x) if isinstance(v, (dict, list))]
-    return False
 
 
 # -- validation errors, translated -----------------------------------------------------------------
