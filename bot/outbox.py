@@ -155,7 +155,9 @@ class OutboxWorker:
         except Exception as e:  # noqa: BLE001 - any failure is retried, then dead-lettered with its reason
             log.exception("outbox entry %s (%s) failed", d.id, d.kind)
             return self._reschedule(d, f"{type(e).__name__}: {e}", None)
-        status = self._finish(d, "delivered", result=result)
+        # a handler that decided not to act (an email to an unsubscribed lead) says so: "skipped", not "delivered"
+        status = self._finish(d, "skipped" if isinstance(result, dict) and result.get("skipped") else "delivered",
+                              result=result)
         if status == "delivered" and self.on_delivered:
             try:
                 self.on_delivered(d, result)
