@@ -144,15 +144,20 @@ class Intake:
         """The first touch's words: greeting by first name, what they asked for, then the turn's
         reply (their question answered from the content, one fitting piece, one question — or
         meeting times for an SQL), signed by the automated assistant."""
-        pb, name = self.playbook, str((row.fields or {}).get("name") or "").strip()
-        first = HumanName(name).first or name.split(" ")[0] if name else ""
+        pb = self.playbook
         what = EVENT_WORDS.get(lead.event, "information")
         form = f" through “{lead.form_name}”" if lead.form_name else ""
-        return {"greeting": f"Hi {first}," if first else "Hi,",
-                "paragraphs": [f"Thanks for asking for {what}{form} — I'm {pb.company.assistant_name}, "
-                               f"{pb.company.name}'s automated assistant, and I'll get you started.", reply],
-                "links": [], "question": None, "slots": [],
-                "signoff": f"{pb.company.assistant_name}, {pb.company.name}'s automated assistant"}
+        return self._email_words(row, [f"Thanks for asking for {what}{form} — I'm {pb.company.assistant_name}, "
+                                       f"{pb.company.name}'s automated assistant, and I'll get you started.", reply])
+
+    def _email_words(self, row: Lead, paragraphs: list[str], **extra: Any) -> dict[str, Any]:
+        """An email's words around the turn's reply: "Hi <first name>," and the automated assistant's
+        signature (every email the SDR writes says it is automated)."""
+        pb, name = self.playbook, str((row.fields or {}).get("name") or "").strip()
+        first = (HumanName(name).first or name.split(" ")[0]) if name else ""
+        return {"greeting": f"Hi {first}," if first else "Hi,", "paragraphs": paragraphs, "links": [],
+                "question": None, "slots": [],
+                "signoff": f"{pb.company.assistant_name}, {pb.company.name}'s automated assistant", **extra}
 
     def _public_url(self) -> str:
         return self.settings.public_url or "http://127.0.0.1:8000"
@@ -300,16 +305,11 @@ class Intake:
             if row.unsubscribed:   # "stop emailing me" in the reply: no email again, from anything
                 st = email_status(s, lead_id)
                 st.unsubscribed_at, st.unsubscribe_source = st.unsubscribed_at or at, st.unsubscribe_source or "email_reply"
-            name = str((row.fields or {}).get("name") or "").strip()
-            first = (HumanName(name).first or name.split(" ")[0]) if name else ""
             sender = str(m.get("from_addr") or "")
             queue_email(s, row, key=f"email_reply:{rid}", subject=str(m.get("subject") or pb.company.name),
                         now=self.clock(), kind="reply",
-                        content={"greeting": f"Hi {first}," if first else "Hi,", "paragraphs": [result.reply],
-                                 "links": [], "question": None, "slots": [],
-                                 "signoff": f"{pb.company.assistant_name}, {pb.company.name}'s automated assistant",
-                                 "quote": {"from": m.get("from_name") or sender, "at": at.isoformat() + "Z",
-                                           "text": text[:2000]}},
+                        content=self._email_words(row, [result.reply], quote={
+                            "from": m.get("from_name") or sender, "at": at.isoformat() + "Z", "text": text[:2000]}),
                         sender=self.settings.email_from, reply_to_template=self.settings.email_reply_to,
                         public_url=self._public_url(), conversation_id=result.session_id)
 
