@@ -9,15 +9,19 @@ Payload (a dict; only `unsubscribe_url` and one of greeting/paragraphs are requi
      "signoff": "Lark, Pipelark's assistant", "unsubscribe_url": "https://sdr.example/unsubscribe/<token>",
      "message_id": "<...@domain>", "in_reply_to": "<...>" | None, "references": ["<...>"],
      "reply_to": "reply+<token>@domain" | None,
+     "open_pixel_url": "https://sdr.example/t/o/<token>.gif" (optional: the email is tracked),
      "quote": {"from": "Ana Lima", "at": "Tue 13 Jan 2026, 16:20", "text": "..."} | None,
      "lang": "en" (optional)}
 
 The HTML goes through Jinja2 with autoescape on (templates/email.html): every value is escaped,
 so a visitor's name, question or quoted text can never become markup. A link or slot whose URL is
 not http(s)/mailto is shown as plain text, never as a link (no `javascript:`). The HTML is
-mail-client safe: inline styles only, no external images, fonts or CSS. Both parts end with the
-footer CAN-SPAM asks for (15 U.S.C. 7704(a)(5)): the sender's postal address and a working
-unsubscribe link.
+mail-client safe: inline styles only, no external images, fonts or CSS — except, when the email is
+tracked, the 1×1 open pixel of our own server (`open_pixel_url`, integrations/web/email_tracking.py),
+the last thing in the body; an `open_pixel_url` that is not http(s) is left out. The text part has
+no pixel. Content `links` arrive already wrapped by the core as `/t/c/<token>?u=<quoted url>` when
+the email is tracked; they are rendered like any link. Both parts end with the footer CAN-SPAM asks
+for (15 U.S.C. 7704(a)(5)): the sender's postal address and a working unsubscribe link.
 """
 from __future__ import annotations
 
@@ -80,7 +84,13 @@ def _context(payload: dict[str, Any], footer_address: str, company: str) -> dict
             "slots": _items(payload.get("slots"), "label"), "question": display_text(payload.get("question")),
             "signoff": display_text(payload.get("signoff")), "quote": quote, "company": display_text(company),
             "address_lines": [line.strip() for line in display_text(footer_address).split("\n") if line.strip()],
-            "unsubscribe_url": unsubscribe}
+            "unsubscribe_url": unsubscribe, "open_pixel_url": _pixel_url(payload.get("open_pixel_url"))}
+
+
+def _pixel_url(value: Any) -> str | None:
+    """The open pixel's URL when `safe_url` accepts it and it is http(s) (an image, never mailto:), else None."""
+    url = safe_url(value)
+    return url if url is not None and url.lower().startswith(("https://", "http://")) else None
 
 
 def _plain(c: dict[str, Any]) -> str:
