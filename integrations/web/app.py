@@ -23,7 +23,7 @@ from flask_wtf.csrf import generate_csrf
 from integrations.email import email_webhooks
 from integrations.forms import form_webhooks
 
-from . import access, chat, demo_form, leads_api, openapi, pages, signin, tracking, unsubscribe
+from . import access, chat, demo_form, email_tracking, leads_api, openapi, pages, signin, tracking, unsubscribe
 from .errors import register_error_handlers
 from .limits import install as install_rate_limits
 
@@ -45,7 +45,7 @@ def create_app(sdr: SDR | None = None, *, config: Mapping[str, Any] | None = Non
     install_rate_limits(app, sdr, by_ip=[chat.bp, tracking.bp], by_session=[chat.bp],
                         by_credentials=[signin.bp, leads_api.bp])
     for bp in (pages.bp, signin.bp, chat.bp, tracking.bp, leads_api.bp, openapi.bp, form_webhooks.bp,
-               email_webhooks.bp, unsubscribe.bp, demo_form.bp):
+               email_webhooks.bp, unsubscribe.bp, demo_form.bp, email_tracking.bp):
         app.register_blueprint(bp)
     app.after_request(_headers)
     return app
