@@ -7,12 +7,13 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from datetime import timedelta
 from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Any, Iterable, Literal
 
 import yaml
-from pydantic import (AfterValidator, BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator,
+from pydantic import (AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, PrivateAttr, ValidationError, field_validator,
                       model_validator)
 
 from knowledge.ingest import CONTENT_TYPES
@@ -365,6 +366,155 @@ class Pricing(_Strict):
     fits: list[str] = []
 
 
+# ---------------------------------------------------------------------------------------------
+# Nurture sequences (issue 13): time- and action-based email tracks, with caps and courtesy
+
+_DURATION_RE = re.compile(r"^\s*(\d+)\s*(m|h|d|w)\s*$")
+_UNIT_MINUTES = {"m": 1, "h": 60, "d": 1440, "w": 10080}
+
+
+def parse_duration(value: Any) -> timedelta:
+    """A playbook duration: a whole number and a unit, `30m`, `2h`, `3d` or `2w` (minutes, hours,
+    days, weeks). Raises ValueError naming the accepted form."""
+    m = _DURATION_RE.match(str(value)) if isinstance(value, (str, int)) and not isinstance(value, bool) else None
+    if m is None or int(m.group(1)) <= 0:
+        raise ValueError(f"{value!r} is not a duration; write a positive whole number and a unit: 30m, 2h, 3d or 2w")
+    return timedelta(minutes=int(m.group(1)) * _UNIT_MINUTES[m.group(2)])
+
+
+Duration = Annotated[timedelta, BeforeValidator(parse_duration)]
+FUNNEL_STAGES = ("awareness", "consideration", "decision")
+ENROL_TRIGGERS = ("form_fill", "chat_ended_unqualified")
+EXIT_CONDITIONS = ("replied", "sql", "meeting_booked", "unsubscribed", "bounced", "human", "disqualified")
+
+
+def _on_key(v: Any) -> Any:
+    """YAML 1.1 reads an unquoted `on:` key as the boolean true (PyYAML does): take it as "on"."""
+    if isinstance(v, dict) and True in v:
+        v = {("on" if k is True else k): val for k, val in v.items()}
+    return v
+
+
+class StepWhen(_Strict):
+    """An action-based step: due when the lead does `event` (an engagement event type) while
+    enrolled, or when the lead has been quiet (no message, no engagement) for `quiet_for`."""
+    event: str | None = None
+    quiet_for: Duration | None = None
+
+    @model_validator(mode="after")
+    def _one(self) -> "StepWhen":
+        if (self.event is None) == (self.quiet_for is None):
+            raise ValueError("give exactly one of event or quiet_for")
+        return self
+
+
+class SequenceStep(_Strict):
+    """One email of a sequence. Time-based steps (`after`: a delay from enrolment for the first,
+    from the previous time-based step after that) run in order; action-based steps (`when`) run
+    once each when their trigger happens. `send: content` emails the piece the recommender picks
+    for the lead's industry and persona at `stage` (and of `type`, when given), never one the lead
+    already received; `send: template` emails the named template of prompts/follow_up.yaml."""
+    id: str | None = None
+    after: Duration | None = None
+    when: StepWhen | None = None
+    send: Literal["content", "template"]
+    stage: Literal[FUNNEL_STAGES] | None = None  # type: ignore[valid-type]
+    type: Literal[CONTENT_TYPES] | None = None  # type: ignore[valid-type]
+    template: str | None = None
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "SequenceStep":
+        if (self.after is None) == (self.when is None):
+            raise ValueError("give exactly one of after (a delay, e.g. 3d) or when (an event or quiet_for)")
+        if self.send == "template" and not self.template:
+            raise ValueError("send: template needs template: <name of a template in prompts/follow_up.yaml>")
+        if self.send == "content" and self.template:
+            raise ValueError("template is for send: template; a content step picks a piece (stage, type)")
+        if self.template and self.template not in follow_up_templates():
+            raise ValueError(f"template {self.template!r} is not in prompts/follow_up.yaml; "
+                             f"known: {', '.join(sorted(follow_up_templates()))}")
+        return self
+
+
+class Enroll(_Strict):
+    """Who enters: leads arriving by one of `on` whose stage is in `stage_in` (and who have an
+    email address). A chat has ended when the visitor has been silent for `chat_idle`."""
+    on: list[Literal[ENROL_TRIGGERS]]  # type: ignore[valid-type]
+    _yaml_on = model_validator(mode="before")(classmethod(lambda cls, v: _on_key(v)))
+    stage_in: list[Literal[STAGES]] = ["new", "engaged", "mql"]  # type: ignore[valid-type]
+    chat_idle: Duration = timedelta(minutes=30)
+
+
+class SequenceExit(_Strict):
+    """What ends the sequence for a lead at once, before anything else is sent; and the
+    over-nurturing stop: `unengaged_after` emails of this sequence with no open, click or reply."""
+    on: list[Literal[EXIT_CONDITIONS]] = list(EXIT_CONDITIONS)  # type: ignore[valid-type]
+    _yaml_on = model_validator(mode="before")(classmethod(lambda cls, v: _on_key(v)))
+    unengaged_after: int | None = Field(default=3, ge=1)
+
+
+class Sequence(_Strict):
+    id: Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]*$")]
+    name: str | None = None
+    enroll: Enroll
+    steps: list[SequenceStep] = Field(min_length=1)
+    exit: SequenceExit = SequenceExit()
+
+    @model_validator(mode="after")
+    def _step_ids(self) -> "Sequence":
+        for i, step in enumerate(self.steps):
+            if step.id is None:
+                step.id = f"step{i + 1}"
+        ids = [s.id for s in self.steps]
+        if len(set(ids)) != len(ids):
+            raise ValueError("two steps share an id")
+        return self
+
+    def step(self, step_id: str) -> SequenceStep | None:
+        return next((s for s in self.steps if s.id == step_id), None)
+
+
+class Limits(_Strict):
+    """Caps and courtesy for every email that is not a first touch or a reply to the lead's own
+    email: at most `emails_per_lead_per_week` in any 7 days, none in `quiet_hours` or on weekends
+    in the lead's time zone (`timezone` when the lead's is unknown)."""
+    emails_per_lead_per_week: int = Field(default=2, ge=0)
+    quiet_hours: str | None = "20:00-08:00"
+    skip_weekends: bool = True
+    timezone: str = "America/New_York"
+
+    @field_validator("quiet_hours")
+    @classmethod
+    def _hours(cls, v: str | None) -> str | None:
+        if v is None:
+            return v
+        m = re.fullmatch(r"([01]\d|2[0-3]):([0-5]\d)-([01]\d|2[0-3]):([0-5]\d)", v.strip())
+        if not m or m.group(1, 2) == m.group(3, 4):
+            raise ValueError(f"quiet_hours {v!r} should look like 20:00-08:00 (local time; may cross midnight)")
+        return v.strip()
+
+    @field_validator("timezone")
+    @classmethod
+    def _tz(cls, v: str) -> str:
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+        try:
+            ZoneInfo(v)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {v!r}; use an IANA name like America/New_York") from None
+        return v
+
+
+@lru_cache(maxsize=1)
+def follow_up_templates() -> frozenset[str]:
+    """The template names of prompts/follow_up.yaml (`templates:`)."""
+    path = Path(__file__).resolve().parent.parent / "prompts" / "follow_up.yaml"
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except (OSError, yaml.YAMLError):
+        return frozenset()
+    return frozenset((data.get("templates") or {}) if isinstance(data, dict) else ())
+
+
 class Playbook(_Strict):
     version: int = 1
     company: Company = Company()
@@ -383,6 +533,8 @@ class Playbook(_Strict):
     calendar: Calendar = Calendar()
     pricing: Pricing | None = None
     forms: dict[str, FormSource] = {}     # by source: generic, typeform, webflow, hubspot (or default)
+    sequences: list[Sequence] = []
+    limits: Limits = Limits()
     vocabulary: Vocabulary = Field(default_factory=Vocabulary)
     source: str = Field(default="<memory>", exclude=True)
     _lexicon: Lexicon | None = PrivateAttr(default=None)
@@ -416,7 +568,18 @@ class Playbook(_Strict):
             if form.event not in self.engagement:
                 raise ValueError(f"forms: {source}.event {form.event!r} is not an engagement event; "
                                  f"known: {', '.join(sorted(self.engagement))}")
+        ids = [q.id for q in self.sequences]
+        if len(set(ids)) != len(ids):
+            raise ValueError("sequences: two sequences share an id")
+        for q in self.sequences:
+            for step in q.steps:
+                if step.when is not None and step.when.event and step.when.event not in self.engagement:
+                    raise ValueError(f"sequences: {q.id}.{step.id}.when.event {step.when.event!r} is not an engagement "
+                                     f"event; known: {', '.join(sorted(self.engagement))}")
         return self
+
+    def sequence(self, sequence_id: str) -> Sequence | None:
+        return next((q for q in self.sequences if q.id == sequence_id), None)
 
     # -- what the rest of the code asks of a playbook ---------------------------------------
 
@@ -439,8 +602,9 @@ class Playbook(_Strict):
         cached = self.__dict__.get("_grounding")
         if cached is None:
             # Not the vocabulary: the words visitors use are not facts we may state ("hipaa" there
-            # must not ground a claim of HIPAA compliance).
-            cached = yaml.safe_dump(self.model_dump(by_alias=True, exclude={"vocabulary"}), sort_keys=False)
+            # must not ground a claim of HIPAA compliance); nor the nurture timing.
+            cached = yaml.safe_dump(self.model_dump(mode="json", by_alias=True, exclude={"vocabulary", "sequences", "limits"}),
+                                    sort_keys=False)
             self.__dict__["_grounding"] = cached
         return cached
 
@@ -451,13 +615,33 @@ class Playbook(_Strict):
         return self._lexicon
 
 
-def _format_error(path: str, err: ValidationError) -> str:
+def _format_error(path: str, err: ValidationError, data: Any = None) -> str:
     lines = [f"invalid playbook {path}:"]
     for e in err.errors():
-        loc = ".".join(str(p) for p in e["loc"] if p not in ("function-after",)) or "(top level)"
+        loc = _named_loc([p for p in e["loc"] if p not in ("function-after", "function-before")], data) or "(top level)"
         lines.append(f"  - {loc}: {e['msg']}")
     lines.append("Fix the key(s) above; the documented default is bot/default_playbook.yaml.")
     return "\n".join(lines)
+
+
+def _named_loc(loc: list[Any], data: Any) -> str:
+    """A pydantic error location with list items named by their id where they have one
+    (`sequences[new_inbound].steps[3 check_in].tempalte`), so the marketer finds the sequence and
+    the step, not an index."""
+    out, node = [], data
+    for part in loc:
+        if isinstance(part, int) and isinstance(node, list):
+            item = node[part] if 0 <= part < len(node) else None
+            ident = item.get("id") if isinstance(item, dict) else None
+            label = f"{part + 1}" + (f" {ident}" if ident else "")
+            if isinstance(item, dict) and not ident and "template" in item:
+                label += f" ({item.get('template')})"
+            out[-1:] = [f"{out[-1]}[{label}]"] if out else [f"[{label}]"]
+            node = item
+            continue
+        out.append(str(part))
+        node = node.get(part) if isinstance(node, dict) else None
+    return ".".join(out)
 
 
 def load_playbook(path: str | Path | None = None) -> Playbook:
@@ -474,7 +658,7 @@ def load_playbook(path: str | Path | None = None) -> Playbook:
     try:
         pb = Playbook.model_validate(data)
     except ValidationError as e:
-        raise PlaybookError(_format_error(str(p), e)) from None
+        raise PlaybookError(_format_error(str(p), e, data)) from None
     pb.source = str(p)
     return pb
 
