@@ -125,6 +125,14 @@ class FallbackBrain:
             note_fallback(lead, e.cause)
             return None
 
+    def write_follow_up(self, **kwargs: Any) -> str:
+        """A nurture email's words by the primary brain (bot/sequences.py falls back to the
+        template on BrainUnavailable, as for a reply)."""
+        write = getattr(self.primary, "write_follow_up", None)
+        if write is None:
+            raise BrainUnavailable("unsupported", f"{self.primary.name} does not write follow-ups")
+        return write(**kwargs)
+
     def compose_stream(self, plan: "ReplyPlan", lead: LeadView, history: list[dict[str, str]]) -> Iterator[str | Reply]:
         stream = getattr(self.primary, "compose_stream", None)
         if plan.fixed_words or stream is None:

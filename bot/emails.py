@@ -26,10 +26,15 @@ from .reply_tokens import reply_address
 from .store import Conversation, EmailMessage, EmailStatus, Lead, LeadToken, OutboxEntry, new_id
 
 TOKEN_RE = re.compile(r"^[A-Za-z0-9_-]{16,64}$")
+# Emails that never count against the playbook's weekly cap (limits.emails_per_lead_per_week): the
+# first touch answering the lead's own form fill and replies to the lead's own emails.
+EMAIL_EXEMPT_FROM_CAPS = ("first_touch", "reply")
 
 
 def lead_token(s: Session, lead_id: str, now: datetime, purpose: str = "reply") -> str:
-    """The lead's token (created on first use): 128 random bits, URL- and local-part-safe."""
+    """The lead's token for `purpose` (created on first use): 128 random bits, URL- and
+    local-part-safe. Purposes: "reply" (the Reply-To address), "unsubscribe" (the footer link),
+    "track" (open pixel and tracked links: holding it only adds capped engagement events)."""
     row = s.scalars(select(LeadToken).where(LeadToken.lead_id == lead_id, LeadToken.purpose == purpose)).first()
     if row is None:
         row = LeadToken(token=secrets.token_hex(16), lead_id=lead_id, purpose=purpose, at=now)   # lower-case: some mail systems lower-case addresses

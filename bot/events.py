@@ -12,6 +12,7 @@ from .inbound import InputError, NotFound
 from .leads import lead_view
 from .playbook import Playbook
 from .scoring import engage, rescore, restage
+from .sequences import end_sequences, on_event
 from .store import Conversation, Lead, Store, new_id
 
 
@@ -57,6 +58,8 @@ def record_event(store: Store, playbook: Playbook, event_type: str, *, lead_id: 
         if event_type == "unsubscribe":
             lead.unsubscribed = 1
         restage(playbook, lead, engaged=True)
+        on_event(s, playbook, lead, event_type, now)   # an action-based nurture step waiting for this event
+        end_sequences(s, playbook, lead, now)           # … unless the event ends the lead's sequences
         actions = []
         if lead.stage == "sql" and prev_stage not in ("sql", "meeting_booked"):
             entry = queue_handoff(s, playbook, lead, "sql", now)

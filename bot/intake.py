@@ -24,6 +24,7 @@ from .leads import lead_detail
 from .outbox import enqueue
 from .privacy import is_suppressed
 from .scoring import engage, rescore, restage
+from .sequences import end_sequences, enroll, pause, resume, sequence_gate
 from .store import Conversation, EmailMessage, InboundReceipt, Lead, Message
 
 
@@ -50,6 +51,14 @@ class Intake:
 
     def lead_detail(self, lead_id: str) -> dict[str, Any]:
         return lead_detail(self.store, self.playbook, lead_id)
+
+    def pause_nurture(self, lead_id: str, by: str | None = None) -> bool:
+        """Stop the lead's nurture sequences until `resume_nurture` (False: no such lead)."""
+        return pause(self.store, lead_id, self.clock(), by)
+
+    def resume_nurture(self, lead_id: str) -> bool:
+        """Let the lead's paused sequences go on (False: no such lead)."""
+        return resume(self.store, lead_id, self.clock())
 
 
     # -- form fills (issue 12): stored at once, worked on after commit ----------------------------
@@ -128,6 +137,8 @@ class Intake:
                                                                     **lead.attribution}}
             if row is not None and lead.fields.get("consent"):
                 email_status(s, lead_id).consent = lead.fields["consent"][:60]
+            if row is not None:   # a lead not ready yet is nurtured (playbook `sequences:`, enroll.on form_fill)
+                enroll(s, self.playbook, row, "form_fill", self.clock())
             if row is not None and row.email:
                 queue_email(s, row, key=f"first_touch:{rid}", subject=self._subject(lead), now=self.clock(),
                             content=self._first_touch(lead, row, result.reply), sender=self.settings.email_from,
@@ -151,25 +162,22 @@ class Intake:
                                        f"{pb.company.name}'s automated assistant, and I'll get you started.", reply])
 
     def _email_words(self, row: Lead, paragraphs: list[str], **extra: Any) -> dict[str, Any]:
-        """An email's words around the turn's reply: "Hi <first name>," and the automated assistant's
-        signature (every email the SDR writes says it is automated)."""
-        pb, name = self.playbook, str((row.fields or {}).get("name") or "").strip()
-        first = (HumanName(name).first or name.split(" ")[0]) if name else ""
-        return {"greeting": f"Hi {first}," if first else "Hi,", "paragraphs": paragraphs, "links": [],
-                "question": None, "slots": [],
-                "signoff": f"{pb.company.assistant_name}, {pb.company.name}'s automated assistant", **extra}
+        return email_words(self.playbook, row, paragraphs, **extra)
 
     def _public_url(self) -> str:
         return self.settings.public_url or "http://127.0.0.1:8000"
 
     # -- email: the gate at send time, bounces, unsubscribes -----------------------------------------
 
-    def email_gate(self, lead_id: str | None, address: str | None) -> str | None:
+    def email_gate(self, lead_id: str | None, address: str | None, enrollment_id: int | None = None) -> str | None:
         """Checked by the email handler just before sending: None when this lead may be emailed at
-        `address`; else the reason nothing is sent (opted out, unsubscribed, bounced, forgotten)."""
+        `address`; else the reason nothing is sent (opted out, unsubscribed, bounced, forgotten —
+        and for a nurture email, `enrollment_id`'s sequence ended or the lead is paused)."""
         with self.store.session() as s:
             lead = s.get(Lead, lead_id) if lead_id else None
             reason = may_email(s, lead, address)
+            if reason is None and enrollment_id is not None and lead is not None:
+                reason = sequence_gate(s, self.playbook, lead, enrollment_id, self.clock())
         if reason is None and address and is_suppressed(self.store, address, self.settings.data_dir):
             return "the address was forgotten (privacy request)"
         return reason
@@ -189,6 +197,7 @@ class Intake:
                     engage(s, self.playbook, lead, "email_bounced", {"reason": f"{address}: {reason}"[:200]}, now)
                     rescore(s, self.playbook, lead, now)
                     restage(self.playbook, lead, engaged=True)
+            end_sequences(s, self.playbook, lead, now)
 
     def unsubscribe(self, token: str, source: str = "link") -> bool:
         """One click: the lead of `token` gets no email again from anything, with an `unsubscribe`
@@ -205,6 +214,7 @@ class Intake:
                     engage(s, self.playbook, lead, "unsubscribe", {"reason": f"unsubscribed by {source}"}, now)
                     rescore(s, self.playbook, lead, now)
                     restage(self.playbook, lead, engaged=True)
+            end_sequences(s, self.playbook, lead, now)
             return True
 
     # -- email replies (issue 12): the same turn, answered in the thread -------------------------------
@@ -312,6 +322,17 @@ class Intake:
                             "from": m.get("from_name") or sender, "at": at.isoformat() + "Z", "text": text[:2000]}),
                         sender=self.settings.email_from, reply_to_template=self.settings.email_reply_to,
                         public_url=self._public_url(), conversation_id=result.session_id)
+
+
+def email_words(playbook: Any, row: Lead, paragraphs: list[str], **extra: Any) -> dict[str, Any]:
+    """An email's words around what it says (bot/emails.queue_email's `content`): "Hi <first
+    name>," and the automated assistant's signature — every email the SDR writes says it is
+    automated. `extra` sets links, question, slots, quote."""
+    name = str((row.fields or {}).get("name") or "").strip()
+    first = (HumanName(name).first or name.split(" ")[0]) if name else ""
+    return {"greeting": f"Hi {first}," if first else "Hi,", "paragraphs": paragraphs, "links": [],
+            "question": None, "slots": [],
+            "signoff": f"{playbook.company.assistant_name}, {playbook.company.name}'s automated assistant", **extra}
 
 
 def _spoofed(m: dict[str, Any]) -> bool:

@@ -139,6 +139,8 @@ def lead_detail(store: Store, playbook: Playbook, lead_id: str) -> dict[str, Any
             {"id": o.id, "type": o.kind, "status": o.status, "attempts": o.attempts, "last_error": o.last_error,
              "payload": o.payload, "created_at": _iso(o.created_at)}
             for o in s.scalars(select(OutboxEntry).where(OutboxEntry.lead_id == lead_id).order_by(OutboxEntry.id))]
+        from .sequences import enrolments_view
+        out["nurture"] = enrolments_view(s, playbook, lead_id)   # sequences: enrolments, next step, why skipped or ended
         out["content_sent"] = [
             {"title": c.title, "url": c.url, "type": c.type, "at": _iso(c.at)}
             for c in s.scalars(select(ContentSent).where(ContentSent.lead_id == lead_id).order_by(ContentSent.id))]

@@ -26,6 +26,7 @@ from .places import timezone_from_text, zone_answer  # noqa: F401  (zone_answer:
 from .playbook import Playbook
 from .policy import Decision
 from .scoring import engage, rescore
+from .sequences import end_sequences
 from .store import Conversation, Lead, Message
 
 OFFER_VALID_TURNS = 4   # a pick refers to times offered at most this many turns ago
@@ -163,8 +164,8 @@ def record_meeting(s: Session, playbook: Playbook, out: MeetingOutcome, rep: Any
 
 def _booked(s: Session, playbook: Playbook, out: MeetingOutcome, rep: Any, lead: Lead, attendee: dict[str, Any],
             now: datetime) -> None:
-    """A booked meeting: scored once, the stage moves to meeting_booked, the rep's invitation and
-    (if not yet) the handoff are queued."""
+    """A booked meeting: scored once, the stage moves to meeting_booked, nurture sequences end, the
+    rep's invitation and (if not yet) the handoff are queued."""
     booking = out.booking
     assert booking is not None
     if lead.stage != "meeting_booked":
@@ -172,6 +173,7 @@ def _booked(s: Session, playbook: Playbook, out: MeetingOutcome, rep: Any, lead:
             engage(s, playbook, lead, "meeting_booked", {"meeting_id": booking.meeting_id, "rep": rep.id}, now)
         rescore(s, playbook, lead, now)
         lead.stage = "meeting_booked"
+    end_sequences(s, playbook, lead, now)   # a booked meeting ends nurturing at once
     enqueue(s, kind="meeting_invite", key=f"invite:{booking.meeting_id}", lead_id=lead.id, now=now,
             payload={"meeting_id": booking.meeting_id, "rep": rep.id, "rep_email": rep.email,
                      "attendee": attendee, "status": booking.status})

@@ -81,8 +81,9 @@ class OutboxWorker:
     def __init__(self, store: Store, handlers: dict[str, Handler], *, worker_id: str | None = None,
                  lease_s: float = 60.0, max_attempts: int = 8, quick_tries: int = 3,
                  max_backoff_s: float = 600.0, on_delivered: Callable[[Delivery, dict[str, Any]], None] | None = None,
-                 clock: Callable[[], datetime] = utcnow):
+                 clock: Callable[[], datetime] = utcnow, jobs: list[Callable[[datetime], dict[str, int]]] | None = None):
         self.store = store
+        self.jobs = list(jobs or [])   # more work on the same loop (due nurture steps): job(now) -> counts
         self.handlers = handlers
         self.worker_id = worker_id or f"{socket.gethostname()}:{os.getpid()}:{threading.get_ident() % 10000}"
         self.lease_s = lease_s
@@ -201,10 +202,15 @@ class OutboxWorker:
         return "pending"
 
     def run_once(self, limit: int = 10) -> dict[str, int]:
+        """Deliver what is due now, then run the jobs (due nurture steps); counts by outcome."""
         counts: dict[str, int] = {}
         for d in self.claim(limit):
             status = self.deliver(d)
             counts[status] = counts.get(status, 0) + 1
+        for job in self.jobs:
+            for k, v in (job(self.clock()) or {}).items():
+                if k not in ("moved", "waiting"):   # nothing to do again right away
+                    counts[k] = counts.get(k, 0) + v
         return counts
 
     # -- running ------------------------------------------------------------------------------------

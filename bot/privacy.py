@@ -23,11 +23,11 @@ from typing import Any
 
 from sqlalchemy import String, cast, func, or_, select, text
 
-from .store import (Activity, ContentSent, Conversation, EmailMessage, EmailStatus, InboundReceipt, Lead, LeadToken,
+from .store import (Enrollment, NurturePause, SequenceStepRun, Activity, ContentSent, Conversation, EmailMessage, EmailStatus, InboundReceipt, Lead, LeadToken,
                     Meeting, Message, OutboxEntry, ScoreEvent, Store, Suppressed, utcnow)
 
 
-PER_LEAD = (Message, ScoreEvent, Activity, ContentSent, Meeting, OutboxEntry, EmailMessage, LeadToken, EmailStatus,
+PER_LEAD = (SequenceStepRun, Enrollment, NurturePause, Message, ScoreEvent, Activity, ContentSent, Meeting, OutboxEntry, EmailMessage, LeadToken, EmailStatus,
             InboundReceipt, Conversation)
 
 

@@ -15,7 +15,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from .extract import Fact, Understanding
-from .store import (Activity, ContentSent, Conversation, EmailMessage, EmailStatus, InboundReceipt, Lead, LeadToken,
+from .store import (Enrollment, NurturePause, SequenceStepRun, Activity, ContentSent, Conversation, EmailMessage, EmailStatus, InboundReceipt, Lead, LeadToken,
                     Message, OutboxEntry, ScoreEvent)
 
 VISITOR_FIELDS = ("email", "name", "company")   # what a channel may tell us about the visitor directly
@@ -123,6 +123,24 @@ def absorb(s: Session, keep: Lead, gone: Lead, now: datetime) -> None:
                     setattr(kept, col, getattr(kept, col) or getattr(theirs, col))
                 s.add(kept)
             s.delete(theirs)
+    keep_seqs = set(s.scalars(select(Enrollment.sequence_id).where(Enrollment.lead_id == keep.id)))
+    for enr in list(s.scalars(select(Enrollment).where(Enrollment.lead_id == gone.id))):   # one enrolment per sequence
+        steps = list(s.scalars(select(SequenceStepRun).where(SequenceStepRun.enrollment_id == enr.id)))
+        for st in steps:
+            if enr.sequence_id in keep_seqs:
+                s.delete(st)
+            else:
+                st.lead_id = keep.id
+        s.flush()
+        if enr.sequence_id in keep_seqs:
+            s.delete(enr)
+        else:
+            enr.lead_id = keep.id
+    pause = s.get(NurturePause, gone.id)
+    if pause is not None:   # a pause of either record holds for the person
+        if s.get(NurturePause, keep.id) is None:
+            s.add(NurturePause(lead_id=keep.id, paused_at=pause.paused_at, by=pause.by))
+        s.delete(pause)
     keep_urls = set(s.scalars(select(ContentSent.url).where(ContentSent.lead_id == keep.id)))
     for row in s.scalars(select(ContentSent).where(ContentSent.lead_id == gone.id)):
         if row.url in keep_urls:

@@ -212,6 +212,52 @@ class EmailStatus(Base):
     consent: Mapped[str | None] = mapped_column(String(60))             # what the lead agreed to, as the form said it
 
 
+class Enrollment(Base):
+    """A lead in a nurture sequence (playbook `sequences:`), once per lead and sequence: active until
+    every step is done (completed) or an exit condition ends it (exited, with the reason)."""
+    __tablename__ = "sequence_enrollments"
+    __table_args__ = (UniqueConstraint("lead_id", "sequence_id"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    lead_id: Mapped[str] = mapped_column(ForeignKey("leads.id"), index=True)
+    sequence_id: Mapped[str] = mapped_column(String(60))
+    status: Mapped[str] = mapped_column(String(20), default="active", index=True)   # active | completed | exited
+    trigger: Mapped[str] = mapped_column(String(40))                  # form_fill | chat_ended_unqualified
+    enrolled_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    ended_at: Mapped[datetime | None] = mapped_column(DateTime)
+    end_reason: Mapped[str | None] = mapped_column(String(300))
+    sends: Mapped[int] = mapped_column(Integer, default=0)            # emails this enrolment sent
+
+
+class SequenceStepRun(Base):
+    """One step of one enrolment: scheduled with its due time, claimed by a worker with a lease,
+    then sent, skipped (with the reason) or cancelled. Unique per enrolment and step: a step is
+    done at most once, whatever the number of workers."""
+    __tablename__ = "sequence_steps"
+    __table_args__ = (UniqueConstraint("enrollment_id", "step_id"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    enrollment_id: Mapped[int] = mapped_column(ForeignKey("sequence_enrollments.id"), index=True)
+    lead_id: Mapped[str] = mapped_column(ForeignKey("leads.id"), index=True)
+    step_id: Mapped[str] = mapped_column(String(60))
+    status: Mapped[str] = mapped_column(String(20), default="scheduled", index=True)  # scheduled|paused|sent|skipped|cancelled
+    scheduled_for: Mapped[datetime] = mapped_column(DateTime)       # when the sequence's timing made it due
+    due_at: Mapped[datetime] = mapped_column(DateTime, index=True)  # when it may run (moved by quiet hours, caps)
+    done_at: Mapped[datetime | None] = mapped_column(DateTime)
+    reason: Mapped[str | None] = mapped_column(String(300))         # why it was moved, skipped or cancelled
+    url: Mapped[str | None] = mapped_column(String(1000))           # the content piece sent
+    outbox_id: Mapped[int | None] = mapped_column(Integer)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    locked_by: Mapped[str | None] = mapped_column(String(100))
+    locked_until: Mapped[datetime | None] = mapped_column(DateTime)
+
+
+class NurturePause(Base):
+    """A lead whose sequences an operator paused (`sdr lead pause ID`): nothing is sent until resumed."""
+    __tablename__ = "nurture_pauses"
+    lead_id: Mapped[str] = mapped_column(ForeignKey("leads.id"), primary_key=True)
+    paused_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    by: Mapped[str | None] = mapped_column(String(200))
+
+
 class Store:
     """One per process: the engine and the session factory."""
 

@@ -1,13 +1,11 @@
 """The turn: one inbound message in, one reply out, the lead updated — for every channel.
 
-    validate → load lead & conversation → understand → update profile → score → decide
-    → meetings → compose → guard → persist (effects queued in the outbox with the change)
+    validate → load lead & conversation → understand → update profile → score → decide (a reply ends
+    nurture sequences) → meetings → compose → guard → persist (effects queued in the outbox with the change)
 
-Each step is a function in the module of its name (bot/inbound.py, leads.py, the brain's
-understand, profile.py, scoring.py, policy.py, meetings.py, compose.py, guard.py); this file
-only runs them in order. Database work happens in three short transactions with the brain and
-the calendar called between them, so a slow model never holds a lock.
-"""
+Each step is a function in the module of its name (bot/inbound.py, leads.py, the brain's understand, profile.py,
+scoring.py, policy.py, sequences.py, meetings.py, compose.py, guard.py); this file only runs them in order, in three
+short transactions with the brain and the calendar called between them: a slow model never holds a lock."""
 from __future__ import annotations
 
 import threading
@@ -40,6 +38,7 @@ from .policy import Situation, decide, note_answer, note_decision
 from .profile import note_intents, update_profile
 from .rule_brain import RuleBrain
 from .scoring import restage, score_message
+from .sequences import end_sequences
 from .settings import Settings
 from .store import ContentSent, Conversation, Lead, Store, utcnow
 
@@ -196,6 +195,7 @@ class SDR(Intake):
                 if entry is not None:
                     ctx.actions.append({"type": "handoff", "status": entry.status, "reason": d.handoff_reason,
                                         "outbox_id": entry.id})
+            end_sequences(s, pb, lead, now, replied=ctx.inbound.channel in ("web", "email") and not ctx.resumed)
             for hit in d.sources():
                 if hit.url and hit.url not in sent:
                     s.add(ContentSent(lead_id=lead.id, url=hit.url, title=hit.title, type=hit.type, at=now))

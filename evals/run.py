@@ -139,7 +139,7 @@ class Mailroom:
 
     def _deliver(self, d: Any) -> dict[str, Any]:
         p, mine = d.payload, str(d.payload.get("to") or "").lower() == self.address
-        reason = self.sdr.email_gate(d.lead_id, p.get("to"))
+        reason = self.sdr.email_gate(d.lead_id, p.get("to"), p.get("enrollment_id"))
         if reason is not None:
             self.withheld += [reason] if mine else []
             return {"skipped": reason}

@@ -91,6 +91,12 @@ def build_outbox_worker(sdr: Any, settings: Settings | None = None, **kwargs: An
                      f"files to {mail_settings.data_dir / 'outbox-mail'}")
     kwargs.setdefault("max_attempts", st.outbox_max_attempts)
     kwargs.setdefault("clock", sdr.clock)
+    if sdr.playbook.sequences and sdr.kb is not None:   # nurture: due sequence steps, on the same loop
+        from bot.sequences import SequenceRunner
+
+        kwargs.setdefault("jobs", [SequenceRunner(sdr).run_once])
+    elif sdr.playbook.sequences:
+        notes.append("this worker has no content store loaded: nurture sequences are not run here")
     worker = OutboxWorker(sdr.store, handlers, **kwargs)
     sdr.on_queued = worker.wake   # a form fill's first touch does not wait for the next poll
     return worker, notes
@@ -113,7 +119,7 @@ class EmailDelivery:
         from integrations.email.smtp_out import Bounced
 
         p, pb = d.payload, self.sdr.playbook
-        reason = self.sdr.email_gate(d.lead_id, p.get("to"))
+        reason = self.sdr.email_gate(d.lead_id, p.get("to"), p.get("enrollment_id"))
         if reason is not None:
             return {"skipped": reason}
         msg = build_message(p, sender=self.settings.email_from, footer_address=pb.company.postal_address,

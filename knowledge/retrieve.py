@@ -267,8 +267,10 @@ class KnowledgeBase:
 
     def search(self, query: str, lead: LeadContext | None = None, k: int = 3, *,
                exclude_urls: Iterable[str] = (), types: Iterable[str] | None = None,
-               prefer_types: dict[str, float] | None = None) -> list[Hit]:
-        """Best pieces for a query, boosted by the lead's industry, persona and stage; one hit per piece."""
+               prefer_types: dict[str, float] | None = None, stage: str | None = None) -> list[Hit]:
+        """Best pieces for a query, boosted by the lead's industry, persona and stage; one hit per
+        piece. `types` and `stage` (a funnel stage: awareness, consideration, decision) keep only
+        pieces of those types and that stage."""
         lead = lead or LeadContext()
         excluded = set(exclude_urls)
         n = len(self._load_corpus())
@@ -276,16 +278,22 @@ class KnowledgeBase:
             return []
         qv = self.embedder.embed_query_np(query)
         wanted = set(types) if types else None
+
+        def keep(meta: dict[str, Any]) -> bool:
+            return (wanted is None or meta.get("type") in wanted) and (stage is None or meta.get("stage") == stage)
         # Ask the index for ids and distances only (metadata comes from memory), and filter types
         # here: a `where` filter makes Chroma scan and costs ~25 ms at 10k chunks.
         res = self.collection.query(query_embeddings=[qv], n_results=min(n, max(32, k * 10)), include=["distances"])
         ids, dists = res["ids"][0], res["distances"][0]
         rows = list(zip(ids, self._chunks(ids), dists))
-        if wanted:
-            rows = [r for r in rows if r[1][1].get("type") in wanted]
+        if wanted or stage:
+            rows = [r for r in rows if keep(r[1][1] or {})]
             if len(rows) < k:   # rare: few chunks of the wanted types near the query
+                conds: list[dict[str, Any]] = ([{"type": {"$in": sorted(wanted)}}] if wanted else []) + \
+                    ([{"stage": stage}] if stage else [])
                 res = self.collection.query(query_embeddings=[qv], n_results=min(n, max(24, k * 8)),
-                                            where={"type": {"$in": sorted(wanted)}}, include=["distances"])
+                                            where=conds[0] if len(conds) == 1 else {"$and": conds},
+                                            include=["distances"])
                 rows = list(zip(res["ids"][0], self._chunks(res["ids"][0]), res["distances"][0]))
         best: dict[str, Hit] = {}
         want_stage = STAGE_FOR_LEAD.get(lead.stage or "", None)
@@ -322,12 +330,17 @@ class KnowledgeBase:
             h.snippet = best_sentences(h.text, query)
         return ranked
 
-    def recommend(self, lead: LeadContext, topic: str, *, exclude_urls: Iterable[str] = ()) -> Hit | None:
-        """The next piece to send this lead: their industry's case study first, never one they got."""
+    def recommend(self, lead: LeadContext, topic: str, *, exclude_urls: Iterable[str] = (), stage: str | None = None,
+                  types: Iterable[str] | None = None) -> Hit | None:
+        """The next piece to send this lead: their industry's case study first, never one they got
+        (`exclude_urls`). `stage` keeps only pieces of that funnel stage (a nurture step's), `types`
+        only those content types (default: case studies, guides, ebooks, webinars, ROI calculators).
+        None when nothing is left."""
         prefer = {"case_study": 0.04} if lead.industry else {"guide": 0.02, "ebook": 0.02, "webinar": 0.02, "case_study": 0.01}
         query = topic.strip() or "how teams improve forecast accuracy and pipeline visibility"
-        hits = self.search(query, lead, k=3, exclude_urls=exclude_urls,
-                           types=["case_study", "guide", "ebook", "webinar", "roi_calculator"], prefer_types=prefer)
+        hits = self.search(query, lead, k=3, exclude_urls=exclude_urls, stage=stage,
+                           types=list(types) if types else ["case_study", "guide", "ebook", "webinar", "roi_calculator"],
+                           prefer_types=prefer)
         return hits[0] if hits else None
 
     def as_langchain_vectorstore(self) -> Any:

@@ -289,6 +289,27 @@ class ModelBrain:
             raise BrainUnavailable("empty", "the model returned no text")
         return Reply(text=text, prompt="reply", prompt_version=self.reply_prompt.get("version"), model=self.model_name)
 
+    def write_follow_up(self, *, goal: str, fields: dict[str, Any], piece: Any, history: list[str], stage: str,
+                        deadline_s: float = 20.0) -> str:
+        """The words of one nurture email (prompts/follow_up.yaml): plain paragraphs, no greeting or
+        signature, at most one question — the caller checks grounding and falls back to the
+        template. One call within `deadline_s` seconds (no visitor is waiting). Raises
+        BrainUnavailable."""
+        pb, prompt = self.playbook, load_prompt("follow_up")
+        view = LeadView(id="", fields=fields, stage=stage, score=0.0, deadline=time.monotonic() + deadline_s)
+        src = f"{piece.title} ({piece.url}): {piece.snippet or piece.text[:600]}" if piece is not None else "(none)"
+        tmpl = ChatPromptTemplate.from_messages([("system", prompt["system"]), ("human", prompt["human"])])
+        msgs = tmpl.format_messages(assistant=pb.company.assistant_name, company=pb.company.name, tone=pb.company.tone,
+                                    language=name_of(str(fields.get("language") or "en")), goal=goal,
+                                    known=json.dumps({k: v for k, v in fields.items() if k != "email"}, default=str),
+                                    need=str(fields.get("need") or "(not stated)"),
+                                    history="; ".join(h for h in history if h) or "(none)", piece=src)
+        out = self._call(lambda: self.model.invoke(msgs), view)
+        text = str(out.content or "").strip()
+        if not text:
+            raise BrainUnavailable("empty", "the model returned no text")
+        return text
+
     def compose(self, plan: ReplyPlan, lead: LeadView, history: list[dict[str, str]]) -> Reply:
         """One model call worded from the plan. Raises BrainUnavailable."""
         return self._reply(self._reply_messages(plan, lead, history), lead)
