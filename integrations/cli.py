@@ -32,14 +32,14 @@ def _settings(ctx: click.Context, **overrides: Any) -> Settings:
         raise click.ClickException(str(e)) from None
 
 
-def _sdr(ctx: click.Context, load_knowledge: bool = True, **overrides: Any) -> Any:
+def _sdr(ctx: click.Context, load_knowledge: bool = True, clock: Any = None, **overrides: Any) -> Any:
     from integrations.calendar import CalendarConfigError
     from integrations.wiring import build_sdr
 
     settings = _settings(ctx, **overrides)
     setup_logging(settings)
     try:
-        return build_sdr(settings, load_knowledge=load_knowledge)
+        return build_sdr(settings, load_knowledge=load_knowledge, **({"clock": clock} if clock else {}))
     except (PlaybookError, CalendarConfigError, SettingsError) as e:
         raise click.ClickException(str(e)) from None
 
@@ -258,25 +258,174 @@ def serve(ctx: click.Context, host: str, port: int, no_worker: bool) -> None:
     _serve(sdr, host, port, worker=not no_worker)
 
 
+def _instant(value: str | None) -> Any:
+    """--now: an ISO 8601 instant (2026-12-01T18:00:00Z; no zone means UTC) as naive UTC."""
+    from datetime import datetime, timezone
+
+    if value is None:
+        return None
+    try:
+        at = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
+    except ValueError:
+        raise click.BadParameter(f"{value!r} is not an ISO 8601 instant; write e.g. 2026-12-01T18:00:00Z",
+                                 param_hint="--now") from None
+    return (at.astimezone(timezone.utc) if at.tzinfo else at.replace(tzinfo=timezone.utc)).replace(tzinfo=None)
+
+
 @main.command()
 @click.option("--poll", default=1.0, show_default=True, help="Seconds between looks at the outbox when idle.")
+@click.option("--once", is_flag=True, help="Do everything due now (or at --now) once, then exit: for cron and tests.")
+@click.option("--now", "now_text", default=None, metavar="ISO",
+              help="With --once: act as if it were this instant, e.g. 2026-12-01T18:00:00Z (UTC).")
 @click.pass_context
-def worker(ctx: click.Context, poll: float) -> None:
-    """Deliver the outbox (Slack handoffs, invitations) on its own, for deployments with several web
-    processes started with `sdr serve --no-worker`. Any number of workers may run: each entry is
-    claimed with a lease, so none is delivered twice. Attempts before an entry is dead-lettered:
-    SDR_OUTBOX_MAX_ATTEMPTS (default 8)."""
+def worker(ctx: click.Context, poll: float, once: bool, now_text: str | None) -> None:
+    """Deliver the outbox (Slack handoffs, invitations, emails) and run the nurture sequences'
+    due steps, on their own — for deployments with several web processes started with
+    `sdr serve --no-worker`. Any number of workers may run: each outbox entry and each sequence
+    step is claimed with a lease, so none is done twice. Attempts before an entry is
+    dead-lettered: SDR_OUTBOX_MAX_ATTEMPTS (default 8).
+
+    \b
+      sdr worker                                  run until Ctrl+C
+      sdr worker --once                           everything due now, once; exit 0 (1 if anything failed)
+      sdr worker --once --now 2026-12-08T14:00:00Z   as if it were that instant (see what is due then)
+    """
     from integrations.wiring import build_outbox_worker
 
-    sdr = _sdr(ctx, load_knowledge=False)
+    now = _instant(now_text)
+    if now is not None and not once:
+        raise click.UsageError("--now goes with --once (a running worker follows the real clock)")
+    sdr = _sdr(ctx, **({"clock": lambda: now} if now is not None else {}))
     w, notes = build_outbox_worker(sdr)
     for note in notes:
         click.secho(note, fg="yellow")
-    click.echo(f"worker {w.worker_id} delivering: {', '.join(w.handlers) or 'nothing (see above)'} · Ctrl+C stops")
+    jobs = " and the nurture sequences" if w.jobs else ""
+    if once:
+        totals: dict[str, int] = {}
+        for _ in range(1000):   # deliver, run due steps, deliver the emails they queued, … until idle
+            counts = w.run_once(limit=50)
+            for k, v in counts.items():
+                totals[k] = totals.get(k, 0) + v
+            if not counts:
+                break
+        at = (now or sdr.clock()).strftime("%Y-%m-%d %H:%M:%S UTC")
+        done = ", ".join(f"{v} {k}" for k, v in sorted(totals.items())) or "nothing was due"
+        click.echo(f"as of {at}: {done}")
+        failed = totals.get("failed", 0) + totals.get("dead", 0)
+        if failed:
+            click.secho(f"{failed} failed: see `sdr outbox` and the log", fg="red", err=True)
+        ctx.exit(1 if failed else 0)
+    click.echo(f"worker {w.worker_id} delivering: {', '.join(w.handlers) or 'nothing (see above)'}{jobs} · Ctrl+C stops")
     try:
         w.run_forever(poll)
     except KeyboardInterrupt:
         pass
+
+
+@main.group()
+def sequences() -> None:
+    """Nurture sequences (the playbook's `sequences:`): what each sends and when, and a dry run
+    for one lead.
+
+    \b
+      sdr sequences list
+      sdr sequences show new_inbound
+      sdr sequences simulate new_inbound --lead LEAD_ID --days 30 [--json]
+    """
+
+
+@sequences.command("list")
+@click.pass_context
+def sequences_list(ctx: click.Context) -> None:
+    """Every sequence: its trigger, steps, and how many leads are in it, done or out."""
+    from sqlalchemy import func, select
+
+    from bot.store import Enrollment
+
+    sdr = _sdr(ctx, load_knowledge=False)
+    if not sdr.playbook.sequences:
+        click.echo(f"The playbook ({sdr.playbook.source}) has no sequences: add `sequences:` (see the default playbook).")
+        return
+    with sdr.store.session() as s:
+        counts = {(q, st): n for q, st, n in s.execute(select(Enrollment.sequence_id, Enrollment.status, func.count())
+                                                        .group_by(Enrollment.sequence_id, Enrollment.status))}
+    lim = sdr.playbook.limits
+    for q in sdr.playbook.sequences:
+        c = {st: counts.get((q.id, st), 0) for st in ("active", "completed", "exited")}
+        click.secho(f"{q.id}", bold=True, nl=False)
+        click.echo(f"  {q.name or ''}  · enrols on {', '.join(q.enroll.on)} at {', '.join(q.enroll.stage_in)} · "
+                   f"{len(q.steps)} steps · {c['active']} active, {c['completed']} completed, {c['exited']} exited")
+    click.echo(f"limits: {lim.emails_per_lead_per_week} emails per lead per week · quiet hours {lim.quiet_hours or 'none'}"
+               f"{' · no weekends' if lim.skip_weekends else ''} · default time zone {lim.timezone}")
+
+
+@sequences.command("show")
+@click.argument("sequence_id")
+@click.pass_context
+def sequences_show(ctx: click.Context, sequence_id: str) -> None:
+    """One sequence: who enters, each step, what ends it."""
+    from bot.sequences import sequence_summary
+
+    sdr = _sdr(ctx, load_knowledge=False)
+    q = _sequence(sdr, sequence_id)
+    click.secho(f"{q.id}" + (f" — {q.name}" if q.name else ""), bold=True)
+    click.echo(f"  enrols: leads arriving by {', '.join(q.enroll.on)} at stage {', '.join(q.enroll.stage_in)}, with an email")
+    for line in sequence_summary(sdr.playbook, q):
+        click.echo(f"  {line}")
+    click.echo(f"  exits at once on: {', '.join(q.exit.on)}"
+               + (f"; stops after {q.exit.unengaged_after} emails with no open, click or reply"
+                  if q.exit.unengaged_after else ""))
+
+
+def _sequence(sdr: Any, sequence_id: str) -> Any:
+    q = sdr.playbook.sequence(sequence_id)
+    if q is None:
+        known = ", ".join(x.id for x in sdr.playbook.sequences) or "none"
+        raise click.ClickException(f"no sequence {sequence_id!r} in {sdr.playbook.source}; known: {known}")
+    return q
+
+
+@sequences.command("simulate")
+@click.argument("sequence_id")
+@click.option("--lead", "lead_ref", required=True, metavar="ID|EMAIL", help="The lead (from `sdr leads`).")
+@click.option("--days", default=30.0, show_default=True, type=click.FloatRange(0, 366), help="How far ahead.")
+@click.option("--now", "now_text", default=None, metavar="ISO", help="Start here instead of now (UTC).")
+@click.option("--json", "as_json", is_flag=True, help='Print [{"at", "step", "url", "skipped"}, ...].')
+@click.pass_context
+def sequences_simulate(ctx: click.Context, sequence_id: str, lead_ref: str, days: float, now_text: str | None,
+                       as_json: bool) -> None:
+    """What the lead would receive from SEQUENCE_ID and when, if they stay quiet — without sending
+    anything or changing the lead: the real scheduler (quiet hours and weekends in the lead's time
+    zone, the weekly cap, content they already got, exits) on a copy of the lead's records. A lead
+    not in the sequence yet is enrolled now in the copy. Steps that wait for an event (a pricing
+    page view) are listed apart."""
+    import json
+
+    from bot.sequences import simulate
+
+    sdr = _sdr(ctx)
+    _sequence(sdr, sequence_id)
+    lead_id = lead_ref
+    if "@" in lead_ref:
+        lead_id = _lead_by_email(sdr, lead_ref) or ""
+    start = _instant(now_text) or sdr.clock()
+    try:
+        plan = simulate(sdr, sequence_id, lead_id, days, start)
+    except LookupError:
+        raise click.ClickException(f"no lead {lead_ref!r}; list leads with `sdr leads`") from None
+    if as_json:
+        click.echo(json.dumps(plan["events"], indent=2))
+        return
+    click.secho(f"{sequence_id} for lead {lead_id}, {days:g} days from {start:%Y-%m-%d %H:%M} UTC"
+                + ("" if plan["enrolled"] else " (not enrolled yet: enrolled now in the dry run)"), bold=True)
+    if not plan["events"]:
+        click.echo("  nothing would be sent in that time")
+    for e in plan["events"]:
+        what = e["url"] or ("(template email)" if not e["skipped"] else "")
+        line = f"  {e['at'][:16].replace('T', ' ')} UTC  {e['step'] or '-':<20} "
+        click.echo(line + (what if not e["skipped"] else click.style(f"skipped: {e['skipped']}", fg="yellow")))
+    for note in plan["not_simulated"]:
+        click.secho(f"  (not simulated) {note}", dim=True)
 
 
 @main.group(invoke_without_command=True)
@@ -439,7 +588,8 @@ def _bar(value: float, scale: float, width: int = 30, char: str = "█") -> str:
 
 
 @main.command()
-@click.argument("words", nargs=-1, required=True, metavar="ID_OR_EMAIL | export EMAIL | forget EMAIL")
+@click.argument("words", nargs=-1, required=True,
+                metavar="ID_OR_EMAIL | export EMAIL | forget EMAIL | pause ID_OR_EMAIL | resume ID_OR_EMAIL")
 @click.option("--out", type=click.Path(dir_okay=False, writable=True), default=None,
               help="With export: write the JSON to this file instead of the terminal.")
 @click.option("--yes", is_flag=True, help="With forget: don't ask for confirmation.")
@@ -452,7 +602,14 @@ def lead(ctx: click.Context, words: tuple[str, ...], out: str | None, yes: bool)
       sdr lead export EMAIL [--out FILE]   everything held about the person, as JSON (GDPR/CCPA access)
       sdr lead forget EMAIL [--yes]        delete them from every table, the database file and the logs;
                                            keep only a keyed hash so they are never contacted again
+      sdr lead pause ID_OR_EMAIL           stop their nurture sequences until resumed
+      sdr lead resume ID_OR_EMAIL          let them go on (an overdue step is due now)
     """
+    if words[0] in ("pause", "resume"):
+        if len(words) != 2:
+            raise click.UsageError(f"give one lead id or email: sdr lead {words[0]} ID_OR_EMAIL")
+        _pause(ctx, words[0], words[1])
+        return
     if words[0] in ("export", "forget"):
         if len(words) != 2 or "@" not in words[1]:
             raise click.UsageError(f"give one email: sdr lead {words[0]} EMAIL")
@@ -478,7 +635,22 @@ def _show_lead(ctx: click.Context, lead_id: str) -> None:
         raise click.ClickException(f"{e}. List leads with `sdr leads`.") from None
     _print_score(d)
     _print_effects(d)
+    _print_nurture(d)
     _print_transcript(d)
+
+
+def _pause(ctx: click.Context, verb: str, ref: str) -> None:
+    import getpass
+
+    sdr = _sdr(ctx, load_knowledge=False)
+    lead_id = (_lead_by_email(sdr, ref) or "") if "@" in ref else ref
+    done = sdr.pause_nurture(lead_id, by=f"cli:{getpass.getuser()}") if verb == "pause" else sdr.resume_nurture(lead_id)
+    if not done:
+        raise click.ClickException(f"no lead {ref!r}; list leads with `sdr leads`")
+    n = sdr.lead_detail(lead_id)["nurture"]
+    active = [e["sequence"] for e in n["enrolments"] if e["status"] == "active"]
+    click.echo(f"lead {lead_id}: nurture {'paused' if verb == 'pause' else 'resumed'}"
+               + (f" ({', '.join(active)})" if active else " (in no active sequence)"))
 
 
 def _export(ctx: click.Context, email: str, out: str | None, **_: Any) -> None:
@@ -553,6 +725,22 @@ def _print_effects(d: dict[str, Any]) -> None:
         click.secho("\nContent sent:", bold=True)
         for c in d["content_sent"]:
             click.echo(f"  {c['title']} — {c['url']}")
+
+
+def _print_nurture(d: dict[str, Any]) -> None:
+    """The lead's sequences: status, next step and when, what each step sent or why not."""
+    n = d.get("nurture") or {}
+    if not n.get("enrolments") and not n.get("paused"):
+        return
+    click.secho("\nNurture" + (" (paused: `sdr lead resume ID` lets it go on)" if n.get("paused") else "") + ":", bold=True)
+    for e in n["enrolments"]:
+        state = e["status"] + (f": {e['end_reason']}" if e.get("end_reason") else "")
+        nxt = f" · next {e['next_step']} at {e['next_due_at'][:16].replace('T', ' ')} UTC" if e.get("next_step") else ""
+        click.echo(f"  {e['sequence']} · {state} · {e['emails_sent']} email(s){nxt}")
+        for st in e["steps"]:
+            when = (st["done_at"] or st["due_at"] or "")[:16].replace("T", " ")
+            extra = st["url"] or st["reason"] or ""
+            click.echo(f"    {st['step']:<20} {st['status']:<9} {when}  {extra}")
 
 
 def _print_transcript(d: dict[str, Any]) -> None:

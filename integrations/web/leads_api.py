@@ -1,4 +1,5 @@
-"""The leads API for the team: GET /api/leads and /api/leads/<id>, and a person's data: GET
+"""The leads API for the team: GET /api/leads and /api/leads/<id> (with its nurture sequences),
+POST /api/leads/<id>/pause and /resume (its sequences), and a person's data: GET
 /api/privacy/export?email= and POST /api/privacy/forget {"email"}. Reads need the API token
 (`Authorization: Bearer`) or a signed-in operator's cookie; forget needs the API token itself (a
 cookie alone never deletes: no cross-site request can)."""
@@ -25,6 +26,20 @@ def lead(lead_id: str) -> Response:
         return jsonify(current_sdr().lead_detail(lead_id))
     except NotFound as e:
         raise ApiError(404, "lead_not_found", str(e)) from None
+
+
+@bp.post("/api/leads/<lead_id>/pause")
+@bp.post("/api/leads/<lead_id>/resume")
+def nurture_pause(lead_id: str) -> Response:
+    """Pause (or resume) the lead's nurture sequences: nothing is sent while paused. Needs the API
+    token itself (a cookie alone changes nothing: no cross-site request can). 404 for an unknown
+    lead. Answers {"lead_id", "nurture": {"paused", "paused_at", "enrolments": [...]}}."""
+    require_api_client("pause or resume a lead's sequences")
+    sdr = current_sdr()
+    pausing = request.path.endswith("/pause")
+    if not (sdr.pause_nurture(lead_id, by="api") if pausing else sdr.resume_nurture(lead_id)):
+        raise ApiError(404, "lead_not_found", f"no lead with id {lead_id!r}")
+    return jsonify({"lead_id": lead_id, "nurture": sdr.lead_detail(lead_id)["nurture"]})
 
 
 @bp.get("/api/leads")
