@@ -429,19 +429,23 @@ class SequenceRunner:
         due = and_(SequenceStepRun.status == "scheduled", SequenceStepRun.due_at <= now,
                    or_(SequenceStepRun.locked_until.is_(None), SequenceStepRun.locked_until < now))
         until = now + timedelta(seconds=self.lease_s)
-        with self.sdr.store.session() as s:
-            q = select(SequenceStepRun.id).where(due).order_by(SequenceStepRun.due_at, SequenceStepRun.id).limit(limit)
-            if s.bind.dialect.name == "postgresql":
-                q = q.with_for_update(skip_locked=True)
-            ids = list(s.scalars(q))
-            if not ids:
-                return []
-            # the conditional UPDATE is the claim: a row another runner took in between is not ours
-            s.execute(update(SequenceStepRun).where(SequenceStepRun.id.in_(ids), due)
-                      .values(locked_by=self.worker_id, locked_until=until, attempts=SequenceStepRun.attempts + 1))
-            return list(s.scalars(select(SequenceStepRun.id).where(SequenceStepRun.id.in_(ids),
-                                                                   SequenceStepRun.locked_by == self.worker_id,
-                                                                   SequenceStepRun.locked_until == until)))
+        for _ in range(3):   # SQLite has no SKIP LOCKED: a runner that lost every row it saw looks again
+            with self.sdr.store.session() as s:
+                q = select(SequenceStepRun.id).where(due).order_by(SequenceStepRun.due_at, SequenceStepRun.id).limit(limit)
+                if s.bind.dialect.name == "postgresql":
+                    q = q.with_for_update(skip_locked=True)
+                ids = list(s.scalars(q))
+                if not ids:
+                    return []
+                # the conditional UPDATE is the claim: a row another runner took in between is not ours
+                s.execute(update(SequenceStepRun).where(SequenceStepRun.id.in_(ids), due)
+                          .values(locked_by=self.worker_id, locked_until=until, attempts=SequenceStepRun.attempts + 1))
+                mine = list(s.scalars(select(SequenceStepRun.id).where(SequenceStepRun.id.in_(ids),
+                                                                       SequenceStepRun.locked_by == self.worker_id,
+                                                                       SequenceStepRun.locked_until == until)))
+            if mine:
+                return mine
+        return []
 
     def run_once(self, now: datetime | None = None, limit: int = 20) -> dict[str, int]:
         """Enrol chats that ended, then claim and run the steps due as of `now` (default: the
