@@ -581,8 +581,14 @@ class SequenceRunner:
         from .intake import email_words
 
         with self.sdr.store.session() as s:
-            row = s.get(SequenceStepRun, step_row_id)
-            if row is None or row.locked_by != self.worker_id or row.status != "scheduled":
+            # take the row's write lock first and only while the lease is still ours: what follows reads
+            # the row as it is now, and another runner that took the step over is never overwritten
+            held = s.execute(update(SequenceStepRun).where(SequenceStepRun.id == step_row_id,
+                                                           SequenceStepRun.locked_by == self.worker_id,
+                                                           SequenceStepRun.status == "scheduled")
+                             .values(locked_until=now + timedelta(seconds=self.lease_s)))
+            row = s.get(SequenceStepRun, step_row_id) if held.rowcount == 1 else None
+            if row is None:
                 return StepResult("lost", "the lease ended before the step was done")
             enr, lead = s.get(Enrollment, row.enrollment_id), s.get(Lead, row.lead_id)
             if enr is None or lead is None or enr.status != "active":
