@@ -626,20 +626,23 @@ def _format_error(path: str, err: ValidationError, data: Any = None) -> str:
 
 def _named_loc(loc: list[Any], data: Any) -> str:
     """A pydantic error location with list items named by their id where they have one
-    (`sequences[new_inbound].steps[3 check_in].tempalte`), so the marketer finds the sequence and
+    (`sequences[1 new_inbound].steps[3 check_in].tempalte`), so the marketer finds the sequence and
     the step, not an index."""
     out, node = [], data
     for part in loc:
-        if isinstance(part, int) and isinstance(node, list):
-            item = node[part] if 0 <= part < len(node) else None
-            ident = item.get("id") if isinstance(item, dict) else None
+        item = node[part] if isinstance(part, int) and isinstance(node, list) and 0 <= part < len(node) else None
+        if isinstance(item, dict) and ({"id", "send", "template", "steps"} & set(item)):   # a sequence or a step
+            ident = item.get("id")
             label = f"{part + 1}" + (f" {ident}" if ident else "")
-            if isinstance(item, dict) and not ident and "template" in item:
+            if not ident and "template" in item:
                 label += f" ({item.get('template')})"
             out[-1:] = [f"{out[-1]}[{label}]"] if out else [f"[{label}]"]
             node = item
             continue
         out.append(str(part))
+        if isinstance(part, int):
+            node = item
+            continue
         node = node.get(part) if isinstance(node, dict) else None
     return ".".join(out)
 

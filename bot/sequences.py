@@ -707,6 +707,18 @@ _LEAD_TABLES = (Lead, Conversation, Message, Activity, ContentSent, OutboxEntry,
                 SequenceStepRun)
 
 
+def _copy_lead(store: Store, copy: Store, lead_id: str) -> None:
+    """The lead's rows of every table the scheduler reads, into `copy`. Raises LookupError."""
+    with store.session() as src, copy.session() as dst:
+        if src.get(Lead, lead_id) is None:
+            raise LookupError(lead_id)
+        for model in _LEAD_TABLES:
+            cols = [c.key for c in model.__mapper__.column_attrs]
+            for row in src.scalars(select(model).where(getattr(model, "id" if model is Lead else "lead_id") == lead_id)):
+                dst.add(model(**{c: getattr(row, c) for c in cols}))
+            dst.flush()
+
+
 def simulate(sdr: Any, sequence_id: str, lead_id: str, days: float, start: datetime) -> dict[str, Any]:
     """What `lead_id` would receive from sequence `sequence_id` over `days` days from `start`
     (naive UTC) if they stay quiet: the real runner on a copy of the lead's rows in a throwaway
@@ -725,14 +737,7 @@ def simulate(sdr: Any, sequence_id: str, lead_id: str, days: float, start: datet
     tmp = tempfile.mkdtemp(prefix="sdr-simulate-")
     copy = Store(f"sqlite:///{tmp}/simulate.db")
     try:
-        with sdr.store.session() as src, copy.session() as dst:
-            if src.get(Lead, lead_id) is None:
-                raise LookupError(lead_id)
-            for model in _LEAD_TABLES:
-                cols = [c.key for c in model.__mapper__.column_attrs]
-                for row in src.scalars(select(model).where(getattr(model, "id" if model is Lead else "lead_id") == lead_id)):
-                    dst.add(model(**{c: getattr(row, c) for c in cols}))
-                dst.flush()
+        _copy_lead(sdr.store, copy, lead_id)
         with copy.session() as s:
             lead = s.get(Lead, lead_id)
             enr = s.scalars(select(Enrollment).where(Enrollment.lead_id == lead_id,
