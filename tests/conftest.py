@@ -2,8 +2,9 @@
 
 The network guard wraps socket connects and name lookups: anything but loopback (127.0.0.0/8,
 ::1, localhost) or a Unix socket raises. The bundled embedding model is loaded once per test
-process; each test ingests the sample content into its own empty store (vectors come from the
-process's embedding cache, so that costs milliseconds).
+process, and the sample content ingested once (SampleStore); each test's SDR gets its own copy of
+that store in its own data dir. A module whose tests each talk in sessions of their own may share
+one SDR (`shared_sdr`).
 
 Time: every SDR a test builds runs on the `clock` fixture (a FakeClock standing at CLOCK_DEFAULT,
 Tue 13 Jan 2026 15:00 UTC, both reps at work) unless the test passes its own `clock=`; a test that
@@ -195,13 +196,18 @@ _SDR_ENV = ("SDR_DATA_DIR", "SDR_DATABASE_URL", "SDR_PLAYBOOK", "SDR_EMBEDDINGS"
             "SLACK_BOT_TOKEN", "SLACK_SIGNING_SECRET")
 
 
-@pytest.fixture(autouse=True)
-def data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+def default_env(monkeypatch: pytest.MonkeyPatch, data_dir: Path) -> None:
+    """No setting of ours in the environment but the data dir: every setting at its default."""
     for name in list(os.environ):   # every setting of ours, whatever its name: a test starts from the defaults
         if (name.startswith(_ENV_PREFIXES) or name in _SDR_ENV) and not name.startswith("SDR_TEST_"):
             monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("SDR_DATA_DIR", str(data_dir))
+
+
+@pytest.fixture(autouse=True)
+def data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     d = tmp_path / "sdr-data"
-    monkeypatch.setenv("SDR_DATA_DIR", str(d))
+    default_env(monkeypatch, d)
     yield d
     from knowledge.index import forget_clients
     forget_clients()
@@ -213,20 +219,75 @@ def settings(data_dir: Path) -> Any:
     return Settings.from_env(data_dir=str(data_dir))
 
 
-@pytest.fixture
-def make_sdr(settings: Any, clock: FakeClock) -> Iterator[Any]:
-    """Build an SDR on this test's data dir with the sample content ingested, on the test's clock."""
+class SampleStore:
+    """The sample content ingested once per test process, into a store of its own (the real
+    KnowledgeBase.ingest, run once); a test's fresh data dir gets a copy of that store's files
+    instead of ingesting again (copying takes milliseconds, ingesting ~0.5 s per SDR). The copy is
+    the same collection (same chunks, vectors and metadata) in the test's own files: what a test
+    writes into it stays in that test."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self._chroma: Path | None = None
+        self._lock = threading.Lock()
+
+    @staticmethod
+    def applies(settings: Any, overrides: dict[str, Any]) -> bool:
+        """Only where make_sdr would ingest the sample into a new local store: the bundled embedder,
+        no Chroma server, nothing in this data dir's store yet, the SDR opening its own."""
+        return (settings.embedding_provider == "local" and not settings.chroma_url
+                and "knowledge" not in overrides and overrides.get("load_knowledge", True)
+                and not Path(settings.chroma_dir).exists())
+
+    def chroma(self, settings: Any) -> Path:
+        """The ingested store's Chroma dir, made on first use with `settings` (a test's, which
+        `applies` accepted) moved to a data dir of the store's own."""
+        with self._lock:
+            if self._chroma is None:
+                from knowledge.retrieve import KnowledgeBase
+
+                s = settings.model_copy(update={"data_dir": self.root / "sdr-data"})
+                s.ensure_dirs()
+                kb = KnowledgeBase(s)
+                kb.ingest([SAMPLE], progress=False)
+                assert kb.count() > 0, "the sample content ingested nothing"
+                self._chroma = Path(s.chroma_dir)
+            return self._chroma
+
+    def copy_into(self, settings: Any) -> None:
+        import shutil
+
+        Path(settings.data_dir).mkdir(parents=True, exist_ok=True)
+        shutil.copytree(self.chroma(settings), settings.chroma_dir)
+
+
+@pytest.fixture(scope="session")
+def sample_store(tmp_path_factory: pytest.TempPathFactory) -> SampleStore:
+    return SampleStore(tmp_path_factory.mktemp("sample-store"))
+
+
+def build_sdr(settings: Any, sample_store: SampleStore, **overrides: Any) -> Any:
+    """An SDR on `settings` with the sample content in its store (unless it has content already)."""
     from bot.turn import SDR
 
+    if SampleStore.applies(settings, overrides):
+        sample_store.copy_into(settings)   # the sample content, already ingested (see SampleStore)
+    sdr = SDR(settings, **overrides)
+    if sdr.kb is not None and sdr.kb.count() == 0:
+        sdr.kb.ingest([SAMPLE], progress=False)
+    return sdr
+
+
+@pytest.fixture
+def make_sdr(settings: Any, clock: FakeClock, sample_store: SampleStore) -> Iterator[Any]:
+    """Build an SDR on this test's data dir with the sample content ingested, on the test's clock."""
     made: list[Any] = []
 
     def make(**overrides: Any) -> Any:
         for k, v in overrides.pop("settings", {}).items():
             setattr(settings, k, v)
         overrides.setdefault("clock", clock)
-        sdr = SDR(settings, **overrides)
-        if sdr.kb is not None and sdr.kb.count() == 0:
-            sdr.kb.ingest([SAMPLE], progress=False)
+        sdr = build_sdr(settings, sample_store, **overrides)
         made.append(sdr)
         return sdr
 
@@ -238,6 +299,30 @@ def make_sdr(settings: Any, clock: FakeClock) -> Iterator[Any]:
 @pytest.fixture
 def sdr(make_sdr: Any) -> Any:
     return make_sdr()
+
+
+@pytest.fixture(scope="module")
+def module_sdr(tmp_path_factory: pytest.TempPathFactory, sample_store: SampleStore) -> Iterator[Any]:
+    """One SDR for a whole test module, built as `make_sdr()` builds one (default settings, the
+    sample content) on a data dir of its own. Use it through `shared_sdr`."""
+    from bot.settings import Settings
+
+    d = tmp_path_factory.mktemp("module-sdr") / "sdr-data"
+    with pytest.MonkeyPatch.context() as mp:   # module fixtures start before `data_dir` cleans the environment
+        default_env(mp, d)
+        sdr = build_sdr(Settings.from_env(data_dir=str(d)), sample_store, clock=FakeClock())
+    yield sdr
+    sdr.store.dispose()
+
+
+@pytest.fixture
+def shared_sdr(module_sdr: Any, clock: FakeClock) -> Any:
+    """The module's one SDR, running on this test's `clock` (so every test starts at CLOCK_DEFAULT, as
+    with `sdr`). For tests that each talk to it in sessions of their own and read only what those
+    sessions answer: a module overrides `sdr` with it where one SDR for all its tests changes no
+    answer. It is not on this test's `settings` or `data_dir`."""
+    module_sdr.clock = clock
+    return module_sdr
 
 
 API_TOKEN = "test-api-token-0123456789abcdef"
