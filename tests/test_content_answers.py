@@ -36,6 +36,14 @@ ROW = {"Salesforce": "Two-way sync of opportunities", "HubSpot": "Two-way sync o
 NOT_SUPPORTED = "does not integrate with Zoho CRM"
 
 
+@pytest.fixture
+def sdr(shared_sdr):
+    """One SDR for the module (conftest: shared_sdr): every test here asks in a session of its own and
+    reads only that session's answer, on its own clock. The tests that give an SDR a calendar build
+    their own (make_sdr)."""
+    return shared_sdr
+
+
 def ask(sdr, text, session=None, **visitor):
     return sdr.handle(Inbound(text=text, session_id=session or "s_" + uuid.uuid4().hex, channel="web",
                               visitor=visitor or None))
