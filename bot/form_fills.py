@@ -78,11 +78,14 @@ def _norm(name: str) -> str:
 
 def map_fill(source: str, fields: dict[str, str], form_name: str | None, playbook: Playbook) -> FormLead:
     """The provider's `fields` (name → text) as lead fields by the playbook's map for `source`
-    (`forms.<source>.fields`, then DEFAULT_FIELD_MAP); utm_* and page fields go to attribution;
+    (`forms.<source>.fields`, then DEFAULT_FIELD_MAP), and the engagement event it is
+    (`forms.<source>.by_form[form_name]`, else `forms.<source>.event`); utm_* and page fields go to attribution;
     names not mapped are kept in attribution under `form.<name>` so nothing is lost."""
     cfg = playbook.forms.get(source) or playbook.forms.get("default")
     mapping = {**DEFAULT_FIELD_MAP, **{_norm(k): v for k, v in (cfg.fields if cfg else {}).items()}}
-    out = FormLead(source=source, event=(cfg.event if cfg else "contact_sales"),
+    name = " ".join(str(form_name).split()) if form_name else ""
+    event = (cfg.by_form.get(name) or cfg.event) if cfg else "contact_sales"   # a guide download is not a demo request
+    out = FormLead(source=source, event=event,
                    form_name=" ".join(str(form_name).split())[:120] if form_name else None)   # one line, quoted to them
     for raw_name, value in fields.items():
         name, text = _norm(raw_name), str(value).strip()

@@ -55,9 +55,12 @@ FormLeadField = Literal["email", "name", "first_name", "last_name", "company", "
 
 class FormSource(_Strict):
     """How one form source's fields become lead fields (`fields`: form field name or Typeform
-    ref → lead field, on top of the usual names) and which engagement event a submission is."""
+    ref → lead field, on top of the usual names) and which engagement event a submission is
+    (`event`, or `by_form`: form name → event, for a source that sends several forms — a demo
+    request is not a guide download)."""
     fields: dict[str, FormLeadField] = {}
     event: str = "contact_sales"
+    by_form: dict[str, str] = {}
 
 
 class Thresholds(_Strict):
@@ -385,7 +388,7 @@ def parse_duration(value: Any) -> timedelta:
 Duration = Annotated[timedelta, BeforeValidator(parse_duration)]
 FUNNEL_STAGES = ("awareness", "consideration", "decision")
 ENROL_TRIGGERS = ("form_fill", "chat_ended_unqualified")
-EXIT_CONDITIONS = ("replied", "sql", "meeting_booked", "unsubscribed", "bounced", "human", "disqualified")
+EXIT_CONDITIONS = ("replied", "sql", "meeting_booked", "unsubscribed", "bounced", "human", "handed_off", "disqualified")
 
 
 def _on_key(v: Any) -> Any:
@@ -565,9 +568,10 @@ class Playbook(_Strict):
             if rule.id is None:
                 rule.id = f"fit.{rule.field}.{i + 1}"
         for source, form in self.forms.items():
-            if form.event not in self.engagement:
-                raise ValueError(f"forms: {source}.event {form.event!r} is not an engagement event; "
-                                 f"known: {', '.join(sorted(self.engagement))}")
+            for where, event in [("event", form.event)] + [(f"by_form[{k!r}]", v) for k, v in form.by_form.items()]:
+                if event not in self.engagement:
+                    raise ValueError(f"forms: {source}.{where} {event!r} is not an engagement event; "
+                                     f"known: {', '.join(sorted(self.engagement))}")
         ids = [q.id for q in self.sequences]
         if len(set(ids)) != len(ids):
             raise ValueError("sequences: two sequences share an id")

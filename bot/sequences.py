@@ -13,7 +13,7 @@ transaction that queues the email, only while the worker still holds the lease.
 
 Before a step is sent, in this order:
 1. exits — a reply by chat or email, SQL, a booked meeting, unsubscribe, bounce, a request for a
-   person or a disqualification ends every sequence of the lead at once (`end_sequences` is also
+   person, a handoff to a rep or a disqualification ends every sequence of the lead at once (`end_sequences` is also
    called eagerly by the turn, events, unsubscribes and bounces); a paused lead waits;
 2. quiet — a `quiet_for` step waits until the lead has really been quiet that long;
 3. courtesy — never in quiet hours or on a weekend in the lead's time zone, never more than
@@ -238,6 +238,7 @@ def exit_condition(s: Session, playbook: Playbook, lead: Lead, seq: Sequence, si
          "a meeting is booked"),
         ("sql", lambda: lead.stage == "sql" or lead.score >= playbook.thresholds.sql, "the lead reached SQL"),
         ("human", lambda: lead.human_requested_at is not None or lead.stage == "human", "the lead asked for a person"),
+        ("handed_off", lambda: lead.handed_off_at is not None, "a rep has the lead (handed off)"),
         ("disqualified", lambda: lead.stage == "disqualified",
          f"the lead is disqualified ({lead.disqualified_reason or 'not a fit'})"),
     ]

@@ -70,6 +70,8 @@ def test_the_form_goes_through_the_signed_webhook_and_the_first_touch_is_written
     assert msg.get_body(("plain",)).get_content().startswith("Hi Dana,")
     lead = sdr.lead_detail(mail["lead_id"])
     assert lead["fields"]["seniority"] == "vp" and lead["field_sources"]["role"]["source"] == "form"
+    assert lead["stage"] == "sql" and mail["nurture"] == {"sequences": [], "why_not": "sales-qualified at once: "
+                                                          "handed to a rep, not nurtured"}
     assert lead["fields"]["attribution"]["page_url"] == "http://localhost/"     # the demo page sent it
 
     # JSON works too; the same person sending the same form again within a day is a duplicate (issue 12),
@@ -79,6 +81,33 @@ def test_the_form_goes_through_the_signed_webhook_and_the_first_touch_is_written
     other = client.post("/demo/form", json={**DANA, "message": "And do you support SSO?"})
     assert other.status_code == 202 and other.get_json()["duplicate"] is False
     assert again.get_json()["email"] == "Dana.Whitfield@cedarcare-health.example"
+
+
+def test_a_lead_below_sql_is_shown_its_nurture_plan(make_sdr):
+    """A seller at a small team asks for the guide: not sales-ready, enrolled in new_inbound;
+    /demo/mail shows what the dry run says they would get if they stay quiet (nothing is sent).
+    The same person asking for a demo instead is handed to a rep: not nurtured."""
+    sdr, client, worker = demo_app(make_sdr)
+    sam = {"name": "Sam Ortiz", "email": "sam@smallco.example", "company": "SmallCo", "job_title": "Account Executive",
+           "company_size": "40", "message": "Just researching how to improve forecast accuracy.", "want": "guide"}
+    assert client.post("/demo/form", json={**sam, "want": "brochure"}).status_code == 400
+    assert client.post("/demo/form", json=sam).status_code == 202
+    run_until_idle(worker)
+    mail = client.get("/demo/mail", query_string={"email": sam["email"]}).get_json()
+    assert mail["status"] == "delivered" and mail["nurture"]["why_not"] is None
+    (seq,) = mail["nurture"]["sequences"]
+    assert seq["sequence"] == "new_inbound" and [e["step"] for e in seq["plan"]] == [
+        "awareness_read", "consideration_read", "check_in", "breakup"]
+    first = seq["plan"][0]
+    assert first["url"].startswith("https://pipelark.example/") and first["title"] and first["skipped"] is None
+    assert first["url"] not in mail["text"]                                            # never a piece twice
+    assert [e.kind for e in everything(sdr)].count("email") == 1                         # a dry run sends nothing
+    assert "guide" in mail["text"] and "demo" not in mail["text"].lower()             # a download, not a demo request
+    demo = {**sam, "email": "sam.demo@smallco.example", "want": "demo"}
+    assert client.post("/demo/form", json=demo).status_code == 202
+    run_until_idle(worker)
+    mail = client.get("/demo/mail", query_string={"email": demo["email"]}).get_json()
+    assert mail["nurture"]["sequences"] == [] and "rep" in mail["nurture"]["why_not"]
 
 
 def test_outside_demo_mode_the_routes_do_not_exist_and_create_nothing(make_sdr):
@@ -167,6 +196,7 @@ def check_the_page(expect, page, url: str, sdr) -> None:
     assert (text.text_content() or "").startswith("Hi Dana,")
     expect(text.locator("*")).to_have_count(0)                                        # text, never markup
     expect(page.locator('[data-demo="form-status"]')).to_contain_text("First touch delivered in")
+    expect(page.locator('[data-demo="nurture-plan"]')).to_contain_text("Not nurtured: sales-qualified")   # a VP: a rep's
 
     sdr.settings.demo_mode = False                    # the same page from a production server: no form section
     with page.expect_response(lambda r: r.url.endswith("/demo/form")) as info:

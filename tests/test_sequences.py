@@ -362,6 +362,13 @@ def _human(sdr, lid):
         s.get(Lead, lid).human_requested_at = T0
 
 
+def _handed_off(sdr, lid):
+    from bot.handoff import queue_handoff
+
+    with sdr.store.session() as s:
+        assert queue_handoff(s, sdr.playbook, s.get(Lead, lid), "meeting_requested", T0 + timedelta(hours=1))
+
+
 def _disqualified(sdr, lid):
     with sdr.store.session() as s:
         lead = s.get(Lead, lid)
@@ -370,7 +377,7 @@ def _disqualified(sdr, lid):
 
 @pytest.mark.parametrize("condition, words", [
     (_replied, "replied"), (_sql, "SQL"), (_meeting, "meeting"), (_unsubscribed, "unsubscribed"),
-    (_bounced, "bounced"), (_human, "person"), (_disqualified, "disqualified")])
+    (_bounced, "bounced"), (_human, "person"), (_handed_off, "rep"), (_disqualified, "disqualified")])
 def test_each_exit_condition_ends_the_sequence_before_anything_else_is_sent(sdr, condition, words):
     lid = new_lead(sdr.store, sdr.playbook)
     condition(sdr, lid)

@@ -2,12 +2,15 @@
 backend would and posts them to the generic form webhook, then shows the first touch that arrives.
 
     GET  /demo/form               {"demo": true, "fields": [...]}: the page shows its form only when this answers
-    POST /demo/form               JSON or form-encoded name, email, company, job_title, company_size, message:
+    POST /demo/form               JSON or form-encoded name, email, company, job_title, company_size, message and
+                                  want (demo — the default — or guide, the forecasting guide):
                                   signed with SDR_FORM_SECRET (one made for the process when unset) and
                                   posted to POST /webhooks/forms/generic through the app itself, so the demo
                                   goes through the real signed webhook; answers its JSON (202) plus "email"
     GET  /demo/mail?email=ADDR    the latest first touch queued for ADDR: subject, text part, outbox
-                                  status and where it went (the .eml path, or "sent by SMTP"); 404 until one exists
+                                  status and where it went (the .eml path, or "sent by SMTP"); 404 until one exists;
+                                  once it is delivered, "nurture": what the lead's sequences would send over 30 days
+                                  if they stay quiet (bot.sequences.simulate), or why they are not nurtured
 
 Outside demo mode every route here answers 404 and does nothing: they show email content and let
 a browser make the server send email, which a production server never does. A POST whose Origin is
@@ -35,6 +38,8 @@ from .errors import ApiError
 bp = Blueprint("demo_form", __name__)
 
 FIELDS = ("name", "email", "company", "job_title", "company_size", "message")
+# What the visitor asks for: the playbook's forms.generic.by_form maps the form's name to its event
+WANTS = {"demo": None, "guide": "Get the forecasting guide"}
 MAX_CHARS = {"message": 4000}          # every other field: 300
 WEBHOOK = "/webhooks/forms/generic"
 _secret_lock = threading.Lock()
@@ -56,8 +61,14 @@ def form_info() -> Response:
 def submit() -> tuple[Response, int]:
     _same_origin()
     fields = _read_fields()
-    # No form_name: the first touch would quote it to the prospect. The page is the fill's attribution.
-    body = json.dumps({**fields, "page_url": request.url_root, "event_id": f"demo_{secrets.token_hex(8)}"}).encode()
+    want = (request.get_json(silent=True) or {}).get("want") if request.is_json else request.form.get("want")
+    if want not in (None, "", *WANTS):
+        raise ApiError(400, "bad_field", f"want: one of {', '.join(WANTS)}")
+    # A demo request has no form_name (the first touch would quote it); the guide form is named, which
+    # makes it a content download (playbook forms.generic.by_form). The page is the fill's attribution.
+    named = {"form_name": WANTS[want]} if want and WANTS[want] else {}
+    body = json.dumps({**fields, **named, "page_url": request.url_root,
+                       "event_id": f"demo_{secrets.token_hex(8)}"}).encode()
     sdr = current_app.extensions["sdr"]
     t = int(sdr.clock().replace(tzinfo=timezone.utc).timestamp())   # the webhook checks against the SDR's clock
     resp = current_app.test_client().post(WEBHOOK, data=body, content_type="application/json",
@@ -94,9 +105,38 @@ def mail() -> Response:
         text, _html = render(payload, footer_address=company.postal_address, company=company.name)
     except PayloadError as e:
         text = f"(this payload cannot make an email: {e})"
+    nurture = _nurture(sdr, found["lead_id"]) if status != "pending" and found["lead_id"] else None
     return jsonify({"email": payload.get("to"), "to_name": payload.get("to_name"), "subject": payload.get("subject"),
                     "greeting": payload.get("greeting"), "text": text, "message_id": payload.get("message_id"),
-                    "status": status, "path": result.get("path"), "delivery": _delivery(status, result), **found})
+                    "status": status, "path": result.get("path"), "delivery": _delivery(status, result),
+                    "nurture": nurture, **found})
+
+
+def _nurture(sdr: Any, lead_id: str) -> dict[str, Any]:
+    """The lead's nurture for the demo: {"sequences": [{"sequence", "plan": [{"at", "step", "url",
+    "title", "skipped"}]}], "why_not": str | None} — the dry run of each active sequence over 30 days."""
+    from bot.sequences import enrolments_view, simulate
+    from bot.store import Lead
+
+    with sdr.store.session() as s:
+        lead = s.get(Lead, lead_id)
+        stage = lead.stage if lead is not None else None
+        handed = lead is not None and lead.handed_off_at is not None
+        view = enrolments_view(s, sdr.playbook, lead_id)
+    active = [e["sequence"] for e in view["enrolments"] if e["status"] == "active"]
+    if not active:
+        why = {"sql": "sales-qualified at once: handed to a rep, not nurtured",
+               "meeting_booked": "a meeting is booked: not nurtured", "human": "asked for a person: a rep follows up",
+               "disqualified": "not a fit: not nurtured"}.get(stage or "") or \
+            ("handed to a rep, who follows up: not nurtured" if handed else "no sequence enrols this lead")
+        return {"sequences": [], "why_not": why}
+    titles = {meta.get("url"): meta.get("title") for _text, meta in (sdr.kb.corpus() if sdr.kb is not None else [])}
+    out = []
+    for seq_id in active:
+        plan = simulate(sdr, seq_id, lead_id, 30, sdr.clock())
+        out.append({"sequence": seq_id, "plan": [{**e, "title": titles.get(e["url"])} for e in plan["events"]],
+                    "waits_for": plan["not_simulated"]})
+    return {"sequences": out, "why_not": None}
 
 
 def _same_origin() -> None:
