@@ -9,6 +9,7 @@ leads. Every instant is fixed (the runner is given `now`), so the tests pass at 
 """
 from __future__ import annotations
 
+import json
 import os
 import threading
 from datetime import datetime, timedelta
@@ -66,9 +67,10 @@ def playbook_with(**changes: Any) -> Playbook:
 
 
 def runner(sdr: Any, playbook: Playbook | None = None, store: Store | None = None, worker_id: str | None = None,
-           **kw: Any) -> SequenceRunner:
-    """A runner on the module's content store, with another playbook or store when given."""
-    shadow = SimpleNamespace(store=store or sdr.store, playbook=playbook or sdr.playbook, kb=sdr.kb, brain=sdr.rules,
+           brain: Any = None, **kw: Any) -> SequenceRunner:
+    """A runner on the module's content store, with another playbook, store or brain when given."""
+    shadow = SimpleNamespace(store=store or sdr.store, playbook=playbook or sdr.playbook, kb=sdr.kb,
+                             brain=brain or sdr.rules,
                              settings=sdr.settings, clock=sdr.clock, on_queued=None)
     r = SequenceRunner(shadow, **({"worker_id": worker_id} if worker_id else {}), **kw)
     r._last_scan = T0   # no chat scan unless a test asks
@@ -425,6 +427,70 @@ def test_pausing_stops_the_sequence_until_resumed(sdr):
     assert sdr.resume_nurture(lid)
     assert r.run_once(T0 + timedelta(days=6, hours=1, minutes=1)) == {"sent": 1}
     assert not sdr.pause_nurture("lead_nope")
+
+
+# -- words ------------------------------------------------------------------------------------------
+
+
+def model_brain(sdr, fake_openai):
+    from bot.brain import FallbackBrain
+    from integrations.llm import LLMConfig, build_chat_model
+    from integrations.llm.model_brain import ModelBrain
+
+    cfg = LLMConfig(provider="openai", model="local", base_url=fake_openai.base_url, api_key="test")
+    return FallbackBrain(ModelBrain(sdr.playbook, build_chat_model(cfg, 5.0), model_name="local"), sdr.rules)
+
+
+def test_a_configured_model_writes_the_nurture_email_from_the_piece(sdr, fake_openai):
+    lid = new_lead(sdr.store, sdr.playbook)
+    words = "Dana, the guide below walks through how RevOps teams measure forecast accuracy.\n\nWorth a look?"
+    fake_openai.script({"content": words})
+    assert runner(sdr, brain=model_brain(sdr, fake_openai)).run_once(T0 + timedelta(days=1)) == {"sent": 1}
+    (mail,) = emails(sdr.store, lid)
+    assert mail.payload["writer"] == "model" and mail.payload["paragraphs"] == [
+        "Dana, the guide below walks through how RevOps teams measure forecast accuracy.", "Worth a look?"]
+    assert mail.payload["greeting"] == "Hi Dana," and "automated assistant" in mail.payload["signoff"]
+    prompt = json.dumps(fake_openai.requests[0]["messages"])
+    assert "nurture email" in prompt and "PIECE" in prompt and mail.payload["links"][0]["title"] in prompt
+    assert f"{lid}@example.com" not in prompt                       # the address is not the model's business
+
+
+@pytest.mark.parametrize("answer", [
+    {"content": "Teams like Acme Corp cut forecast error by 73% in 2 weeks. Want the numbers?"},   # invented facts
+    {"content": "Is forecasting a priority? Who owns it? When do you plan to decide?"},            # three questions
+    {"status": 500}])
+def test_an_ungrounded_or_failed_model_email_falls_back_to_the_template(sdr, fake_openai, answer):
+    lid = new_lead(sdr.store, sdr.playbook)
+    fake_openai.default = answer
+    assert runner(sdr, brain=model_brain(sdr, fake_openai)).run_once(T0 + timedelta(days=1)) == {"sent": 1}
+    (mail,) = emails(sdr.store, lid)
+    text = " ".join(mail.payload["paragraphs"])
+    assert mail.payload["writer"] == "template" and "73%" not in text and "Acme" not in text
+    assert (mail.payload["question"] or "").count("?") <= 1 and "?" not in text
+
+
+def test_a_chat_that_went_quiet_with_an_email_is_enrolled(sdr):
+    from bot.sequences import enrol_ended_chats
+    from bot.turn import Inbound
+
+    out = sdr.handle(Inbound(text="Hi, I'm Ravi, ravi@quietco.example. Just looking at forecasting tools.", at=T0))
+    lid = out.lead["id"]
+    assert out.lead["stage"] in ("new", "engaged", "mql")
+    assert enrol_ended_chats(sdr.store, sdr.playbook, T0 + timedelta(minutes=29)) == 0      # still chatting
+    assert enrol_ended_chats(sdr.store, sdr.playbook, T0 + timedelta(minutes=31)) == 1
+    assert enrolment(sdr.store, lid).trigger == "chat_ended_unqualified"
+    assert enrol_ended_chats(sdr.store, sdr.playbook, T0 + timedelta(minutes=40)) == 0      # once
+
+
+def test_forgetting_a_person_removes_their_sequences(sdr):
+    from bot.privacy import forget_person
+
+    lid = new_lead(sdr.store, sdr.playbook)
+    runner(sdr).run_once(T0 + timedelta(days=1))
+    sdr.pause_nurture(lid)
+    r = forget_person(sdr.store, f"{lid}@example.com", sdr.settings.data_dir, sdr.settings.log_dir)
+    assert r["deleted"]["sequence_enrollments"] == 1 and r["deleted"]["sequence_steps"] >= 2
+    assert r["deleted"]["nurture_pauses"] == 1 and steps(sdr.store, lid) == {}
 
 
 # -- workers ------------------------------------------------------------------------------------------
