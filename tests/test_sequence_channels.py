@@ -480,12 +480,16 @@ def test_the_api_shows_the_enrolment_and_pauses_and_resumes_it(sdr, worker, app,
     assert r.status_code == 401 and r.get_json()["error"]["code"] == "unauthorized"   # but a cookie alone changes nothing
     assert api.get(f"/api/leads/{lead_id}").get_json()["nurture"]["paused"] is False
 
+    page = operator.get(f"/leads/{lead_id}").get_data(as_text=True)              # the team page shows it too
+    assert "<h2>Nurture" in page and "awareness_read" in page and "scheduled" in page
+
     r = api.post(f"/api/leads/{lead_id}/pause")
     assert r.status_code == 200
     body = r.get_json()
     assert body["lead_id"] == lead_id and body["nurture"]["paused"] is True
     assert {st["status"] for st in body["nurture"]["enrolments"][0]["steps"]} == {"paused"}
     assert api.get(f"/api/leads/{lead_id}").get_json()["nurture"]["paused"] is True
+    assert "· paused</span>" in operator.get(f"/leads/{lead_id}").get_data(as_text=True)
     assert run_hours(module_clock, worker, START, 26, mail, email) == []        # paused: the awareness piece waits
     assert api.post("/api/leads/lead_nope/pause").status_code == 404
     assert api.post("/api/leads/lead_nope/resume").status_code == 404
