@@ -41,6 +41,30 @@ def enqueue(s: Any, *, kind: str, key: str, lead_id: str | None, payload: dict[s
     return entry
 
 
+def claim_rows(store: Store, model: Any, due: Any, order: tuple[Any, ...], limit: int, worker_id: str,
+               until: datetime, retries: int = 3) -> list[int]:
+    """Claim up to `limit` rows of `model` matching `due` for `worker_id` until `until` (a lease):
+    sets locked_by, locked_until and attempts + 1, and returns the ids this worker got. On
+    PostgreSQL the rows are selected FOR UPDATE SKIP LOCKED; everywhere the conditional UPDATE is
+    the claim, so a row another worker took in between is not ours. SQLite has no SKIP LOCKED: a
+    worker that lost every row it saw looks again (`retries` times in all)."""
+    for _ in range(max(1, retries)):
+        with store.session() as s:
+            q = select(model.id).where(due).order_by(*order).limit(limit)
+            if s.bind.dialect.name == "postgresql":
+                q = q.with_for_update(skip_locked=True)
+            ids = list(s.scalars(q))
+            if not ids:
+                return []
+            s.execute(update(model).where(model.id.in_(ids), due)
+                      .values(locked_by=worker_id, locked_until=until, attempts=model.attempts + 1))
+            mine = list(s.scalars(select(model.id).where(model.id.in_(ids), model.locked_by == worker_id,
+                                                         model.locked_until == until)))
+        if mine:
+            return mine
+    return []
+
+
 class RetryLater(Exception):
     """A temporary failure; `after_s` is how long the other side asked us to wait (Retry-After).
     `not_done`: the other side certainly did nothing (e.g. a 429); otherwise — a timeout, a reset
@@ -106,20 +130,13 @@ class OutboxWorker:
         due = and_(OutboxEntry.status == "pending", OutboxEntry.next_attempt_at <= now, OutboxEntry.kind.in_(kinds),
                    or_(OutboxEntry.locked_until.is_(None), OutboxEntry.locked_until < now))
         until = now + timedelta(seconds=self.lease_s)
+        # Write-ahead: the attempt is counted before anyone calls out, so after a crash mid-delivery the
+        # next worker knows it may have been done and looks before doing it again.
+        ids = claim_rows(self.store, OutboxEntry, due, (OutboxEntry.id,), limit, self.worker_id, until, retries=1)
+        if not ids:
+            return []
         with self.store.session() as s:
-            q = select(OutboxEntry.id).where(due).order_by(OutboxEntry.id).limit(limit)
-            if s.bind.dialect.name == "postgresql":
-                q = q.with_for_update(skip_locked=True)
-            ids = list(s.scalars(q))
-            if not ids:
-                return []
-            # The conditional UPDATE is the claim: a row another worker took in between is not ours.
-            # Write-ahead: the attempt is counted before anyone calls out, so after a crash mid-delivery
-            # the next worker knows it may have been done and looks before doing it again.
-            s.execute(update(OutboxEntry).where(OutboxEntry.id.in_(ids), due)
-                      .values(locked_by=self.worker_id, locked_until=until, attempts=OutboxEntry.attempts + 1))
-            rows = s.scalars(select(OutboxEntry).where(OutboxEntry.id.in_(ids), OutboxEntry.locked_by == self.worker_id,
-                                                       OutboxEntry.locked_until == until)).all()
+            rows = s.scalars(select(OutboxEntry).where(OutboxEntry.id.in_(ids)).order_by(OutboxEntry.id)).all()
             return [Delivery(r.id, r.kind, r.lead_id, r.idempotency_key, dict(r.payload or {}), r.attempts - 1,
                              dict(r.result or {})) for r in rows]
 

@@ -63,6 +63,18 @@ class FormSource(_Strict):
     by_form: dict[str, str] = {}
 
 
+def _zone(v: str) -> str:
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+    try:
+        ZoneInfo(v)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(f"unknown time zone {v!r}; use an IANA name like Europe/Berlin or America/New_York") from None
+    return v
+
+
+TimeZoneName = Annotated[str, AfterValidator(_zone)]   # an IANA time zone (zoneinfo knows it)
+
+
 class Thresholds(_Strict):
     mql: float = 25
     sql: float = 50
@@ -186,19 +198,10 @@ class Rep(_Strict):
     name: str
     email: str
     slack_user_id: str | None = None
-    timezone: str = "UTC"
+    timezone: TimeZoneName = "UTC"
     working_hours: str = "09:00-17:00"                       # local time, e.g. "09:00-17:30"
     working_days: list[Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]] = ["mon", "tue", "wed", "thu", "fri"]  # type: ignore[valid-type]
 
-    @field_validator("timezone")
-    @classmethod
-    def _tz(cls, v: str) -> str:
-        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
-        try:
-            ZoneInfo(v)
-        except (ZoneInfoNotFoundError, ValueError):
-            raise ValueError(f"unknown time zone {v!r}; use an IANA name like Europe/Berlin") from None
-        return v
 
     @field_validator("working_hours")
     @classmethod
@@ -484,7 +487,7 @@ class Limits(_Strict):
     emails_per_lead_per_week: int = Field(default=2, ge=0)
     quiet_hours: str | None = "20:00-08:00"
     skip_weekends: bool = True
-    timezone: str = "America/New_York"
+    timezone: TimeZoneName = "America/New_York"
 
     @field_validator("quiet_hours")
     @classmethod
@@ -496,15 +499,6 @@ class Limits(_Strict):
             raise ValueError(f"quiet_hours {v!r} should look like 20:00-08:00 (local time; may cross midnight)")
         return v.strip()
 
-    @field_validator("timezone")
-    @classmethod
-    def _tz(cls, v: str) -> str:
-        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
-        try:
-            ZoneInfo(v)
-        except (ZoneInfoNotFoundError, ValueError):
-            raise ValueError(f"unknown time zone {v!r}; use an IANA name like America/New_York") from None
-        return v
 
 
 @lru_cache(maxsize=1)

@@ -50,6 +50,7 @@ from .brain import BrainUnavailable, load_prompt
 from .emails import EMAIL_EXEMPT_FROM_CAPS, lead_token, queue_email
 from .guard import evidence_text, ungrounded_claims
 from .playbook import Limits, Playbook, Sequence, SequenceStep
+from .outbox import claim_rows
 from .policy import lead_context
 from .store import (Activity, ContentSent, Conversation, EmailStatus, Enrollment, Lead, Meeting, Message, NurturePause,
                     OutboxEntry, SequenceStepRun, Store)
@@ -430,23 +431,8 @@ class SequenceRunner:
         due = and_(SequenceStepRun.status == "scheduled", SequenceStepRun.due_at <= now,
                    or_(SequenceStepRun.locked_until.is_(None), SequenceStepRun.locked_until < now))
         until = now + timedelta(seconds=self.lease_s)
-        for _ in range(3):   # SQLite has no SKIP LOCKED: a runner that lost every row it saw looks again
-            with self.sdr.store.session() as s:
-                q = select(SequenceStepRun.id).where(due).order_by(SequenceStepRun.due_at, SequenceStepRun.id).limit(limit)
-                if s.bind.dialect.name == "postgresql":
-                    q = q.with_for_update(skip_locked=True)
-                ids = list(s.scalars(q))
-                if not ids:
-                    return []
-                # the conditional UPDATE is the claim: a row another runner took in between is not ours
-                s.execute(update(SequenceStepRun).where(SequenceStepRun.id.in_(ids), due)
-                          .values(locked_by=self.worker_id, locked_until=until, attempts=SequenceStepRun.attempts + 1))
-                mine = list(s.scalars(select(SequenceStepRun.id).where(SequenceStepRun.id.in_(ids),
-                                                                       SequenceStepRun.locked_by == self.worker_id,
-                                                                       SequenceStepRun.locked_until == until)))
-            if mine:
-                return mine
-        return []
+        return claim_rows(self.sdr.store, SequenceStepRun, due, (SequenceStepRun.due_at, SequenceStepRun.id), limit,
+                          self.worker_id, until)
 
     def run_once(self, now: datetime | None = None, limit: int = 20) -> dict[str, int]:
         """Enrol chats that ended, then claim and run the steps due as of `now` (default: the
