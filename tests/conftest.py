@@ -219,6 +219,40 @@ def settings(data_dir: Path) -> Any:
     return Settings.from_env(data_dir=str(data_dir))
 
 
+EMBEDDINGS_ENV = "SDR_TEST_EMBEDDINGS"
+
+
+def save_embeddings(embedder: Any, path: Path) -> int:
+    """Write what the bundled embedder has embedded so far (its cache: key of the text -> vector) to
+    `path`, for a pytest process this one starts (SDR_TEST_EMBEDDINGS=path) to start from instead of
+    embedding the same texts again with the same model. Returns how many; 0 if it keeps no cache."""
+    import numpy as np
+
+    cache = getattr(embedder, "_cache", None)
+    if not isinstance(cache, dict) or not cache:
+        return 0
+    keys = list(cache)
+    np.savez(path, model=np.array(getattr(embedder, "name", "")), keys=np.array(keys),
+             vectors=np.stack([np.asarray(cache[k], dtype=np.float32) for k in keys]))
+    return len(keys)
+
+
+def load_embeddings(embedder: Any) -> int:
+    """Into the bundled embedder's cache: the vectors the parent process saved (save_embeddings) for
+    the same model, when SDR_TEST_EMBEDDINGS names them. Returns how many."""
+    import numpy as np
+
+    path, remember = os.environ.get(EMBEDDINGS_ENV), getattr(embedder, "_remember", None)
+    if not path or remember is None or not Path(path).is_file():
+        return 0
+    with np.load(path, allow_pickle=False) as saved:
+        if str(saved["model"]) != getattr(embedder, "name", None):
+            return 0
+        for key, vector in zip(saved["keys"].tolist(), saved["vectors"]):
+            remember(key, vector)
+        return len(saved["keys"])
+
+
 class SampleStore:
     """The sample content ingested once per test process, into a store of its own (the real
     KnowledgeBase.ingest, run once); a test's fresh data dir gets a copy of that store's files
@@ -249,6 +283,7 @@ class SampleStore:
                 s = settings.model_copy(update={"data_dir": self.root / "sdr-data"})
                 s.ensure_dirs()
                 kb = KnowledgeBase(s)
+                load_embeddings(kb.embedder)   # in a process a test started: what its parent embedded
                 kb.ingest([SAMPLE], progress=False)
                 assert kb.count() > 0, "the sample content ingested nothing"
                 self._chroma = Path(s.chroma_dir)
