@@ -10,7 +10,8 @@ time-machine, SDR_TEST_FAKE_NOW) to two instants chosen to be awkward:
 
 Both run in one process (each test once per instant), and that process starts from the vectors this
 one embedded (the sample content, the intent examples; conftest: save_embeddings), so the same texts
-are not embedded again by the same model. By hand, any instant or several: `SDR_TEST_FAKE_NOW=2026-12-01T14:00:00Z pytest tests/`.
+are not embedded again by the same model.
+By hand, any instant or several: `SDR_TEST_FAKE_NOW=2026-12-01T14:00:00Z pytest tests/`.
 """
 from __future__ import annotations
 
