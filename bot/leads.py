@@ -106,7 +106,7 @@ def lead_detail(store: Store, playbook: Playbook, lead_id: str) -> dict[str, Any
     """Everything about one lead for the team: the view plus field sources, every score event,
     the transcript (agent messages with model, latency and cost), outbox actions, content sent.
     Raises NotFound."""
-    with store.session() as s:
+    with store.session(readonly=True) as s:
         lead = s.get(Lead, lead_id)
         if lead is None:
             raise NotFound(f"no lead with id {lead_id!r}")

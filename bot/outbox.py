@@ -279,6 +279,6 @@ def retry_entry(store: Store, entry_id: int, now: datetime | None = None) -> Out
 
 
 def list_entries(store: Store, statuses: tuple[str, ...] = ("pending", "dead"), limit: int = 100) -> list[OutboxEntry]:
-    with store.session() as s:
+    with store.session(readonly=True) as s:
         return list(s.scalars(select(OutboxEntry).where(OutboxEntry.status.in_(statuses))
                               .order_by(OutboxEntry.id.desc()).limit(limit)))

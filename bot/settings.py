@@ -92,6 +92,11 @@ class Settings(BaseSettings):
     rate_limit_storage: str = _env("SDR_RATE_LIMIT_STORAGE", "memory://",
                                    "Where rate limits are counted: memory:// (this process) or redis://host:6379 "
                                    "(shared by every process).", examples=["redis://127.0.0.1:6379"])
+    redis_url: str | None = _env("SDR_REDIS_URL", None,
+                                 "Redis for what several processes share: the per-visitor turn lock and (unless "
+                                 "SDR_RATE_LIMIT_STORAGE says otherwise) the rate limits. Unset: the lock is PostgreSQL's "
+                                 "advisory lock, or on SQLite a file lock in the data dir (every process on this host).",
+                                 examples=["redis://127.0.0.1:6379/0"])
     max_message_chars: int = _env("SDR_MAX_MESSAGE_CHARS", 4000, "The longest message a visitor may send.", ge=1)
     max_body_bytes: int = _env("SDR_MAX_BODY_BYTES", 64 * 1024, "The largest request body the API accepts.", ge=1)
     turn_deadline_s: float = _env("SDR_TURN_DEADLINE_S", 8.0,
@@ -242,6 +247,13 @@ class Settings(BaseSettings):
             raise ValueError("must be a finite number of seconds (a visitor never waits forever)")
         return v
 
+    @field_validator("redis_url", mode="after")
+    @classmethod
+    def _redis(cls, v: str | None) -> str | None:
+        if v and not v.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError("use a redis://host:port/db URL (or rediss:// for TLS)")
+        return v or None
+
     @field_validator("rate_limit_storage", mode="after")
     @classmethod
     def _storage(cls, v: str) -> str:
@@ -278,6 +290,8 @@ class Settings(BaseSettings):
         self.data_dir = Path(self.data_dir).resolve()
         if not self.database_url:
             self.database_url = f"sqlite:///{self.data_dir / 'sdr.db'}"
+        if self.redis_url and self.rate_limit_storage == "memory://" and _env_value("SDR_RATE_LIMIT_STORAGE") is None:
+            self.rate_limit_storage = self.redis_url   # one Redis for everything shared, unless told otherwise
         if self.caldav_password is None and _env_value("SDR_CALDAV_PASSWORD") == "":
             self.caldav_password = SecretStr("")      # an empty password is a password (a server without one)
         return self

@@ -278,13 +278,24 @@ class Store:
                 cur.execute("PRAGMA foreign_keys=ON")
                 cur.execute("PRAGMA busy_timeout=30000")
                 cur.close()
+                dbapi_conn.isolation_level = None   # SQLAlchemy emits BEGIN itself (below), not the driver
+
+            @event.listens_for(self.engine, "begin")
+            def _begin(conn):  # noqa: ANN001
+                # A unit of work that may write takes the write lock at BEGIN (IMMEDIATE): it then waits its
+                # turn (busy_timeout) instead of failing with "database is locked" when it read a snapshot
+                # another writer changed. Read-only sessions (session(readonly=True)) begin DEFERRED: WAL
+                # lets them read beside a writer. https://www.sqlite.org/lang_transaction.html
+                conn.exec_driver_sql("BEGIN" if conn.get_execution_options().get("sdr_readonly") else "BEGIN IMMEDIATE")
         Base.metadata.create_all(self.engine)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+        self._readonly = sessionmaker(self.engine.execution_options(sdr_readonly=True), expire_on_commit=False)
 
     @contextmanager
-    def session(self) -> Iterator[Session]:
-        """A unit of work: everything inside commits together or not at all."""
-        s = self._sessions()
+    def session(self, readonly: bool = False) -> Iterator[Session]:
+        """A unit of work: everything inside commits together or not at all. `readonly=True` for
+        reads only (on SQLite it does not take the write lock; a write in it may fail when busy)."""
+        s = (self._readonly if readonly else self._sessions)()
         try:
             yield s
             s.commit()
@@ -300,7 +311,7 @@ class Store:
     # -- reads used by the API and the CLI ----------------------------------------------------
 
     def list_leads(self, limit: int = 50) -> list[dict[str, Any]]:
-        with self.session() as s:
+        with self.session(readonly=True) as s:
             last_msg = (select(Message.lead_id, func.max(Message.id).label("mid"))
                         .group_by(Message.lead_id).subquery())
             rows = s.execute(

@@ -8,9 +8,7 @@ scoring.py, policy.py, sequences.py, meetings.py, compose.py, guard.py); this fi
 short transactions with the brain and the calendar called between them: a slow model never holds a lock."""
 from __future__ import annotations
 
-import threading
 import time
-import zlib
 from datetime import datetime
 from typing import Any, Callable, Iterator
 
@@ -29,6 +27,7 @@ from .inbound import Inbound, InputError, NotFound, validate
 from .intake import Intake
 from .intents import LazyIntentModel, recognise
 from .language import DEFAULT, conversation_language, warm as language_warm
+from .locks import TurnLocks
 from .leads import add_agent_message, add_visitor_message, history, lead_view, open_conversation, retry_of
 from .meetings import (MeetingOutcome, offered_slots, record_meeting, request_meeting, run_meeting,
                        visitor_timezone)
@@ -65,7 +64,7 @@ class SDR(Intake):
         self.clock = clock or utcnow   # naive UTC now; tests and simulations inject their own
         self.calendar: CalendarBackend | None = None   # set by the composition root
         self.counters: dict[str, int] = {"turns": 0, "guard_fallbacks": 0}
-        self._locks = [threading.Lock() for _ in range(64)]
+        self.locks = TurnLocks(redis_url=self.settings.redis_url, engine=self.store.engine, lock_dir=self.settings.data_dir / "locks")
 
     def warm(self) -> None:
         """Load now what a first turn would wait for (places ~1 s, languages, intent examples ~1-2 s)."""
@@ -94,10 +93,9 @@ class SDR(Intake):
 
     def _locked(self, inbound: Inbound, stream: bool) -> Iterator[dict[str, Any]]:
         text, session_id = validate(inbound, self.settings.max_message_chars)   # raises before the first event
-        lock = self._locks[zlib.crc32(session_id.encode()) % len(self._locks)]
 
         def run() -> Iterator[dict[str, Any]]:
-            with lock:   # two messages of one visitor never race
+            with self.locks.hold(session_id):   # two messages of one visitor never race, in any process
                 yield from self._run(inbound, text, session_id, stream)
         return run()
 

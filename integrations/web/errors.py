@@ -8,6 +8,7 @@ import logging
 from flask import Flask, Response, current_app, jsonify, request
 from werkzeug.exceptions import HTTPException
 
+from bot.locks import Busy
 from bot.turn import InputError
 
 log = logging.getLogger("sdr.web")
@@ -38,6 +39,13 @@ def _input_error(e: InputError) -> Response:
     return error_response(e.status, e.code, str(e))
 
 
+def _busy(e: Busy) -> Response:
+    """Another message of this chat session is still being answered (and did not finish within the
+    lock's wait): try again in a moment."""
+    return error_response(429, "turn_in_progress", "the previous message of this session is still being answered; "
+                          "send this one again in a moment", {"Retry-After": "1"})
+
+
 def _http_error(e: HTTPException) -> Response:
     status = e.code or 500
     messages = {413: f"the request body is over {current_app.config['MAX_CONTENT_LENGTH'] // 1024} KB",
@@ -63,6 +71,7 @@ def _unexpected(e: Exception) -> Response:
 def register_error_handlers(app: Flask) -> None:
     app.register_error_handler(ApiError, _api_error)
     app.register_error_handler(InputError, _input_error)
+    app.register_error_handler(Busy, _busy)
     app.register_error_handler(HTTPException, _http_error)
     app.register_error_handler(UnicodeDecodeError, _undecodable)
     app.register_error_handler(Exception, _unexpected)
