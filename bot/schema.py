@@ -93,28 +93,41 @@ def _our_tables() -> frozenset[str]:
     return frozenset(Base.metadata.tables)
 
 
-def prepare(engine: Engine) -> Outcome:
-    """Bring the database to head, whatever state it is in (see the module's docstring)."""
+def prepare(engine: Engine, upgrade: bool = True) -> Outcome:
+    """Bring the database to head, whatever state it is in (see the module's docstring).
+    `upgrade=False`: create a new database and stamp one from before migrations, but leave an
+    upgrade to the operator (`sdr db upgrade`): a database behind head raises SchemaError."""
     with _exclusive(engine) as conn:
         tables = set(inspect(conn).get_table_names())
-        ctx = MigrationContext.configure(conn)
-        before = ctx.get_current_revision() if VERSION_TABLE in tables else None
+        before = _version(conn) if VERSION_TABLE in tables else None
         if not tables & _our_tables():
             from bot.store import Base
             Base.metadata.create_all(conn)
-            ctx.stamp(_script(), "head")
+            MigrationContext.configure(conn).stamp(_script(), "head")
             outcome = Outcome("created", before, head())
-        elif before is None:
-            start = _adopt(conn, tables)
-            ctx.stamp(_script(), start)
-            _upgrade(conn, start)
-            outcome = Outcome("adopted", start, head())
         else:
-            _upgrade(conn, before)
-            outcome = Outcome("upgraded" if before != head() else "current", before, head())
+            start = before
+            if start is None:
+                start = _adopt(conn, tables)
+                MigrationContext.configure(conn).stamp(_script(), start)
+            if start != head() and not upgrade:
+                raise SchemaError(f"the database is at revision {start}, this version of Open SDR needs {head()}: "
+                                  "run `sdr db upgrade` (back the database up first)")
+            _upgrade(conn, start)
+            action = "adopted" if before is None else "upgraded" if before != head() else "current"
+            outcome = Outcome(action, start, head())
     if outcome.action != "current":
         log.info("database schema: %s", outcome)
     return outcome
+
+
+def _version(conn: Connection) -> str | None:
+    """The revision in alembic_version (read directly: a MigrationContext logs on every start)."""
+    rows = conn.execute(text(f"SELECT version_num FROM {VERSION_TABLE}")).scalars().all()
+    if len(rows) > 1:
+        raise SchemaError(f"the database has several schema versions ({', '.join(rows)}); Open SDR keeps one line "
+                          "of migrations: fix alembic_version by hand or restore a backup")
+    return rows[0] if rows else None
 
 
 def _upgrade(conn: Connection, start: str) -> None:
@@ -216,4 +229,4 @@ def current(url_or_engine: str | Engine) -> str | None:
     with _engine(url_or_engine) as engine, engine.connect() as conn:
         if not inspect(conn).has_table(VERSION_TABLE):
             return None
-        return MigrationContext.configure(conn).get_current_revision()
+        return _version(conn)

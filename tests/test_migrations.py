@@ -31,7 +31,8 @@ ROOT = Path(__file__).resolve().parent.parent
 RELEASE = "e075b0e"
 HEAD = "0002_nurture_sequences"
 PG = os.environ.get("SDR_TEST_DATABASE_URL")
-NEEDS_PG = "set SDR_TEST_DATABASE_URL (e.g. postgresql+psycopg://postgres@127.0.0.1:5432/test) to test the PostgreSQL path; .ci/run does"
+NEEDS_PG = ("set SDR_TEST_DATABASE_URL (e.g. postgresql+psycopg://postgres@127.0.0.1:5432/test) to test the "
+            "PostgreSQL path; .ci/run does")
 WRITE_ONE = ("write a migration: `alembic -c bot/migrations/alembic.ini revision --autogenerate --rev-id 0003_<what> "
              "-m '<what>'` against a database at head (`sdr db upgrade`), then read the file it wrote in "
              "bot/migrations/versions/")
@@ -225,10 +226,11 @@ CREATE INDEX ix_messages_lead_id ON messages (lead_id);
 # ---------------------------------------------------------------------------------------------
 # databases: an empty one on SQLite (a file) or PostgreSQL (a fresh schema of the test server)
 
-@pytest.fixture(params=["sqlite", "sqlite-immediate", "postgresql"])
+@pytest.fixture(params=["sqlite", "postgresql"])
 def database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    """The URL of an empty database. `sqlite-immediate`: engines on it are configured as the Store's
-    (the driver in autocommit, SQLAlchemy's "begin" emitting BEGIN IMMEDIATE)."""
+    """The URL of an empty database. `sqlite-immediate` (where WITH_STORE_ENGINE asks for it): engines
+    on it are configured as the Store's (the driver in autocommit, SQLAlchemy's "begin" emitting
+    BEGIN IMMEDIATE), which prepare must work with too."""
     if request.param.startswith("sqlite"):
         yield f"sqlite:///{tmp_path / 'sdr.db'}"
         return
@@ -244,6 +246,9 @@ def database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
         with admin.begin() as c:
             c.execute(text(f'DROP SCHEMA "{name}" CASCADE'))
         admin.dispose()
+
+
+WITH_STORE_ENGINE = pytest.mark.parametrize("database", ["sqlite", "sqlite-immediate", "postgresql"], indirect=True)
 
 
 def _engine(url: str, immediate: bool = False) -> Engine:
@@ -325,9 +330,9 @@ def add_release_rows(engine: Engine) -> None:
         c.execute(text(f"INSERT INTO messages (conversation_id, lead_id, role, text, meta, at) "
                        f"VALUES ('s_1', 'lead_1', 'visitor', 'we need forecasting', '{{}}', {at})"))
         c.execute(text(
-            "INSERT INTO outbox (lead_id, kind, idempotency_key, payload, status, attempts, created_at, next_attempt_at,"
-            f" result) VALUES ('lead_1', 'handoff', 'handoff:lead_1', '{{\"why\": \"sql\"}}', 'pending', 0, {at}, {at},"
-            " '{}')"))
+            "INSERT INTO outbox (lead_id, kind, idempotency_key, payload, status, attempts, created_at,"
+            " next_attempt_at, result) VALUES ('lead_1', 'handoff', 'handoff:lead_1', '{\"why\": \"sql\"}',"
+            f" 'pending', 0, {at}, {at}, '{{}}')"))
 
 
 def assert_release_rows_kept(engine: Engine) -> None:
@@ -357,6 +362,7 @@ def assert_sequence_tables_work(engine: Engine) -> None:
 # ---------------------------------------------------------------------------------------------
 # the release before migrations, upgraded in place
 
+@WITH_STORE_ENGINE
 def test_release_database_upgrades_in_place(engine: Engine):
     make_release_database(engine)
     add_release_rows(engine)
@@ -417,6 +423,7 @@ def test_a_versioned_database_behind_head_is_upgraded(engine: Engine):
     assert_sequence_tables_work(engine)
 
 
+@WITH_STORE_ENGINE
 def test_a_failed_upgrade_changes_nothing(engine: Engine):
     """The upgrade runs in one transaction: a step that fails leaves the database as it was."""
     _migrate(engine, schema.BASELINE)
@@ -430,6 +437,7 @@ def test_a_failed_upgrade_changes_nothing(engine: Engine):
     assert schema.current(engine) == schema.BASELINE
 
 
+@WITH_STORE_ENGINE
 def test_workers_starting_together_prepare_once(database: str, request: pytest.FixtureRequest):
     immediate = _immediate(request)
     outcomes: list[str] = []
@@ -479,7 +487,8 @@ def test_a_database_older_than_the_baseline_is_refused(sqlite_engine: Engine):
     with sqlite_engine.begin() as c:
         c.exec_driver_sql("DROP TABLE email_status")
         c.exec_driver_sql("ALTER TABLE leads DROP COLUMN claimed_by")
-    with pytest.raises(schema.SchemaError, match=r"older than release e075b0e.*email_status \(table\), leads.claimed_by"):
+    missing = r"older than release e075b0e.*email_status \(table\), leads.claimed_by"
+    with pytest.raises(schema.SchemaError, match=missing):
         schema.prepare(sqlite_engine)
     assert schema.current(sqlite_engine) is None
 
@@ -507,6 +516,17 @@ def test_tables_dropped_but_the_version_left_are_created_again(sqlite_engine: En
     outcome = schema.prepare(sqlite_engine)
     assert (outcome.action, outcome.before) == ("created", HEAD)
     assert _tables(sqlite_engine) == set(Base.metadata.tables) | {"alembic_version"}
+
+
+def test_prepare_without_upgrade_leaves_it_to_the_operator(sqlite_engine: Engine):
+    """prepare(upgrade=False) creates and stamps, but a database behind head is the operator's call."""
+    assert schema.prepare(sqlite_engine, upgrade=False).action == "created"
+    with sqlite_engine.begin() as c:
+        c.exec_driver_sql("UPDATE alembic_version SET version_num = '0001_baseline'")
+        c.exec_driver_sql("DROP TABLE nurture_pauses")
+    with pytest.raises(schema.SchemaError, match="at revision 0001_baseline.*run `sdr db upgrade`"):
+        schema.prepare(sqlite_engine, upgrade=False)
+    assert schema.current(sqlite_engine) == schema.BASELINE
 
 
 def test_the_baseline_revision_is_the_release_schema(sqlite_engine: Engine, tmp_path: Path):
