@@ -57,8 +57,10 @@ def db() -> None:
 @db.command("upgrade")
 @click.pass_context
 def db_upgrade(ctx: click.Context) -> None:
-    """Bring the database to the newest schema (a new one is created; one from before migrations is
-    checked, stamped and upgraded). Safe to run any number of times."""
+    """Bring the database to this version's schema; safe to run again.
+
+    A new database is created at the newest revision; one from before migrations (release e075b0e
+    or later) is checked, stamped and upgraded in place; a versioned one is upgraded."""
     url = _database(ctx)
     outcome = _run(url, schema.upgrade)
     click.echo(f"{_shown(url)}: {outcome}")
