@@ -70,7 +70,7 @@ def db_upgrade(ctx: click.Context) -> None:
 @click.option("--check", is_flag=True, help="Exit 1 unless the database is at the newest revision.")
 @click.pass_context
 def db_current(ctx: click.Context, check: bool) -> None:
-    """Print the revision the database is at (--check: exit 1 unless the newest)."""
+    """Print the revision the database is at; --check: exit 1 unless head."""
     url = _database(ctx)
     revision = _run(url, schema.current)
     head = schema.head()
