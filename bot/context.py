@@ -21,11 +21,21 @@ class TurnResult:
     sources: list[dict[str, str]]
     actions: list[dict[str, Any]]
     score_changes: list[dict[str, Any]]
-    timings_ms: dict[str, float] = field(default_factory=dict)
+    timings_ms: dict[str, float] = field(default_factory=dict)   # by step, and "total"
+    usage: dict[str, Any] = field(default_factory=dict)          # model calls, tokens, model_ms, fallbacks
+    channel: str = "web"
+    first_turn: bool = False                                     # the first message of its conversation
 
     def as_dict(self) -> dict[str, Any]:
         return {"session_id": self.session_id, "reply": self.reply, "lead": self.lead, "sources": self.sources,
                 "actions": self.actions, "score_changes": self.score_changes}
+
+
+def count_turn(counters: dict[str, int], result: TurnResult) -> None:
+    """The SDR's own counters (shown by /healthz): turns, and fallbacks by cause."""
+    counters["turns"] = counters.get("turns", 0) + 1
+    for cause in result.usage.get("fallbacks") or []:
+        counters[f"fallback_{cause}"] = counters.get(f"fallback_{cause}", 0) + 1
 
 
 @dataclass

@@ -22,7 +22,7 @@ from .extract import Understanding
 from .form_fills import with_channel
 from .guard import redact_secrets
 from .handoff import queue_handoff
-from .context import TurnContext, TurnResult
+from .context import TurnContext, TurnResult, count_turn
 from .inbound import Inbound, InputError, NotFound, validate
 from .intake import Intake
 from .intents import LazyIntentModel, recognise
@@ -64,6 +64,7 @@ class SDR(Intake):
         self.clock = clock or utcnow   # naive UTC now; tests and simulations inject their own
         self.calendar: CalendarBackend | None = None   # set by the composition root
         self.counters: dict[str, int] = {"turns": 0, "guard_fallbacks": 0}
+        self.observers: list[Callable[[TurnResult], None]] = [lambda r: count_turn(self.counters, r)]   # must not raise
         self.locks = TurnLocks(redis_url=self.settings.redis_url, engine=self.store.engine, lock_dir=self.settings.data_dir / "locks")
 
     def warm(self) -> None:
@@ -240,8 +241,8 @@ class SDR(Intake):
                 conv = s.get(Conversation, ctx.conv_id)
                 cached = {k: v for k, v in result.as_dict().items() if k != "session_id"}
                 conv.state = {**dict(conv.state or {}), "last_message_id": ctx.inbound.message_id, "last_result": cached}
-        self.counters["turns"] += 1
-        for cause in usage["fallbacks"]:
-            self.counters[f"fallback_{cause}"] = self.counters.get(f"fallback_{cause}", 0) + 1
         result.timings_ms = {**ctx.timings, "total": (time.perf_counter() - ctx.started) * 1000}
+        result.usage, result.channel, result.first_turn = usage, ctx.inbound.channel, ctx.first_turn
+        for observe in self.observers:   # the counters (/healthz), metrics (integrations/web/metrics.py)
+            observe(result)
         return result
