@@ -1,7 +1,7 @@
 """Storage: leads, conversations, messages, score events, activities, content sent, outbox.
 
 SQLAlchemy; SQLite in WAL mode in the data dir by default, PostgreSQL by SDR_DATABASE_URL with the
-same code. The schema is created on first run.
+same code. The schema is brought to the migrations' head at start (bot/schema.py, Alembic).
 """
 from __future__ import annotations
 
@@ -287,7 +287,11 @@ class Store:
                 # another writer changed. Read-only sessions (session(readonly=True)) begin DEFERRED: WAL
                 # lets them read beside a writer. https://www.sqlite.org/lang_transaction.html
                 conn.exec_driver_sql("BEGIN" if conn.get_execution_options().get("sdr_readonly") else "BEGIN IMMEDIATE")
-        Base.metadata.create_all(self.engine)
+        from .schema import prepare
+
+        # the schema at the migrations' head (bot/schema.py): a new database is created, one from before
+        # migrations adopted; SQLite upgrades in place at start, PostgreSQL by `sdr db upgrade` (an operator step)
+        prepare(self.engine, upgrade=url.startswith("sqlite"))
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
         self._readonly = sessionmaker(self.engine.execution_options(sdr_readonly=True), expire_on_commit=False)
 
