@@ -292,7 +292,7 @@ def iter_files(paths: Iterable[str | Path]) -> tuple[list[Path], list[tuple[str,
 
 
 def ingest(paths: Iterable[str | Path], collection: Any, embedder: Any, *, prune: bool = False,
-           progress: bool = True, batch_size: int = 32) -> IngestReport:
+           progress: bool = True, batch_size: int = 64) -> IngestReport:
     import time
 
     from tqdm import tqdm
@@ -302,6 +302,24 @@ def ingest(paths: Iterable[str | Path], collection: Any, embedder: Any, *, prune
     files, report.errors = iter_files(paths)
     report.files = len(files)
     seen_docs: set[str] = set()
+    # Changed chunks of several pieces are embedded together, `batch_size` at a time: the engine runs a
+    # batch's texts in parallel (a piece alone often has 2-5 chunks, too few to keep the cores busy).
+    # A piece's stale chunks are deleted only after its new ones are stored.
+    pending: list[tuple[Document, Chunk]] = []
+    stale_after: list[str] = []
+
+    def flush() -> None:
+        if pending:
+            vecs = embedder.embed_documents_np([embedding_text(d.title, c.heading, c.text) for d, c in pending])
+            collection.upsert(ids=[c.id for _, c in pending], embeddings=[v for v in vecs],
+                              documents=[c.text for _, c in pending], metadatas=[_meta(d, c) for d, c in pending])
+            report.chunks_embedded += len(pending)
+            pending.clear()
+        if stale_after:
+            collection.delete(ids=sorted(stale_after))
+            report.chunks_removed += len(stale_after)
+            stale_after.clear()
+
     bar = tqdm(files, desc="ingest", unit="file", disable=not progress, file=sys.stderr)
     for path in bar:
         bar.set_postfix_str(path.name[:30])
@@ -320,16 +338,11 @@ def ingest(paths: Iterable[str | Path], collection: Any, embedder: Any, *, prune
         old = {i: (m or {}).get("hash") for i, m in zip(existing["ids"], existing["metadatas"] or [])}
         changed = [c for c in chunks if old.get(c.id) != c.hash]
         report.chunks_unchanged += len(chunks) - len(changed)
-        for start in range(0, len(changed), batch_size):
-            part = changed[start: start + batch_size]
-            vecs = embedder.embed_documents_np([embedding_text(doc.title, c.heading, c.text) for c in part])
-            collection.upsert(ids=[c.id for c in part], embeddings=[v for v in vecs],
-                              documents=[c.text for c in part], metadatas=[_meta(doc, c) for c in part])
-            report.chunks_embedded += len(part)
-        stale = set(old) - {c.id for c in chunks}
-        if stale:
-            collection.delete(ids=sorted(stale))
-            report.chunks_removed += len(stale)
+        pending.extend((doc, c) for c in changed)
+        stale_after.extend(set(old) - {c.id for c in chunks})
+        if len(pending) >= batch_size:
+            flush()
+    flush()
     if prune and report.errors:
         report.prune_skipped = True   # a typo'd path or a broken file must not wipe what it would have replaced
     elif prune:
