@@ -79,42 +79,155 @@ def _ingest(sdr: Any, paths: list[str], prune: bool, progress: bool = True) -> i
     return len(report.errors)
 
 
-def _run_server(host: str, port: int, app: Any) -> None:
-    """Serve APP until Ctrl+C (the socket is already known to be free)."""
+def _run_server(host: str, port: int, app: Any, options: Any = None) -> None:
+    """Serve until Ctrl+C (the socket is already known to be free). With `options` (a
+    `ServerOptions`), APP is a factory each gunicorn worker calls after the fork; without, APP is
+    the app itself, served by Werkzeug's development server (`--dev`)."""
+    if options is not None:
+        from integrations.web.server import serve
+
+        serve(app, options, on_worker_ready=_worker_ready)
+        return
     from werkzeug.serving import run_simple
 
     run_simple(host, port, app, threaded=True, use_reloader=False, use_debugger=False)
 
 
-def _serve(sdr: Any, host: str, port: int, worker: bool = True) -> None:
-    from integrations.wiring import build_outbox_worker, build_web_app
+def _server_options(host: str, port: int) -> Any:
+    """The current command's --dev/--workers/--threads/--max-in-flight as `ServerOptions`, or None
+    for --dev (Werkzeug)."""
+    from integrations.web.server import ServerOptions
 
-    if not sdr.settings.public_url:
-        sdr.settings.public_url = f"http://{host}:{port}"
-    app = build_web_app(sdr)
-    for warning in app.extensions.get("sdr.warnings", []):
-        click.secho(f"  {warning}", fg="red", err=True)
+    params = click.get_current_context().params
+    if params.get("dev"):
+        return None
+    try:
+        return ServerOptions(host=host, port=port, workers=params.get("workers") or 0,
+                             threads=params.get("threads") or 0, max_in_flight=params.get("max_in_flight") or 0)
+    except ValueError as e:
+        raise click.UsageError(str(e)) from None
+
+
+_STARTUP_NOTES: list[tuple[str, str]] = []   # (text, colour) a worker prints once: see _worker_ready
+
+
+def _worker_app(settings: Settings, worker: bool) -> Any:
+    """In a gunicorn worker, after the fork: this process's own SDR (database engine, Chroma
+    client, embedding model), web app and, unless --no-worker, outbox worker thread (outbox
+    entries and sequence steps are claimed with leases, so one per worker is safe)."""
+    from integrations.wiring import build_outbox_worker, build_sdr, build_web_app
+
+    settings = settings.model_copy()
+    setup_logging(settings)
+    sdr = build_sdr(settings)
+    app = build_web_app(sdr, settings)
+    _STARTUP_NOTES.extend((w, "red") for w in app.extensions.get("sdr.warnings", []))
+    if sdr.kb is not None and sdr.kb.count() == 0:
+        _STARTUP_NOTES.append(("The content store is empty: the SDR will say it doesn't know. Load content with "
+                               "`sdr ingest PATH` (or `sdr demo` for the sample).", "yellow"))
     if worker:
         w, notes = build_outbox_worker(sdr)
-        for note in notes:
-            click.secho(f"  {note}", fg="yellow")
+        _STARTUP_NOTES.extend((n, "yellow") for n in notes)
         w.start()
+    return app
+
+
+def _worker_ready(age: int) -> None:
+    """The first worker says once what every worker would (warnings, what is not configured)."""
+    if age == 1:
+        for text, colour in _STARTUP_NOTES:
+            click.secho(f"  {text}", fg=colour, err=True)
+
+
+def _serve(sdr: Any, host: str, port: int, worker: bool = True) -> None:
+    """Print where to chat and how to sign in, then serve until Ctrl+C: gunicorn (each worker builds
+    its own SDR from `sdr.settings` after the fork), or Werkzeug with --dev (this `sdr`)."""
+    from integrations.web.access import session_key
+
+    options = _server_options(host, port)
+    if not sdr.settings.public_url:
+        sdr.settings.public_url = f"http://{host}:{port}"
+    if options is None:
+        from integrations.wiring import build_outbox_worker, build_web_app
+
+        app = build_web_app(sdr)
+        for warning in app.extensions.get("sdr.warnings", []):
+            click.secho(f"  {warning}", fg="red", err=True)
+        if worker:
+            w, notes = build_outbox_worker(sdr)
+            for note in notes:
+                click.secho(f"  {note}", fg="yellow")
+            w.start()
+        generated = bool(app.extensions.get("sdr.generated_token"))
+    else:
+        import secrets
+
+        if sdr.kb is not None:   # this process loaded the embedding model and Chroma (sdr demo): start afresh
+            sdr.store.dispose()
+            _exec_serve(host, port, worker, sdr.settings)
+        generated = not sdr.settings.admin_token   # made here, before the fork: every worker signs with it
+        if generated:
+            sdr.settings.admin_token = secrets.token_urlsafe(32)
+        sdr.store.dispose()   # no connection of this process is carried into the workers
+        settings = sdr.settings.model_copy()
+        if settings.embed_threads is None:   # the workers share the cores: no oversubscription
+            from integrations.web.server import cores
+
+            settings.embed_threads = max(1, cores() // options.workers)
+        app = lambda: _worker_app(settings, worker)   # noqa: E731 - called in each worker after the fork
     url = f"http://{host}:{port}"
     click.secho(f"\n  Chat with the SDR at {url}\n", fg="green", bold=True)
-    _print_signin(app, sdr.settings.public_url or url)
+    _print_signin(session_key(sdr.settings.admin_token), generated, sdr.settings.public_url or url)
     click.echo(f"  widget for any site: <script src=\"{url}/widget.js\" defer></script>"
                " (list the site in SDR_ALLOWED_ORIGINS)")
-    click.echo(f"  brain: {sdr.brain.name} · leads: `sdr leads` · data: {sdr.settings.data_dir}"
-               f" · logs: {sdr.settings.log_dir / 'sdr.log'}")
+    click.echo(f"  brain: {sdr.brain.name if options is None else _brain_name(sdr)} · leads: `sdr leads`"
+               f" · data: {sdr.settings.data_dir} · logs: {sdr.settings.log_dir / 'sdr.log'}")
+    if options is not None:
+        click.echo(f"  server: gunicorn, {options.workers} worker process(es) × {options.max_in_flight} requests"
+                   f" at once; more wait ≤ {options.queue_wait_s:g} s, then get 503 + Retry-After")
+    else:
+        click.echo("  server: Werkzeug's development server (--dev): one process, no overload protection")
     click.echo("  Ctrl+C stops.\n")
-    _run_server(host, port, app)
+    _run_server(host, port, app, options)
 
 
-def _print_signin(app: Any, base: str) -> None:
+def _exec_serve(host: str, port: int, worker: bool, settings: Settings) -> None:
+    """Replace this process by `sdr serve` with the same options (and SDR_DEMO when on): the workers
+    are then forked from a process that never loaded the embedding model (its native thread pool
+    does not survive a fork) nor opened Chroma or the database."""
+    import os
+
+    ctx = click.get_current_context()
+    obj, params = ctx.find_root().obj or {}, ctx.params
+    args = [sys.executable, "-m", "integrations.cli"]
+    for flag, key in (("--data-dir", "data_dir"), ("--playbook", "playbook")):
+        if obj.get(key):
+            args += [flag, str(obj[key])]
+    args += ["serve", "--host", host, "--port", str(port), "--threads", str(params["threads"])]
+    for flag in ("workers", "max_in_flight"):
+        if params.get(flag):
+            args += [f"--{flag.replace('_', '-')}", str(params[flag])]
+    if not worker:
+        args.append("--no-worker")
+    env = dict(os.environ, **({"SDR_DEMO": "1"} if settings.demo_mode else {}))
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execve(sys.executable, args, env)
+
+
+def _brain_name(sdr: Any) -> str:
+    """The brain each worker will build, named without building one here (a bad provider stops here)."""
+    from integrations.llm import llm_config
+
+    cfg = llm_config(sdr.playbook, sdr.settings)
+    return f"model:{cfg.model}" if cfg.enabled else sdr.brain.name
+
+
+def _print_signin(key: bytes, generated: bool, base: str) -> None:
     from integrations.web.access import signin_code
 
-    click.echo(f"  team pages: sign in once at {base}/signin?code={signin_code(app.secret_key)}")
-    if app.extensions.get("sdr.generated_token"):
+    click.echo(f"  team pages: sign in once at {base}/signin?code={signin_code(key)}")
+    if generated:
         click.echo("    (a one-time link; SDR_ADMIN_TOKEN is unset, so this run made its own API token and\n"
                    "    nobody can read leads without this link: set SDR_ADMIN_TOKEN to keep one across restarts\n"
                    "    and to call /api/leads with 'Authorization: Bearer <token>')")
@@ -196,17 +309,37 @@ def config(ctx: click.Context) -> None:
         click.secho(f"{'':<{width}}  {r['description']}", dim=True)
 
 
+def _server_flags(f: Any) -> Any:
+    """--workers/--threads/--max-in-flight/--dev, shared by `serve` and `demo`."""
+    from integrations.web.server import DEFAULT_THREADS, QUEUE_WAIT_S, cores
+
+    f = click.option("--dev", is_flag=True,
+                     help="Werkzeug's development server instead: one process, no overload protection.")(f)
+    f = click.option("--max-in-flight", type=click.IntRange(1), default=None, metavar="N",
+                     help=f"Requests one worker runs at once [default: --threads]; more wait up to "
+                          f"{QUEUE_WAIT_S:g} s for a slot, then get 503 with Retry-After.")(f)
+    f = click.option("--threads", type=click.IntRange(1), default=DEFAULT_THREADS, show_default=True,
+                     help="Threads per worker: requests it works on at once (a turn mostly waits on the "
+                          "database or a model, so a few per core).")(f)
+    f = click.option("--workers", type=click.IntRange(1), default=None, metavar="N",
+                     help=f"Worker processes, each with its own database connections, content store and "
+                          f"embedding model [default: one per core, here {cores()}].")(f)
+    return f
+
+
 @main.command()
 @click.option("--host", default="127.0.0.1", show_default=True, help="Interface to listen on.")
 @click.option("--port", default=8000, show_default=True, help="Port (the next free one is used if taken).")
 @click.option("--no-serve", is_flag=True, help="Only ingest the sample content; don't start the server.")
+@_server_flags
 @click.pass_context
-def demo(ctx: click.Context, host: str, port: int, no_serve: bool) -> None:
+def demo(ctx: click.Context, host: str, port: int, no_serve: bool, **_server: Any) -> None:
     """Ingest the bundled sample company's content and serve the chat page. Offline, no keys.
 
     Open the printed URL, chat as a prospect, and watch the panel beside the chat: the lead's
     stage and score change with a reason for every point. When --port is taken, the next free
-    port is used (and the command says so).
+    port is used (and the command says so). It serves as `sdr serve` does (gunicorn; --dev for
+    Werkzeug).
     """
     if not no_serve:
         free = _free_port(host, port)
@@ -230,8 +363,9 @@ def demo(ctx: click.Context, host: str, port: int, no_serve: bool) -> None:
 @click.option("--host", default="127.0.0.1", show_default=True, help="Interface to listen on (0.0.0.0 for all).")
 @click.option("--port", default=8000, show_default=True, help="Port to listen on.")
 @click.option("--no-worker", is_flag=True, help="Don't deliver the outbox in this process (run `sdr worker` instead).")
+@_server_flags
 @click.pass_context
-def serve(ctx: click.Context, host: str, port: int, no_worker: bool) -> None:
+def serve(ctx: click.Context, host: str, port: int, no_worker: bool, dev: bool, **_server: Any) -> None:
     """Serve the chat API, the chat page (/), the team pages (/leads) and the embeddable widget
     (/widget.js). Fails at once, before anything is loaded, when PORT is taken: pass --port.
 
@@ -242,8 +376,15 @@ def serve(ctx: click.Context, host: str, port: int, no_worker: bool) -> None:
           GET  /api/leads/ID   the lead, its score events, messages and queued actions (API token)
           GET  /openapi.json, /healthz
     \b
+    Server: gunicorn with --workers processes (default one per core) of --threads threads (default
+    4). Each worker builds its own SDR after the fork and, unless --no-worker, runs an outbox worker
+    (entries are claimed with leases: none is delivered twice). A worker runs at most
+    --max-in-flight requests at once; a request that finds no slot within 2 s gets 503 with
+    Retry-After: 1 and {"error": {"code": "overloaded", ...}}. Rate limits are per process unless
+    SDR_RATE_LIMIT_STORAGE is a redis:// URL. --dev serves with Werkzeug in one process instead.
+    \b
     Team pages (/leads) need sign-in: with SDR_ADMIN_TOKEN unset this command makes a token for
-    the run and prints a one-time sign-in link; `sdr signin` prints more links.
+    the run (one for all workers) and prints a one-time sign-in link; `sdr signin` prints more links.
     \b
     Slack (buttons, /sdr) is served at /slack/events when SLACK_BOT_TOKEN and SLACK_SIGNING_SECRET
     are set; the outbox is delivered in this process unless --no-worker.
@@ -251,11 +392,24 @@ def serve(ctx: click.Context, host: str, port: int, no_worker: bool) -> None:
     if not _port_free(host, port):
         raise click.ClickException(f"port {port} on {host} is taken (another `sdr serve`?); "
                                    f"stop that process or pass another port, e.g. --port {_free_port(host, port + 1)}")
-    sdr = _sdr(ctx)
-    if sdr.kb.count() == 0:
+    sdr = _sdr(ctx, load_knowledge=dev)   # the workers load the content store, each after the fork
+    if dev and sdr.kb.count() == 0:
         click.secho("The content store is empty: the SDR will say it doesn't know. Load content with "
                     "`sdr ingest PATH` (or `sdr demo` for the sample).", fg="yellow", err=True)
+    if not dev:
+        _check_calendar(sdr)
     _serve(sdr, host, port, worker=not no_worker)
+
+
+def _check_calendar(sdr: Any) -> None:
+    """A calendar the playbook names but the settings cannot reach fails here, not in every worker."""
+    from integrations.calendar import CalendarConfigError, make_calendar
+
+    if sdr.playbook.reps:
+        try:
+            make_calendar(sdr.playbook, sdr.store, settings=sdr.settings)
+        except CalendarConfigError as e:
+            raise click.ClickException(str(e)) from None
 
 
 def _instant(value: str | None) -> Any:
