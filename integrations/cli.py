@@ -170,10 +170,6 @@ def _serve(sdr: Any, host: str, port: int, worker: bool = True) -> None:
             sdr.settings.admin_token = secrets.token_urlsafe(32)
         sdr.store.dispose()   # no connection of this process is carried into the workers
         settings = sdr.settings.model_copy()
-        if settings.embed_threads is None:   # the workers share the cores: no oversubscription
-            from integrations.web.server import cores
-
-            settings.embed_threads = max(1, cores() // options.workers)
         app = lambda: _worker_app(settings, worker)   # noqa: E731 - called in each worker after the fork
     url = f"http://{host}:{port}"
     click.secho(f"\n  Chat with the SDR at {url}\n", fg="green", bold=True)
