@@ -24,6 +24,7 @@ from integrations.email import email_webhooks
 from integrations.forms import form_webhooks
 
 from . import access, chat, demo_form, email_tracking, leads_api, openapi, pages, signin, tracking, unsubscribe
+from . import observability
 from .errors import register_error_handlers
 from .limits import install as install_rate_limits
 
@@ -43,7 +44,8 @@ def create_app(sdr: SDR | None = None, *, config: Mapping[str, Any] | None = Non
     app.jinja_env.globals["csrf_token"] = generate_csrf
     register_error_handlers(app)
     install_rate_limits(app, sdr, by_ip=[chat.bp, tracking.bp], by_session=[chat.bp],
-                        by_credentials=[signin.bp, leads_api.bp])
+                        by_credentials=[signin.bp, leads_api.bp, observability.bp])
+    observability.install(app, sdr)   # /metrics, the SDR's turn observer, a request id per request
     for bp in (pages.bp, signin.bp, chat.bp, tracking.bp, leads_api.bp, openapi.bp, form_webhooks.bp,
                email_webhooks.bp, unsubscribe.bp, demo_form.bp, email_tracking.bp):
         app.register_blueprint(bp)

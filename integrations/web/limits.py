@@ -92,6 +92,8 @@ def _check_storage(app: Flask, limiter: Limiter, uri: str) -> None:
 
 
 def _rate_limited(e: RateLimitExceeded) -> Response:
+    from .observability import count_rate_limited
+    count_rate_limited(e)   # sdr_rate_limited_total{scope}
     wait = 60
     try:
         current = current_app.extensions[LIMITER].current_limit
