@@ -58,10 +58,10 @@ def claim_rows(store: Store, model: Any, due: Any, order: tuple[Any, ...], limit
                 return []
             s.execute(update(model).where(model.id.in_(ids), due)
                       .values(locked_by=worker_id, locked_until=until, attempts=model.attempts + 1))
-            mine = list(s.scalars(select(model.id).where(model.id.in_(ids), model.locked_by == worker_id,
-                                                         model.locked_until == until)))
-        if mine:
-            return mine
+            got = set(s.scalars(select(model.id).where(model.id.in_(ids), model.locked_by == worker_id,
+                                                       model.locked_until == until)))
+        if got:
+            return [i for i in ids if i in got]   # in the order asked for (due first)
     return []
 
 

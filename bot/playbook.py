@@ -472,8 +472,9 @@ class Sequence(_Strict):
             if step.id is None:
                 step.id = f"step{i + 1}"
         ids = [s.id for s in self.steps]
-        if len(set(ids)) != len(ids):
-            raise ValueError("two steps share an id")
+        twice = sorted({i for i in ids if ids.count(i) > 1})
+        if twice:
+            raise ValueError(f"two steps share the id {', '.join(map(repr, twice))}")
         return self
 
     def step(self, step_id: str) -> SequenceStep | None:
@@ -485,6 +486,7 @@ class Limits(_Strict):
     email: at most `emails_per_lead_per_week` in any 7 days, none in `quiet_hours` or on weekends
     in the lead's time zone (`timezone` when the lead's is unknown)."""
     emails_per_lead_per_week: int = Field(default=2, ge=0)
+    min_gap: Duration = timedelta(days=1)   # at least this long between two of them
     quiet_hours: str | None = "20:00-08:00"
     skip_weekends: bool = True
     timezone: TimeZoneName = "America/New_York"

@@ -122,10 +122,8 @@ def _compact(store: Store) -> None:
     """Deleted rows leave the address in free pages and the WAL until they are rewritten."""
     if store.engine.dialect.name != "sqlite":
         return   # PostgreSQL: autovacuum reclaims dead tuples; the data dir holds no database file
-    with store.engine.connect() as conn:
+    with store.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:   # outside any transaction
         conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
-        conn.commit()
-    with store.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
         conn.execute(text("VACUUM"))
         conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
 

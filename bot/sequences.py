@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import socket
 import threading
 import zlib
@@ -43,7 +44,7 @@ from typing import Any, Callable
 from urllib.parse import quote
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy import and_, delete, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from .brain import BrainUnavailable, load_prompt
@@ -138,6 +139,10 @@ def allowed_at(s: Session, lead: Lead, limits: Limits, now: datetime) -> tuple[d
             when = sent[len(sent) - limits.emails_per_lead_per_week] + WEEK + timedelta(seconds=1)
             why = why or f"weekly cap of {limits.emails_per_lead_per_week} emails reached"
             continue
+        if sent and when < sent[-1] + limits.min_gap:
+            when = sent[-1] + limits.min_gap
+            why = why or f"at most one nurture email every {_fmt_td(limits.min_gap)}"
+            continue
         moved, quiet_why = next_allowed(when, zone, limits)
         if moved == when:
             return when, why
@@ -181,11 +186,26 @@ def enroll(s: Session, playbook: Playbook, lead: Lead, trigger: str, now: dateti
     return out
 
 
+def why_not_enrolled(lead: Lead) -> str | None:
+    """Why this lead's address may not be nurtured, or None. Only an address a channel vouches for
+    (a signed form fill, an email the lead sent, a verified widget identity) is emailed: an address
+    anyone typed into the chat could be someone else's, and nurture must never mail a stranger."""
+    from .leads import email_verified
+
+    if not lead.email:
+        return "the lead has no email address"
+    if not email_verified(lead):
+        return "the lead's email address is unverified (typed in the chat): not nurtured"
+    return None
+
+
 def enroll_in(s: Session, playbook: Playbook, lead: Lead, seq: Sequence, trigger: str, now: datetime) -> Enrollment | None:
-    """Enrol `lead` in `seq` now whatever the trigger (None when enrolled before, or an exit
-    condition holds)."""
+    """Enrol `lead` in `seq` now whatever the trigger (None when enrolled before, when the lead has
+    no verified address — see `why_not_enrolled` — or when an exit condition holds)."""
     if s.scalars(select(Enrollment.id).where(Enrollment.lead_id == lead.id,
                                              Enrollment.sequence_id == seq.id)).first() is not None:
+        return None
+    if why_not_enrolled(lead) is not None:
         return None
     if exit_condition(s, playbook, lead, seq, since=None) is not None:
         return None
@@ -300,7 +320,27 @@ def pause(store: Store, lead_id: str, now: datetime, by: str | None = None) -> b
         s.execute(update(SequenceStepRun).where(SequenceStepRun.lead_id == lead_id,
                                                 SequenceStepRun.status == "scheduled")
                   .values(status="paused", locked_by=None, locked_until=None))
+        _take_back_unsent(s, lead_id)
         return True
+
+
+def _take_back_unsent(s: Session, lead_id: str) -> None:
+    """Nurture emails queued but not sent yet go back with their steps (paused), and their piece is
+    no longer counted as sent: after `resume` the step runs again, with nothing lost."""
+    for entry in s.scalars(select(OutboxEntry).where(OutboxEntry.lead_id == lead_id, OutboxEntry.kind == "email",
+                                                     OutboxEntry.status == "pending")):
+        row = s.scalars(select(SequenceStepRun).where(SequenceStepRun.outbox_id == entry.id)).first()
+        if row is None or not (entry.payload or {}).get("enrollment_id"):
+            continue
+        entry.status, entry.last_error = "skipped", "the lead's sequences were paused before it was sent"
+        if row.url:
+            s.execute(delete(ContentSent).where(ContentSent.lead_id == lead_id, ContentSent.url == row.url,
+                                                ContentSent.at == row.done_at))
+        enr = s.get(Enrollment, row.enrollment_id)
+        if enr is not None and enr.sends > 0:
+            enr.sends -= 1
+        row.status, row.done_at, row.url, row.outbox_id = "paused", None, None, None
+        row.reason = "taken back: paused before its email was sent"
 
 
 def resume(store: Store, lead_id: str, now: datetime) -> bool:
@@ -361,33 +401,47 @@ def _pick(options: Any, key: str) -> Any:
     return options[zlib.crc32(key.encode()) % len(options)] if options else None
 
 
-def _need_words(playbook: Playbook, fields: dict[str, Any]) -> str:
-    """What the lead needs, in a few words for a sentence: the playbook's need word the lead used
-    and the word after it ("improve forecast accuracy" → "forecast accuracy"), else a generic
-    phrase — never their whole sentence pasted in."""
+def _need_words(playbook: Playbook, fields: dict[str, Any], default: str) -> str:
+    """What the lead needs, in a word or two for a sentence: the playbook's need word as the lead
+    wrote it ("our forecasts are off" → "forecasts", "CRM hygiene is a mess" → "crm hygiene"), else
+    `default` — never their sentence pasted in, never a word of another language in an English
+    email."""
     need = " ".join(str(fields.get("need") or "").split())
     pattern = playbook.lexicon().needs
     m = pattern.search(need) if pattern is not None and need else None
-    if m is None:
-        return "forecasting and pipeline visibility"
-    words = need[m.end():].split()
-    after = words[0].strip(".,;:!?").lower() if words else ""
-    tail = f" {after}" if after.isalpha() and after not in _FILLER and len(after) > 2 else ""
-    return (need[m.start():m.end()].lower() + tail).strip()
+    if m is None or str(fields.get("language") or "en") != "en" or not need[m.start():m.end()].isascii():
+        return default
+    return need[m.start():m.end()].lower()
 
 
-_FILLER = set("""are is was were be been being and or but for with that this which who our your their its the a an to of
-in on at by from so too very really always never still just about into over""".split())
+_SENTENCE_RE = re.compile(r"(?<=[.!?])\s+")
+
+
+def _snippet(piece: Any) -> str:
+    """One or two plain sentences of the piece for an email: no question (the email asks at most
+    one), no list markers or table rows, no sentence cut in the middle; "" when none is clean."""
+    text = " ".join(str(getattr(piece, "snippet", "") or "").split())
+    out = []
+    for sentence in _SENTENCE_RE.split(text):
+        s = sentence.strip()
+        if len(s) < 20 or "?" in s or "|" in s or "=" in s or s[-1] not in ".!" or s[:1] in "-*#" or len(s) > 220:
+            continue
+        out.append(s)
+        if len(" ".join(out)) > 160:
+            break
+    return " ".join(out)[:300]
 
 
 def template_words(playbook: Playbook, step: SequenceStep, fields: dict[str, Any], piece: Any, key: str,
                    industry: str | None) -> tuple[str, list[str], str | None]:
     """(subject, paragraphs, question) from prompts/follow_up.yaml `templates:` for this step."""
-    tpl = load_prompt("follow_up")["templates"]
+    prompt = load_prompt("follow_up")
+    tpl = prompt["templates"]
     t = tpl["content"].get(step.stage or getattr(piece, "stage", "") or "consideration") or tpl["content"]["consideration"] \
         if step.send == "content" else tpl[step.template]
-    snippet = " ".join(str(getattr(piece, "snippet", "") or "").split())[:300] if piece is not None else ""
-    values = {"need": _need_words(playbook, fields), "title": getattr(piece, "title", "") if piece is not None else "",
+    snippet = _snippet(piece) if piece is not None else ""
+    values = {"need": _need_words(playbook, fields, str(prompt.get("default_need") or "this")),
+              "title": getattr(piece, "title", "") if piece is not None else "",
               "snippet": snippet, "company": playbook.company.name,
               "industry_phrase": f" in {industry.replace('_', ' ')}" if industry else "",
               "meeting_minutes": playbook.meeting.length_minutes}
@@ -477,6 +531,8 @@ class SequenceRunner:
         pb = self.playbook
         with self.sdr.store.session() as s:
             row = s.get(SequenceStepRun, step_row_id)
+            if row is not None and row.status == "cancelled":   # an exit or the last word, a moment ago
+                return StepResult("cancelled", row.reason)
             if row is None or row.locked_by != self.worker_id or row.status != "scheduled":
                 return StepResult("lost", "another worker has it")
             enr, lead = s.get(Enrollment, row.enrollment_id), s.get(Lead, row.lead_id)
@@ -493,6 +549,13 @@ class SequenceRunner:
             if reasons:
                 return self._done(row, StepResult("exited", reasons[0]))
             if step.when is not None and step.when.quiet_for is not None:
+                timed = s.scalars(select(func.max(SequenceStepRun.due_at)).where(
+                    SequenceStepRun.enrollment_id == enr.id, SequenceStepRun.status.in_(("scheduled", "paused")),
+                    SequenceStepRun.step_id.in_([st.id for st in _time_steps(seq)]))).first()
+                if timed is not None:   # the last word comes last: after every time-based step
+                    self._release(s, row, due_at=max(timed, now) + timedelta(minutes=1),
+                                  reason="waiting: the time-based steps go first")
+                    return self._done(row, StepResult("waiting", row.reason))
                 last = max([enr.enrolled_at] + [t for t in (
                     s.scalars(select(func.max(Message.at)).where(Message.lead_id == lead.id, Message.role == "visitor")).first(),
                     s.scalars(select(func.max(Activity.at)).where(Activity.lead_id == lead.id)).first()) if t])
@@ -589,7 +652,10 @@ class SequenceRunner:
                 content = email_words(pb, lead, words.content["paragraphs"], links=[
                     {**li, "url": f"{public}/t/c/{track}?u={quote(li['url'], safe='')}"} for li in words.content["links"]],
                     question=words.content["question"])
-                entry = queue_email(s, lead, key=f"sequence:{enr.id}:{step.id}", subject=words.subject, now=now,
+                # the step row's conditional update is the exactly-once guard; the key also names the claim so a
+                # step taken back by a pause (its email never sent) can be sent after `resume`
+                entry = queue_email(s, lead, key=f"sequence:{enr.id}:{step.id}:{row.attempts}", subject=words.subject,
+                                    now=now,
                                     content={**content, "open_pixel_url": f"{public}/t/o/{track}.gif",
                                              "enrollment_id": enr.id, "sequence": enr.sequence_id, "step": step.id,
                                              "writer": words.writer},
@@ -647,8 +713,8 @@ def enrolments_view(s: Session, playbook: Playbook, lead_id: str) -> dict[str, A
     skipped or moved."""
     out = []
     for enr in s.scalars(select(Enrollment).where(Enrollment.lead_id == lead_id).order_by(Enrollment.id)):
-        steps = s.scalars(select(SequenceStepRun).where(SequenceStepRun.enrollment_id == enr.id)
-                          .order_by(SequenceStepRun.id)).all()
+        steps = sorted(s.scalars(select(SequenceStepRun).where(SequenceStepRun.enrollment_id == enr.id)).all(),
+                       key=lambda st: (st.done_at or st.due_at, st.id))
         nxt = min((st for st in steps if st.status in ("scheduled", "paused")), key=lambda st: st.due_at, default=None)
         out.append({"sequence": enr.sequence_id, "status": enr.status, "trigger": enr.trigger,
                     "enrolled_at": _iso(enr.enrolled_at), "ended_at": _iso(enr.ended_at), "end_reason": enr.end_reason,
@@ -732,10 +798,12 @@ def simulate(sdr: Any, sequence_id: str, lead_id: str, days: float, start: datet
             enrolled = enr is not None
             if enr is None:
                 enr = enroll_in(s, sdr.playbook, lead, seq, "simulation", start)
-            note = None if enr is not None else (exit_condition(s, sdr.playbook, lead, seq, since=None)
-                                                 or "the lead cannot be enrolled (no email address?)")
+            note = None if enr is not None else (why_not_enrolled(lead) or exit_condition(s, sdr.playbook, lead, seq, since=None)
+                                                 or "the lead cannot be enrolled")
             if enr is not None and enr.status != "active":
                 note = f"the sequence already ended for this lead: {enr.end_reason}"
+            elif enr is not None and s.get(NurturePause, lead_id) is not None:
+                note = "the lead's sequences are paused (sdr lead resume ID): nothing is sent until then"
         events: list[dict[str, Any]] = []
         if note:
             events.append({"at": start.isoformat() + "Z", "step": None, "url": None, "skipped": note})

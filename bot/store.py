@@ -286,7 +286,10 @@ class Store:
                 # turn (busy_timeout) instead of failing with "database is locked" when it read a snapshot
                 # another writer changed. Read-only sessions (session(readonly=True)) begin DEFERRED: WAL
                 # lets them read beside a writer. https://www.sqlite.org/lang_transaction.html
-                conn.exec_driver_sql("BEGIN" if conn.get_execution_options().get("sdr_readonly") else "BEGIN IMMEDIATE")
+                options = conn.get_execution_options()
+                if options.get("isolation_level") == "AUTOCOMMIT":
+                    return   # VACUUM, checkpoints: no transaction at all
+                conn.exec_driver_sql("BEGIN" if options.get("sdr_readonly") else "BEGIN IMMEDIATE")
         from .schema import prepare
 
         # the schema at the migrations' head (bot/schema.py): a new database is created, one from before

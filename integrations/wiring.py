@@ -86,6 +86,9 @@ def build_outbox_worker(sdr: Any, settings: Settings | None = None, **kwargs: An
         handlers["email_in"] = sdr.work_email_in
     mail_settings = settings if settings is not None else sdr.settings   # the SDR's own: what `sdr demo` set
     handlers["email"] = EmailDelivery(sdr, mail_settings)
+    if not mail_settings.public_url:
+        notes.append("SDR_PUBLIC_URL is not set: links in emails (unsubscribe, tracked content, the open pixel) point "
+                     "at http://127.0.0.1:8000 — set it to the address prospects reach this server at")
     if not mail_settings.smtp_url:
         notes.append("SDR_SMTP_URL is not set: emails (first touches to form fills, replies) are written as .eml "
                      f"files to {mail_settings.data_dir / 'outbox-mail'}")

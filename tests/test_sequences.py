@@ -84,7 +84,8 @@ def new_lead(store: Store, playbook: Playbook, *, at: datetime = T0, stage: str 
     f = {"email": email, "name": "Dana Reyes", "need": "improve forecast accuracy", "role": "Sales Manager",
          **({"industry": industry} if industry else {}), **({"timezone": tz} if tz else {}), **fields}
     with store.session() as s:
-        lead = Lead(id=lid, email=email, fields=f, field_sources={}, stage=stage, score=30.0, created_at=at, updated_at=at)
+        lead = Lead(id=lid, email=email, fields=f, field_sources={"email": {"extractor": "form", "verified": True}},
+                    stage=stage, score=30.0, created_at=at, updated_at=at)
         s.add(lead)
         s.flush()
         if enrol:
@@ -469,17 +470,37 @@ def test_an_ungrounded_or_failed_model_email_falls_back_to_the_template(sdr, fak
     assert (mail.payload["question"] or "").count("?") <= 1 and "?" not in text
 
 
-def test_a_chat_that_went_quiet_with_an_email_is_enrolled(sdr):
+def test_a_chat_that_went_quiet_is_enrolled_only_with_a_verified_address(sdr):
+    """An address typed into the chat could be anyone's: nurture never mails it. A visitor the site
+    identified (a verified email) whose chat went quiet below SQL is enrolled, once."""
     from bot.sequences import enrol_ended_chats
     from bot.turn import Inbound
 
-    out = sdr.handle(Inbound(text="Hi, I'm Ravi, ravi@quietco.example. Just looking at forecasting tools.", at=T0))
-    lid = out.lead["id"]
-    assert out.lead["stage"] in ("new", "engaged", "mql")
+    typed = sdr.handle(Inbound(text="Hi, I'm Ravi, victim@quietco.example. Just looking at forecasting tools.", at=T0))
+    known = sdr.handle(Inbound(text="Just looking at forecasting tools.", visitor={"email": "ravi@quietco.example"},
+                               verified=True, at=T0))
     assert enrol_ended_chats(sdr.store, sdr.playbook, T0 + timedelta(minutes=29)) == 0      # still chatting
     assert enrol_ended_chats(sdr.store, sdr.playbook, T0 + timedelta(minutes=31)) == 1
-    assert enrolment(sdr.store, lid).trigger == "chat_ended_unqualified"
+    assert enrolment(sdr.store, known.lead["id"]).trigger == "chat_ended_unqualified"
+    with sdr.store.session() as s:
+        assert s.scalars(select(Enrollment).where(Enrollment.lead_id == typed.lead["id"])).first() is None
     assert enrol_ended_chats(sdr.store, sdr.playbook, T0 + timedelta(minutes=40)) == 0      # once
+    plan = simulate(sdr, "new_inbound", typed.lead["id"], 30, T0)                           # the dry run says why
+    assert plan["events"][0]["skipped"].startswith("the lead's email address is unverified")
+
+
+def test_a_step_due_with_the_breakup_goes_first_and_emails_keep_a_day_apart(sdr):
+    pb = playbook_with(limits={"emails_per_lead_per_week": 5, "quiet_hours": None, "skip_weekends": False})
+    lid = new_lead(sdr.store, pb)
+    r = runner(sdr, pb)
+    with sdr.store.session() as s:   # the check-in was held back until the breakup's day
+        s.execute(update(SequenceStepRun).where(SequenceStepRun.lead_id == lid,
+                                                SequenceStepRun.step_id == "awareness_read")
+                  .values(due_at=T0 + timedelta(days=14), scheduled_for=T0 + timedelta(days=14)))
+    run_days(r, T0 + timedelta(days=14), 10)
+    sent = [(m.payload["step"], m.created_at) for m in emails(sdr.store, lid)]
+    assert [step for step, _ in sent] == ["awareness_read", "consideration_read", "check_in", "breakup"]
+    assert all(b - a >= timedelta(days=1) for (_, a), (_, b) in zip(sent, sent[1:]))
 
 
 def test_forgetting_a_person_removes_their_sequences(sdr):
