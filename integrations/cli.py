@@ -33,6 +33,7 @@ def _settings(ctx: click.Context, **overrides: Any) -> Settings:
 
 
 def _sdr(ctx: click.Context, load_knowledge: bool = True, clock: Any = None, **overrides: Any) -> Any:
+    from bot.schema import SchemaError
     from integrations.calendar import CalendarConfigError
     from integrations.wiring import build_sdr
 
@@ -40,7 +41,7 @@ def _sdr(ctx: click.Context, load_knowledge: bool = True, clock: Any = None, **o
     setup_logging(settings)
     try:
         return build_sdr(settings, load_knowledge=load_knowledge, **({"clock": clock} if clock else {}))
-    except (PlaybookError, CalendarConfigError, SettingsError) as e:
+    except (PlaybookError, CalendarConfigError, SettingsError, SchemaError) as e:
         raise click.ClickException(str(e)) from None
 
 
@@ -266,6 +267,11 @@ def main(ctx: click.Context, data_dir: str | None, playbook: str | None) -> None
             stream.reconfigure(errors="replace")
 
 
+from integrations.cli_db import db as _db  # noqa: E402 - `sdr db upgrade|current`: schema migrations
+
+main.add_command(_db)
+
+
 @main.command()
 @click.option("--url", default=None, help="The server's address. [default: SDR_PUBLIC_URL, else http://127.0.0.1:8000]")
 @click.pass_context
@@ -419,14 +425,22 @@ def _instant(value: str | None) -> Any:
     except ValueError:
         raise click.BadParameter(f"{value!r} is not an ISO 8601 instant; write e.g. 2026-12-01T18:00:00Z",
                                  param_hint="--now") from None
-    return (at.astimezone(timezone.utc) if at.tzinfo else at.replace(tzinfo=timezone.utc)).replace(tzinfo=None)
+    try:
+        out = (at.astimezone(timezone.utc) if at.tzinfo else at.replace(tzinfo=timezone.utc)).replace(tzinfo=None)
+    except OverflowError:
+        out = None
+    if out is None or not 2000 <= out.year <= 2199:
+        raise click.BadParameter(f"{value!r} is too far from today; give an instant between 2000 and 2199",
+                                 param_hint="--now")
+    return out
 
 
 @main.command()
 @click.option("--poll", default=1.0, show_default=True, help="Seconds between looks at the outbox when idle.")
 @click.option("--once", is_flag=True, help="Do everything due now (or at --now) once, then exit: for cron and tests.")
 @click.option("--now", "now_text", default=None, metavar="ISO",
-              help="With --once: act as if it were this instant, e.g. 2026-12-01T18:00:00Z (UTC).")
+              help="With --once: do what is due as of this instant, e.g. 2026-12-01T18:00:00Z (UTC) — for real: "
+                   "emails are sent. For a dry run use `sdr sequences simulate`.")
 @click.pass_context
 def worker(ctx: click.Context, poll: float, once: bool, now_text: str | None) -> None:
     """Deliver the outbox (Slack handoffs, invitations, emails) and run the nurture sequences'
@@ -438,7 +452,7 @@ def worker(ctx: click.Context, poll: float, once: bool, now_text: str | None) ->
     \b
       sdr worker                                  run until Ctrl+C
       sdr worker --once                           everything due now, once; exit 0 (1 if anything failed)
-      sdr worker --once --now 2026-12-08T14:00:00Z   as if it were that instant (see what is due then)
+      sdr worker --once --now 2026-12-08T14:00:00Z   what is due at that instant, done (and sent) now
     """
     from integrations.wiring import build_outbox_worker
 
