@@ -158,3 +158,25 @@ def test_prune_never_runs_when_a_path_or_file_failed(kb, tmp_path):
     (content / "broken.md").write_text("---\ntitle: [unclosed\n---\nbody")
     r = kb.ingest([content], prune=True, progress=False)
     assert r.errors and r.prune_skipped and kb.count() == n
+
+
+def test_embedder_threads_order_and_query_cache():
+    import numpy as np
+
+    from knowledge.embeddings import default_threads, get_embeddings
+    emb = get_embeddings("local")
+    assert 1 <= default_threads() <= 4 and emb.threads >= 1 and emb.batch_threads >= emb.threads
+    q = emb.embed_query_np("how long does onboarding take for a team of 40?")
+    assert emb.embed_query_np("how long does onboarding take for a team of 40?") is q   # the LRU answers
+    texts = ["a much longer passage about forecasting accuracy for field sales teams " * 4, "short", "mid length text"]
+    docs = emb.embed_documents_np(texts)   # embedded shortest first, returned in the order given
+    assert docs.shape == (3, emb.dim)
+    for text, row in zip(texts, docs):
+        alone = np.asarray(emb._model.passage([text]), dtype=np.float32).reshape(-1)
+        assert float(alone @ row) > 0.999, text
+
+
+def test_warm_loads_what_the_first_search_needs(sdr):
+    sdr.kb._forget_corpus()
+    sdr.kb.warm()
+    assert sdr.kb._corpus and sdr.kb.search("how much does it cost?")
