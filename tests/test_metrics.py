@@ -195,3 +195,18 @@ def test_several_processes_add_up_in_multiprocess_mode(sdr, tmp_path, monkeypatc
     assert m[("sdr_turn_step_seconds_count", (("step", "decide"),))] == 2
     assert m[("sdr_turn_step_seconds_sum", (("step", "decide"),))] == pytest.approx(0.030)   # 25 - 10 ms, twice
     assert ("sdr_outbox_dead", ()) in m
+
+
+def test_a_streamed_turn_logs_with_its_request_id_to_the_end(sdr, log_file, monkeypatch):
+    """The end of a streamed turn (persist, observers) runs after the view returned: it still
+    carries the request's id, and the id is cleared once the stream is closed."""
+    monkeypatch.setenv("SDR_LOG_FORMAT", "json")
+    setup_logging(sdr.settings)
+    sdr.observers.append(lambda r: logging.getLogger("sdr.test.end").warning("turn ended for %s", EMAIL))
+    c = app_for(sdr).test_client()
+    r = c.post("/api/chat/stream", json={"message": "What does it cost?"}, headers={"X-Request-ID": "req-stream-1"})
+    assert r.status_code == 200 and "event: done" in r.get_data(as_text=True)
+    r.close()
+    assert r.headers["X-Request-ID"] == "req-stream-1" and REQUEST_ID.get() is None
+    ends = [json.loads(ln) for ln in log_file().splitlines() if '"sdr.test.end"' in ln]
+    assert [e["request_id"] for e in ends] == ["req-stream-1"] and ends[0]["message"] == "turn ended for a***@example.com"
