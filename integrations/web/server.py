@@ -13,7 +13,8 @@ Overload (never a silent wait of tens of seconds, never a 500): `InFlightLimit` 
 `{"error": {"code": "overloaded", "message": ...}}`. The worker's thread pool is larger than the
 limit (`spare` threads), so a request beyond the limit reaches the middleware and is answered
 instead of waiting in the pool's queue; gunicorn accepts at most `worker_connections` connections
-per worker (in flight + spares + a few kept alive) and the kernel holds at most `backlog` more.
+per worker (in flight + spares + a short queue) and the kernel holds at most `backlog` more.
+Responses close the connection (no keep-alive), so every request queues fairly in the backlog.
 
 Stopping: Ctrl+C (SIGINT) or SIGQUIT is a quick shutdown: the master stops listening and tells
 the workers to quit; a worker still busy after `QUICK_EXIT_S` (1.5 s) exits anyway. SIGTERM is
@@ -36,7 +37,7 @@ RETRY_AFTER_S = 1       # what a 503 tells the client to wait, in seconds
 QUICK_EXIT_S = 1.5      # on Ctrl+C a worker gives requests in flight this long, then exits
 TIMEOUT_S = 60          # gunicorn's heartbeat: a worker silent this long is restarted
 GRACEFUL_TIMEOUT_S = 30  # on SIGTERM requests in flight (a chat stream: up to ~30 s) may finish
-KEEPALIVE_S = 2         # an idle kept-alive connection is closed after this
+KEEPALIVE_S = 0         # no keep-alive: see ServerOptions.gunicorn_config
 UNLIMITED_PATHS = ("/healthz",)   # a load balancer's probe is never turned away
 
 
@@ -90,7 +91,12 @@ class ServerOptions:
             "workers": self.workers,
             "worker_class": "gthread",
             "threads": pool,
-            "worker_connections": pool + self.max_in_flight,   # a few kept-alive connections beyond the pool
+            # connections a worker holds: its pool plus a short queue; the next wait in the kernel's
+            # backlog, where any worker may take them, first come first served. Keep-alive is off:
+            # a busy kept-alive connection never leaves its worker, so with it clients beyond
+            # worker_connections could wait in the backlog as long as the others keep talking
+            # (measured: 20 clients, 1 worker, max wait 30 s with keep-alive).
+            "worker_connections": pool + self.max_in_flight,
             "backlog": min(2048, max(32, 2 * self.workers * pool)),
             "timeout": TIMEOUT_S,
             "graceful_timeout": GRACEFUL_TIMEOUT_S,
