@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import re
 from contextvars import ContextVar
 from datetime import datetime, timezone
@@ -109,10 +108,8 @@ class JsonLines(logging.Formatter):
 
 
 def log_format(settings: Settings) -> str:
-    """"json" or "text". TODO(settings): SDR_LOG_FORMAT is read here from the environment until it
-    is a field of Settings (`settings.log_format`), which then wins."""
-    value = getattr(settings, "log_format", None) or os.environ.get("SDR_LOG_FORMAT", "text")
-    return "json" if str(value).strip().lower() == "json" else "text"
+    """"json" or "text": SDR_LOG_FORMAT (`settings.log_format`)."""
+    return "json" if str(getattr(settings, "log_format", "text")).strip().lower() == "json" else "text"
 
 
 def setup_logging(settings: Settings, verbose: bool = False) -> None:

@@ -63,7 +63,8 @@ class Settings(BaseSettings):
     embedding_model: str = _env("SDR_EMBEDDING_MODEL", "text-embedding-3-small",
                                 "The OpenAI embedding model when SDR_EMBEDDINGS=openai.")
     embed_threads: int | None = _env("SDR_EMBED_THREADS", None,
-                                     "Threads for the local embedding model; none means the model's default.",
+                                     "Threads per process for the local embedding model; ingest batches use every "
+                                     "core unless this is set. Default: a quarter of the cores, 1-4 (1 on up to 7).",
                                      gt=0, examples=[4])
     chroma_url: str | None = _env("SDR_CHROMA_URL", None,
                                   "A Chroma server (http://host:8000) instead of the folder in the data dir.",
@@ -97,6 +98,11 @@ class Settings(BaseSettings):
                                  "SDR_RATE_LIMIT_STORAGE says otherwise) the rate limits. Unset: the lock is PostgreSQL's "
                                  "advisory lock, or on SQLite a file lock in the data dir (every process on this host).",
                                  examples=["redis://127.0.0.1:6379/0"])
+    log_format: Literal["text", "json"] = _env("SDR_LOG_FORMAT", "text",
+                                                "The log file's lines: text, or json (one object per line with the "
+                                                "request id; emails and phone numbers masked in both).")
+    metrics_public: bool = _env("SDR_METRICS_PUBLIC", False,
+                                "Serve /metrics without the API token (only where the network keeps strangers out).")
     max_message_chars: int = _env("SDR_MAX_MESSAGE_CHARS", 4000, "The longest message a visitor may send.", ge=1)
     max_body_bytes: int = _env("SDR_MAX_BODY_BYTES", 64 * 1024, "The largest request body the API accepts.", ge=1)
     turn_deadline_s: float = _env("SDR_TURN_DEADLINE_S", 8.0,

@@ -243,6 +243,6 @@ class SDR(Intake):
                 conv.state = {**dict(conv.state or {}), "last_message_id": ctx.inbound.message_id, "last_result": cached}
         result.timings_ms = {**ctx.timings, "total": (time.perf_counter() - ctx.started) * 1000}
         result.usage, result.channel, result.first_turn = usage, ctx.inbound.channel, ctx.first_turn
-        for observe in self.observers:   # the counters (/healthz), metrics (integrations/web/metrics.py)
+        for observe in self.observers:   # the counters (/healthz), metrics (integrations/web/observability.py)
             observe(result)
         return result

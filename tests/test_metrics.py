@@ -53,7 +53,7 @@ def test_a_chat_turn_shows_in_the_metrics_behind_the_token(sdr):
 
 def test_metrics_may_be_made_public(sdr, monkeypatch):
     c = app_for(sdr).test_client()
-    monkeypatch.setenv("SDR_METRICS_PUBLIC", "1")
+    sdr.settings.metrics_public = True                 # SDR_METRICS_PUBLIC=1
     assert c.get("/metrics").status_code == 200
 
 
@@ -131,8 +131,7 @@ def log_file(sdr):
 
 @pytest.mark.parametrize("fmt", ["json", "text"])
 def test_log_lines_carry_the_request_id_and_mask_people(sdr, log_file, monkeypatch, fmt):
-    if fmt == "json":
-        monkeypatch.setenv("SDR_LOG_FORMAT", "json")
+    sdr.settings.log_format = fmt                      # SDR_LOG_FORMAT
     setup_logging(sdr.settings)
     sdr.brain = ChattyBrain(sdr.rules)
     c = app_for(sdr).test_client()
@@ -200,7 +199,7 @@ def test_several_processes_add_up_in_multiprocess_mode(sdr, tmp_path, monkeypatc
 def test_a_streamed_turn_logs_with_its_request_id_to_the_end(sdr, log_file, monkeypatch):
     """The end of a streamed turn (persist, observers) runs after the view returned: it still
     carries the request's id, and the id is cleared once the stream is closed."""
-    monkeypatch.setenv("SDR_LOG_FORMAT", "json")
+    sdr.settings.log_format = "json"                   # SDR_LOG_FORMAT=json
     setup_logging(sdr.settings)
     sdr.observers.append(lambda r: logging.getLogger("sdr.test.end").warning("turn ended for %s", EMAIL))
     c = app_for(sdr).test_client()

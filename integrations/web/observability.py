@@ -245,11 +245,8 @@ class _Forward:
 
 
 def metrics_public() -> bool:
-    """TODO(settings): SDR_METRICS_PUBLIC read from the environment until it is `settings.metrics_public`."""
-    value = getattr(current_sdr().settings, "metrics_public", None)
-    if value is None:
-        value = os.environ.get("SDR_METRICS_PUBLIC", "")
-    return str(value).strip().lower() in ("1", "true", "yes", "on")
+    """SDR_METRICS_PUBLIC (`settings.metrics_public`): /metrics without the API token."""
+    return bool(getattr(current_sdr().settings, "metrics_public", False))
 
 
 @bp.get("/metrics")

@@ -60,6 +60,8 @@ def spec() -> dict[str, Any]:
         "/api/privacy/forget": {"post": _op("Delete a person everywhere and suppress their address", auth=True,
                                             errors=(400, 403))},
         "/healthz": {"get": _op("Status, brain, content chunks, database", errors=())},
+        "/metrics": {"get": _op("Prometheus metrics (the API token, unless SDR_METRICS_PUBLIC)", auth=True,
+                                ok="text/plain", errors=())},
         "/meetings/{meeting_id}.ics": {"get": _op("A booked meeting's invitation", ok="text/calendar",
                                                   params=[_param("meeting_id", "path"), _param("lead")], errors=(404,))},
     }
