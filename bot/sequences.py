@@ -548,33 +548,9 @@ class SequenceRunner:
             reasons = end_sequences(s, pb, lead, now)
             if reasons:
                 return self._done(row, StepResult("exited", reasons[0]))
-            if step.when is not None and step.when.quiet_for is not None:
-                timed = s.scalars(select(func.max(SequenceStepRun.due_at)).where(
-                    SequenceStepRun.enrollment_id == enr.id, SequenceStepRun.status.in_(("scheduled", "paused")),
-                    SequenceStepRun.step_id.in_([st.id for st in _time_steps(seq)]))).first()
-                if timed is not None:   # the last word comes last: after every time-based step
-                    self._release(s, row, due_at=max(timed, now) + timedelta(minutes=1),
-                                  reason="waiting: the time-based steps go first")
-                    return self._done(row, StepResult("waiting", row.reason))
-                last = max([enr.enrolled_at] + [t for t in (
-                    s.scalars(select(func.max(Message.at)).where(Message.lead_id == lead.id, Message.role == "visitor")).first(),
-                    s.scalars(select(func.max(Activity.at)).where(Activity.lead_id == lead.id)).first()) if t])
-                if now < last + step.when.quiet_for:
-                    self._release(s, row, due_at=last + step.when.quiet_for,
-                                  reason=f"waiting: the lead was active at {last:%Y-%m-%d %H:%M} UTC")
-                    return self._done(row, StepResult("waiting", row.reason))
-            when, why = allowed_at(s, lead, pb.limits, now)
-            if when > now:
-                self._release(s, row, due_at=when, reason=f"moved: {why}"[:300])
-                return self._done(row, StepResult("moved", row.reason, at=when))
-            engaged = s.scalars(select(Activity.id).where(Activity.lead_id == lead.id, Activity.at > enr.enrolled_at,
-                                                          Activity.type.in_(ENGAGED_EVENTS))).first() is not None
-            limit = seq.exit.unengaged_after
-            last_word = step.when is not None and step.when.quiet_for is not None   # the polite close still goes
-            if limit is not None and enr.sends >= limit and not engaged and not last_word:
-                reason = f"over-nurturing: {enr.sends} emails with no open, click or reply"
-                _finish(s, enr, "exited", reason, now)
-                return self._done(row, StepResult("exited", reason))
+            held = self._not_now(s, row, enr, lead, seq, step, now)
+            if held is not None:
+                return self._done(row, held)
             sent = set(s.scalars(select(ContentSent.url).where(ContentSent.lead_id == lead.id)))
             fields, stage, lead_id, key = dict(lead.fields or {}), lead.stage, lead.id, f"{enr.id}:{step.id}"
             history = [m.payload.get("subject", "") for m in s.scalars(
@@ -590,6 +566,40 @@ class SequenceRunner:
                 return self._commit(step_row_id, seq, step, now, None, skip=why)
         words = self._words(step, fields, stage, piece, key, history)
         return self._commit(step_row_id, seq, step, now, words)
+
+    def _not_now(self, s: Session, row: SequenceStepRun, enr: Enrollment, lead: Lead, seq: Sequence,
+                 step: SequenceStep, now: datetime) -> StepResult | None:
+        """Why this step does not go now — it waits (the last word after the time-based steps, a lead
+        not quiet long enough), moves (quiet hours, weekends, the cap, the gap) or ends the sequence
+        (over-nurturing) — with its row updated; None when it goes now."""
+        last_word = step.when is not None and step.when.quiet_for is not None   # the polite close
+        if last_word:
+            timed = s.scalars(select(func.max(SequenceStepRun.due_at)).where(
+                SequenceStepRun.enrollment_id == enr.id, SequenceStepRun.status.in_(("scheduled", "paused")),
+                SequenceStepRun.step_id.in_([st.id for st in _time_steps(seq)]))).first()
+            if timed is not None:   # the last word comes last: after every time-based step
+                self._release(s, row, due_at=max(timed, now) + timedelta(minutes=1),
+                              reason="waiting: the time-based steps go first")
+                return StepResult("waiting", row.reason)
+            last = max([enr.enrolled_at] + [t for t in (
+                s.scalars(select(func.max(Message.at)).where(Message.lead_id == lead.id, Message.role == "visitor")).first(),
+                s.scalars(select(func.max(Activity.at)).where(Activity.lead_id == lead.id)).first()) if t])
+            if now < last + step.when.quiet_for:   # type: ignore[union-attr,operator]
+                self._release(s, row, due_at=last + step.when.quiet_for,   # type: ignore[union-attr,operator]
+                              reason=f"waiting: the lead was active at {last:%Y-%m-%d %H:%M} UTC")
+                return StepResult("waiting", row.reason)
+        when, why = allowed_at(s, lead, self.playbook.limits, now)
+        if when > now:
+            self._release(s, row, due_at=when, reason=f"moved: {why}"[:300])
+            return StepResult("moved", row.reason, at=when)
+        engaged = s.scalars(select(Activity.id).where(Activity.lead_id == lead.id, Activity.at > enr.enrolled_at,
+                                                      Activity.type.in_(ENGAGED_EVENTS))).first() is not None
+        limit = seq.exit.unengaged_after
+        if limit is not None and enr.sends >= limit and not engaged and not last_word:   # the polite close still goes
+            reason = f"over-nurturing: {enr.sends} emails with no open, click or reply"
+            _finish(s, enr, "exited", reason, now)
+            return StepResult("exited", reason)
+        return None
 
     def _piece(self, step: SequenceStep, fields: dict[str, Any], stage: str, sent: set[str]) -> Any:
         kb = self.sdr.kb
@@ -772,6 +782,24 @@ def _copy_lead(store: Store, copy: Store, lead_id: str) -> None:
             dst.flush()
 
 
+def _dry_enrol(copy: Store, playbook: Playbook, seq: Sequence, lead_id: str, start: datetime) -> tuple[bool, str | None]:
+    """In the copy: (was the lead enrolled already, why nothing will be sent — or None)."""
+    with copy.session() as s:
+        lead = s.get(Lead, lead_id)
+        enr = s.scalars(select(Enrollment).where(Enrollment.lead_id == lead_id, Enrollment.sequence_id == seq.id)).first()
+        enrolled = enr is not None
+        if enr is None:
+            enr = enroll_in(s, playbook, lead, seq, "simulation", start)
+        if enr is None:
+            return enrolled, (why_not_enrolled(lead) or exit_condition(s, playbook, lead, seq, since=None)
+                              or "the lead cannot be enrolled")
+        if enr.status != "active":
+            return enrolled, f"the sequence already ended for this lead: {enr.end_reason}"
+        if s.get(NurturePause, lead_id) is not None:
+            return enrolled, "the lead's sequences are paused (sdr lead resume ID): nothing is sent until then"
+        return enrolled, None
+
+
 def simulate(sdr: Any, sequence_id: str, lead_id: str, days: float, start: datetime) -> dict[str, Any]:
     """What `lead_id` would receive from sequence `sequence_id` over `days` days from `start`
     (naive UTC) if they stay quiet: the real runner on a copy of the lead's rows in a throwaway
@@ -791,19 +819,7 @@ def simulate(sdr: Any, sequence_id: str, lead_id: str, days: float, start: datet
     copy = Store(f"sqlite:///{tmp}/simulate.db")
     try:
         _copy_lead(sdr.store, copy, lead_id)
-        with copy.session() as s:
-            lead = s.get(Lead, lead_id)
-            enr = s.scalars(select(Enrollment).where(Enrollment.lead_id == lead_id,
-                                                     Enrollment.sequence_id == sequence_id)).first()
-            enrolled = enr is not None
-            if enr is None:
-                enr = enroll_in(s, sdr.playbook, lead, seq, "simulation", start)
-            note = None if enr is not None else (why_not_enrolled(lead) or exit_condition(s, sdr.playbook, lead, seq, since=None)
-                                                 or "the lead cannot be enrolled")
-            if enr is not None and enr.status != "active":
-                note = f"the sequence already ended for this lead: {enr.end_reason}"
-            elif enr is not None and s.get(NurturePause, lead_id) is not None:
-                note = "the lead's sequences are paused (sdr lead resume ID): nothing is sent until then"
+        enrolled, note = _dry_enrol(copy, sdr.playbook, seq, lead_id, start)
         events: list[dict[str, Any]] = []
         if note:
             events.append({"at": start.isoformat() + "Z", "step": None, "url": None, "skipped": note})
