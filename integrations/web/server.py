@@ -205,6 +205,8 @@ def serve(factory: Callable[[], WSGIApp], options: ServerOptions,
                     self.cfg.set(key, value)
             self.cfg.set("post_worker_init", _post_worker_init)
             self.cfg.set("worker_int", _quick_exit)
+            self.cfg.set("on_starting", _on_starting)
+            self.cfg.set("child_exit", _child_exit)
 
         def load(self) -> WSGIApp:   # in the worker, after the fork
             return InFlightLimit(factory(), options.max_in_flight, options.queue_wait_s)
@@ -214,6 +216,24 @@ def serve(factory: Callable[[], WSGIApp], options: ServerOptions,
             on_worker_ready(worker.age)
 
     _App().run()
+
+
+def _on_starting(arbiter: Any) -> None:
+    """In the master, before the first worker: empty PROMETHEUS_MULTIPROC_DIR (when set) so counts
+    of an earlier run are not added to this one's (observability.py)."""
+    from .observability import wipe_multiprocess_dir
+
+    wipe_multiprocess_dir()
+
+
+def _child_exit(arbiter: Any, worker: Any) -> None:
+    """In the master, after a worker exited: its live gauges leave the multiprocess metrics."""
+    from .observability import multiprocess_dir
+
+    if multiprocess_dir():
+        from prometheus_client import multiprocess
+
+        multiprocess.mark_process_dead(worker.pid)
 
 
 _LIMITS: list[InFlightLimit] = []   # this process's limiters (one per worker process)
