@@ -139,10 +139,10 @@ class LiteralModel:
 
         human = next(_text(m.get("content")) for m in reversed(msgs)
                      if m.get("role") == "user" and "Visitor message:" in _text(m.get("content")))
-        asking = re.search(r"The assistant last asked about: (.*)", human)
+        asking = re.search(r"Last asked: (.*)", human)
         asked = asking.group(1).strip() if asking else None
-        asked = None if asked in (None, "", "nothing yet") else asked
-        known_m = re.search(r"Known so far: (.*)", human)
+        asked = None if asked in (None, "", "nothing") else asked
+        known_m = re.search(r"Known: (.*)", human)
         try:
             known = json.loads(known_m.group(1)) if known_m else {}
         except ValueError:
@@ -184,8 +184,8 @@ class LiteralModel:
                      and "PLAN:" in _text(m.get("content")))
         who = re.search(r"You are (.+?), the website assistant of (.+?) \(", system)
         assistant, company = (who.group(1), who.group(2)) if who else ("the assistant", "us")
-        plan = human.split("PLAN:", 1)[1].split("\n\nWHAT WE KNOW ABOUT THE VISITOR:", 1)[0]
-        src_text = human.split("\n\nSOURCES:\n", 1)[1].split("\n\nCONVERSATION SO FAR:", 1)[0] \
+        plan = human.split("PLAN:", 1)[1].split("\n\nKNOWN:", 1)[0]
+        src_text = human.split("\n\nSOURCES:\n", 1)[1].split("\n\nCONVERSATION:", 1)[0] \
             if "\n\nSOURCES:\n" in human else ""
         sources = {int(n): (title, url, snippet.strip()) for n, title, url, snippet in re.findall(
             r"^\[S(\d+)\] (.*?) \((\S+?)\): (.*?)(?=^\[S\d+\] |\Z)", src_text, re.DOTALL | re.MULTILINE)}
@@ -236,7 +236,29 @@ class LiteralModel:
                 self.notes[f"plan line not understood: {line[:60]}"] += 1
         if question:
             out.append(question)
-        return " ".join(out) or "Thanks for the message."
+        text = " ".join(out) or "Thanks for the message."
+        facts = self.reply_facts(human) if "\nFACTS {json}" in human and not revise else None
+        return text + (f"\nFACTS {json.dumps(facts)}" if facts else "")
+
+    def reply_facts(self, human: str) -> dict[str, Any]:
+        """What a literal model reads in the VISITOR message that KNOWN lacks (the rule extractor's reading)."""
+        from bot.extract import understand
+        from integrations.llm.model_brain import Facts
+
+        known_m = re.search(r"^KNOWN: (.*)$", human, re.MULTILINE)
+        try:
+            known = json.loads(known_m.group(1)) if known_m else {}
+        except ValueError:
+            known = {}
+        message = human.split("\nVISITOR: ", 1)[1].split("\nAfter the reply, if the VISITOR", 1)[0].strip()
+        u = understand(message, self.playbook, known=known)
+        out: dict[str, Any] = {}
+        for name, fact in u.fields.items():
+            if name in Facts.model_fields and known.get(name) in (None, "") and fact.value not in (None, ""):
+                out[name] = fact.value
+        if out:
+            self.notes["reply call read facts the profile lacked"] += 1
+        return out
 
 
 # ---------------------------------------------------------------------------------------------

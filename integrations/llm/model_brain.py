@@ -1,10 +1,16 @@
 """The model brain: a LangChain chat model understands and words replies; the rules still decide.
 
-- understand: one structured (tool-calling) call returning a validated `Extraction`; invalid output
-  gets one repair attempt. Rules that are certain (an email regex, an explicit number) win; the
-  model fills what they missed; each field records its extractor.
-- compose: one call with the reply plan (bot/compose.py) as instructions, the lead's fields and the
-  retrieved snippets; `revise` rewrites a reply the guard rejected, once.
+One model call a turn, as a rule (issue 14):
+- understand: the rules' reading first. Only when the rules could not read a statement at all (no
+  fact, no question, no intent in a message of some length) does the model extract first — one
+  structured (tool-calling) call returning a validated `Extraction` against a compact schema, with
+  one repair attempt; rules that are certain win, the model fills what they missed.
+- compose: one call with the reply plan (bot/compose.py) as instructions. On a turn whose
+  extraction was left to the rules it also asks for the facts the rules missed, as a last line
+  `FACTS {json}` after the reply (stripped before anyone sees the reply, streamed or not). Those
+  facts are validated and land on the lead from the next turn (the decision of this turn was made on
+  the rules' reading, as every decision is made by code): the next `understand` merges them, each
+  recorded with extractor "model". `revise` rewrites a reply the guard rejected, once.
 - Every call runs inside the turn's deadline, with tenacity retries (exponential backoff with jitter,
   Retry-After honoured on 429). Timeout, rate limit, 5xx or malformed output raise
   `BrainUnavailable(cause)`; the `FallbackBrain` around this brain then answers with the
@@ -15,8 +21,10 @@ from __future__ import annotations
 import json
 import logging
 import queue
+import re
 import threading
 import time
+from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FuturesTimeout
 from typing import Any, Callable, Iterator, Literal
@@ -42,8 +50,14 @@ RESERVE_S = 0.3          # kept back from the deadline for the rest of the turn
 MAX_ATTEMPTS = 3
 
 
-class Extraction(BaseModel):
-    """Facts about the visitor stated in this message, and what they want."""
+FACT_FIELDS = ("name", "email", "company", "role", "seniority", "company_size", "industry", "need", "timeline",
+               "budget")
+INTENTS = ("question", "answer", "objection", "small_talk", "human", "unsubscribe", "booking")
+ACTIONS = ("continue", "handoff", "book", "human", "unsubscribe")
+
+
+class Facts(BaseModel):
+    """Facts about the visitor stated in one message (None: not stated)."""
     name: str | None = None
     email: str | None = None
     company: str | None = None
@@ -54,9 +68,6 @@ class Extraction(BaseModel):
     need: str | None = None
     timeline: Literal["now", "this_quarter", "next_quarter", "this_year", "later"] | None = None
     budget: float | str | None = None
-    intent: Literal["question", "answer", "objection", "small_talk", "human", "unsubscribe", "booking"] = "answer"
-    questions: list[str] = Field(default_factory=list)
-    requested_action: Literal["continue", "handoff", "book", "human", "unsubscribe"] = "continue"
 
     @field_validator("email")
     @classmethod
@@ -65,6 +76,74 @@ class Extraction(BaseModel):
             return None
         m = EMAIL_RE.search(v)
         return m.group(0).lower() if m else None
+
+
+class Extraction(Facts):
+    """The facts, and what the visitor wants."""
+    intent: Literal["question", "answer", "objection", "small_talk", "human", "unsubscribe", "booking"] = "answer"
+    questions: list[str] = Field(default_factory=list)
+    requested_action: Literal["continue", "handoff", "book", "human", "unsubscribe"] = "continue"
+
+
+def extraction_tool(industries: list[str]) -> dict[str, Any]:
+    """The Extraction tool as sent: short, enums instead of prose, nothing nullable (a field not
+    stated is left out). Validated afterwards by `Extraction` (pydantic's own schema is ~1.5k chars)."""
+    s, enum = {"type": "string"}, (lambda values: {"enum": list(values)})
+    props: dict[str, Any] = {
+        "name": s, "email": s, "company": s, "role": s,
+        "seniority": enum(("c_level", "vp", "director", "manager", "individual", "student")),
+        "company_size": {"type": "integer"}, "industry": enum(industries) if industries else s,
+        "need": s, "timeline": enum(("now", "this_quarter", "next_quarter", "this_year", "later")),
+        "budget": {"type": ["number", "string"]}, "intent": enum(INTENTS),
+        "questions": {"type": "array", "items": s}, "requested_action": enum(ACTIONS)}
+    return {"type": "function", "function": {
+        "name": "Extraction", "description": "What the visitor stated; omit what they did not say.",
+        "parameters": {"type": "object", "properties": props}}}
+
+
+MARKER = "FACTS"   # the reply's last line when the reply call also reads facts: FACTS {"company_size": 300}
+
+
+def split_facts(text: str) -> tuple[str, dict[str, Any] | None]:
+    """The reply without its trailing FACTS line, and the facts (None: none, or not a JSON object).
+    A FACTS line that does not parse is still cut: the visitor never sees it."""
+    i = text.rfind(MARKER)
+    if i < 0:
+        return text.strip(), None
+    tail, line_start = text[i + len(MARKER):], not text[:i].strip(" `*") or text[:i].rstrip(" `*").endswith("\n")
+    if not (line_start or re.match(r"\s*:?\s*\{", tail)):
+        return text.strip(), None   # the word in a sentence, not the line
+    m = re.search(r"\{.*\}", tail, re.DOTALL)
+    try:
+        facts = json.loads(m.group(0)) if m else None
+    except ValueError:
+        facts = None
+    return text[:i].rstrip().rstrip("`*").rstrip(), facts if isinstance(facts, dict) else None
+
+
+def visible_part(text: str) -> str:
+    """What of a reply being streamed may be shown: everything before the FACTS line, holding back a
+    tail that might be its beginning."""
+    i = text.find(MARKER)
+    if i >= 0:
+        return text[:i].rstrip()
+    for n in range(min(len(MARKER) - 1, len(text)), 0, -1):
+        if MARKER.startswith(text[-n:]):
+            return text[:-n]
+    return text
+
+
+HISTORY = 4   # messages of the conversation the reply prompt shows (the plan says what to do; this is for tone)
+
+
+def _clip(text: str, n: int) -> str:
+    return text if len(text) <= n else text[:n].rsplit(" ", 1)[0] + " …"
+
+
+def _known(fields: dict[str, Any]) -> str:
+    """The lead's fields as compact JSON, without empties and the reply language (the prompt says it)."""
+    return json.dumps({k: v for k, v in fields.items() if v not in (None, "", []) and k != "language"},
+                      default=str, ensure_ascii=False, separators=(",", ":"))
 
 
 def _retry_after(exc: BaseException | None) -> float | None:
@@ -93,6 +172,8 @@ def _cause(exc: BaseException) -> str:
 class ModelBrain:
     """understand + compose through a LangChain chat model, the rule brain as the fallback."""
 
+    PENDING_MAX = 10_000   # leads whose model-read facts wait for their next turn (oldest dropped first)
+
     def __init__(self, playbook: Playbook, model: Any, model_name: str = "model"):
         self.playbook = playbook
         self.model = model
@@ -105,7 +186,10 @@ class ModelBrain:
             [("system", self.extract_prompt["system"]), ("human", self.extract_prompt["human"])])
         self._reply_tmpl = ChatPromptTemplate.from_messages(
             [("system", self.reply_prompt["system"]), ("human", self.reply_prompt["human"])])
-        self._structured = model.with_structured_output(Extraction, method="function_calling", include_raw=True)
+        self.tool = extraction_tool(list(playbook.industries))
+        self._structured = model.with_structured_output(self.tool, method="function_calling", include_raw=True)
+        self._pending: OrderedDict[str, dict[str, Any]] = OrderedDict()   # lead id -> facts read by a reply call
+        self._pending_lock = threading.Lock()
 
     # -- calling the model inside the deadline -------------------------------------------------
 
@@ -150,6 +234,8 @@ class ModelBrain:
             raise BrainUnavailable("timeout", "the model did not answer inside the turn's deadline") from None
         except openai.OpenAIError as e:
             raise BrainUnavailable(_cause(e), type(e).__name__) from None
+        except (ValueError, KeyError, IndexError, TypeError, AttributeError) as e:   # a body no client could read
+            raise BrainUnavailable("malformed", f"{type(e).__name__}: {str(e)[:160]}") from None
         raise BrainUnavailable("error")  # pragma: no cover
 
     @staticmethod
@@ -161,55 +247,88 @@ class ModelBrain:
     # -- understand ----------------------------------------------------------------------------
 
     def understand(self, message: str, lead: LeadView, history: list[dict[str, str]]) -> Understanding:
-        """The rules' reading merged with the model's extraction. Raises BrainUnavailable."""
+        """The rules' reading, with the facts the last reply call read merged in; the model extracts
+        first only when the rules could not read the message at all. Raises BrainUnavailable."""
         rules = self.rules.understand(message, lead, history)
         if "injection" in rules.intents:
             return rules   # never hand an injection to the model; the refusal is the rules' job
+        needed = self.needs_extraction(rules, message)   # on the rules' own reading
+        self._merge_facts(rules, self._take_pending(lead.id))
+        if not needed:
+            lead.facts_in_reply = True   # type: ignore[attr-defined]  # compose asks for what the rules missed
+            return rules
         msgs = self._extract_tmpl.format_messages(
-            company=self.playbook.company.name, industries=", ".join(self.playbook.industries) or "any",
-            today=(lead.today.isoformat() if lead.today else "today"), asking=lead.asking or "nothing yet",
-            known=json.dumps(lead.fields, default=str), message=message)
+            today=(lead.today.isoformat() if lead.today else "today"), asking=lead.asking or "nothing",
+            known=_known(lead.fields), message=message)
         try:
             ext = self._extract(msgs, lead)
         except BrainUnavailable as e:   # the rules' reading is the fallback: hand it over, don't read twice
+            lead.facts_in_reply = True   # type: ignore[attr-defined]
             raise BrainUnavailable(e.cause, str(e), partial=rules) from None
         return self._merge(rules, ext)
 
+    @staticmethod
+    def needs_extraction(rules: Understanding, message: str) -> bool:
+        """The rules could not read this message at all: no fact, no question, no intent, no pick, in a
+        statement of four words or more — the decision needs the model's reading before it is made.
+        Every other turn is read by the rules, and the reply call reads what they missed."""
+        if rules.fields or rules.questions or rules.pick is not None or rules.skipped:
+            return False
+        if rules.intents - {"answer", "small_talk", "greeting"}:
+            return False
+        return len(re.findall(r"\w+", message)) >= 4
+
     def _extract(self, msgs: list[BaseMessage], view: LeadView) -> Extraction:
-        out = self._call(lambda: self._structured.invoke(msgs), view)
-        self._count_tokens(view, out.get("raw"))
-        if out.get("parsed") is not None:
-            return out["parsed"]
-        error = out.get("parsing_error") or "no valid tool call"
-        raw = out.get("raw")
-        repair = list(msgs) + ([raw] if isinstance(raw, AIMessage) else []) + [
-            HumanMessage(self.extract_prompt["repair"].format(error=str(error)[:300]))]
-        out = self._call(lambda: self._structured.invoke(repair), view)
-        self._count_tokens(view, out.get("raw"))
-        if out.get("parsed") is not None:
-            return out["parsed"]
-        raise BrainUnavailable("malformed", str(out.get("parsing_error") or "no valid tool call")[:200])
+        error: Any = None
+        raw: Any = None
+        for attempt in range(2):   # one repair
+            prompt = msgs if attempt == 0 else list(msgs) + ([raw] if isinstance(raw, AIMessage) else []) + [
+                HumanMessage(self.extract_prompt["repair"].format(error=str(error)[:300]))]
+            out = self._call(lambda p=prompt: self._structured.invoke(p), view)
+            raw = out.get("raw")
+            self._count_tokens(view, raw)
+            parsed, error = out.get("parsed"), out.get("parsing_error") or "no valid tool call"
+            if isinstance(parsed, dict):
+                try:
+                    return Extraction(**parsed)
+                except ValueError as e:   # pydantic's ValidationError
+                    error = e
+        raise BrainUnavailable("malformed", str(error)[:200])
+
+    # -- facts read by the reply call, for the next turn ------------------------------------------
+
+    def _keep_pending(self, lead: LeadView, facts: dict[str, Any] | None) -> None:
+        """Validate the facts a reply call read and keep those the lead lacks for its next turn."""
+        if not facts or not lead.id:
+            return
+        clean: dict[str, Any] = {}
+        for name in FACT_FIELDS:
+            if facts.get(name) in (None, "", []):
+                continue
+            try:
+                value = getattr(Facts(**{name: facts[name]}), name)
+            except ValueError:
+                continue   # not valid for the schema: dropped, the reply stands
+            if value is not None and lead.fields.get(name) in (None, ""):
+                clean[name] = value
+        if clean:
+            with self._pending_lock:
+                self._pending[lead.id] = {**self._pending.pop(lead.id, {}), **clean}
+                while len(self._pending) > self.PENDING_MAX:
+                    self._pending.popitem(last=False)
+
+    def _take_pending(self, lead_id: str) -> Facts:
+        with self._pending_lock:
+            return Facts(**self._pending.pop(lead_id, {}))
+
+    def pending_facts(self, lead_id: str) -> dict[str, Any]:
+        """The facts waiting for this lead's next turn (for tests and `sdr lead`-style inspection)."""
+        with self._pending_lock:
+            return dict(self._pending.get(lead_id, {}))
 
     def _merge(self, rules: Understanding, ext: Extraction) -> Understanding:
         """Rules that are certain win; the model fills the gaps. Each fact keeps who found it."""
-        u = rules
-        for name in ("name", "email", "company", "role", "seniority", "company_size", "industry", "need",
-                     "timeline", "budget"):
-            value = getattr(ext, name)
-            if value in (None, "", []):
-                continue
-            if name == "industry":
-                value = str(value).strip().lower().replace(" ", "_")
-                if self.playbook.industries and value not in self.playbook.industries:
-                    continue
-            if name == "budget" and isinstance(value, float) and value.is_integer():
-                value = int(value)
-            if name == "seniority" and value not in SENIORITIES or name == "timeline" and value not in TIMELINES:
-                continue
-            have = u.fields.get(name)
-            if have is not None and have.certain:
-                continue
-            u.fields[name] = Fact(value, extractor="model", certain=False, evidence="model")
+        u = self._merge_facts(rules, ext)
         intent_map = {"human": "human", "unsubscribe": "unsubscribe", "booking": "book", "question": "question",
                       "objection": "objection"}
         if ext.intent in intent_map:
@@ -226,6 +345,25 @@ class ModelBrain:
             u.intents.add("question")
         if u.fields and "question" not in u.intents:
             u.intents.add("answer")
+        return u
+
+    def _merge_facts(self, u: Understanding, ext: Facts) -> Understanding:
+        for name in FACT_FIELDS:
+            value = getattr(ext, name)
+            if value in (None, "", []):
+                continue
+            if name == "industry":
+                value = str(value).strip().lower().replace(" ", "_")
+                if self.playbook.industries and value not in self.playbook.industries:
+                    continue
+            if name == "budget" and isinstance(value, float) and value.is_integer():
+                value = int(value)
+            if name == "seniority" and value not in SENIORITIES or name == "timeline" and value not in TIMELINES:
+                continue
+            have = u.fields.get(name)
+            if have is not None and have.certain:
+                continue
+            u.fields[name] = Fact(value, extractor="model", certain=False, evidence="model")
         return u
 
     # -- compose ---------------------------------------------------------------------------------
@@ -275,16 +413,20 @@ class ModelBrain:
     def _reply_messages(self, plan: ReplyPlan, lead: LeadView, history: list[dict[str, str]]) -> list[BaseMessage]:
         pb, sources = self.playbook, plan.sources()
         src = "\n".join(f"[S{i + 1}] {h.title} ({h.url}): {h.snippet or h.text[:600]}" for i, h in enumerate(sources)) or "(none)"
-        hist = "\n".join(f"{m['role'].upper()}: {m['text']}" for m in history[-6:]) or "(first message)"
+        hist = "\n".join(f"{m['role'].upper()}: {_clip(m['text'], 300)}" for m in history[-HISTORY:]) or "(first message)"
+        facts = ""
+        if getattr(lead, "facts_in_reply", False):
+            facts = self.reply_prompt["facts"].format(industries="|".join(pb.industries) or "any").rstrip()
         return self._reply_tmpl.format_messages(
             assistant=pb.company.assistant_name, company=pb.company.name, product=pb.company.product,
-            tone=pb.company.tone, plan=self._plan(plan, lead, sources), known=json.dumps(lead.fields, default=str),
-            sources=src, history=hist, message=lead.message, language=name_of(lead.language))
+            tone=pb.company.tone, plan=self._plan(plan, lead, sources), known=_known(lead.fields),
+            sources=src, history=hist, message=lead.message, language=name_of(lead.language), facts=facts)
 
     def _reply(self, msgs: list[BaseMessage], lead: LeadView) -> Reply:
         out = self._call(lambda: self.model.invoke(msgs), lead)
         self._count_tokens(lead, out)
-        text = str(out.content or "").strip()
+        text, facts = split_facts(str(out.content or ""))
+        self._keep_pending(lead, facts)
         if not text:
             raise BrainUnavailable("empty", "the model returned no text")
         return Reply(text=text, prompt="reply", prompt_version=self.reply_prompt.get("version"), model=self.model_name)
@@ -343,7 +485,7 @@ class ModelBrain:
         started = time.monotonic()
         _POOL.submit(produce)
         parts: list[str] = []
-        cause, last = None, None
+        cause, last, shown = None, None, 0
         while cause is None:
             try:
                 item = q.get(timeout=max(0.0, deadline - time.monotonic()))
@@ -356,15 +498,17 @@ class ModelBrain:
                 cause = _cause(item)
                 break
             last = item if last is None else last + item
-            delta = str(item.content or "")
-            if delta:
-                parts.append(delta)
-                yield delta
+            parts.append(str(item.content or ""))
+            visible = visible_part("".join(parts))   # the FACTS line is never shown
+            if len(visible) > shown:
+                yield visible[shown:]
+                shown = len(visible)
         stop.set()
         lead.usage["model_ms"] = lead.usage.get("model_ms", 0.0) + (time.monotonic() - started) * 1000
         if last is not None:
             self._count_tokens(lead, last)
-        text = "".join(parts).strip()
+        text, facts = split_facts("".join(parts))
         if cause or not text:
             raise BrainUnavailable(cause or "empty")
+        self._keep_pending(lead, facts)
         yield Reply(text=text, prompt="reply", prompt_version=self.reply_prompt.get("version"), model=self.model_name)
