@@ -460,6 +460,9 @@ def worker(ctx: click.Context, poll: float, once: bool, now_text: str | None) ->
     if now is not None and not once:
         raise click.UsageError("--now goes with --once (a running worker follows the real clock)")
     sdr = _sdr(ctx, **({"clock": lambda: now} if now is not None else {}))
+    from integrations.web.observability import observe
+
+    observe(sdr)   # form and email turns run here count in /metrics too (PROMETHEUS_MULTIPROC_DIR shared)
     w, notes = build_outbox_worker(sdr)
     for note in notes:
         click.secho(note, fg="yellow")
