@@ -34,14 +34,19 @@ def brain(playbook, *replies) -> tuple[ModelBrain, FunctionChatModel]:
 
 
 def test_rules_that_are_certain_win_and_the_model_fills_the_gaps(playbook):
-    b, _ = brain(playbook, tool_call("Extraction", email="wrong@x.example", company_size=900, industry="logistics",
-                                     intent="answer"))
+    """The merge: a certain rule fact beats the model's; the model fills what the rules missed. And a
+    message the rules read costs no extraction call (one model call a turn, issue 14)."""
+    from integrations.llm.model_brain import Extraction
+
+    b, model = brain(playbook)
     v = view("mail me at ana@acme.example, we're 450 people in trucking-ish stuff")
-    u = b.understand(v.message, v, [])
+    u = b._merge(b.rules.understand(v.message, v, []),
+                 Extraction(email="wrong@x.example", company_size=900, industry="logistics"))
     assert u.fields["email"].value == "ana@acme.example" and u.fields["email"].extractor == "rules"
     assert u.fields["company_size"].value == 450
     assert u.fields["industry"].value == "logistics" and u.fields["industry"].extractor == "model"
-    assert v.usage["model_calls"] == 1
+    b.understand(v.message, v, [])
+    assert model.calls == [] and v.usage.get("model_calls", 0) == 0   # the rules read it: no extraction call
 
 
 def test_a_malformed_extraction_is_repaired_once_then_the_brain_gives_up(playbook):
@@ -86,9 +91,8 @@ def test_revise_shows_the_model_what_the_guard_rejected(playbook):
 def test_the_fallback_wrapper_answers_with_the_rules_and_records_why(playbook):
     b, _ = brain(playbook, BrainUnavailable("timeout"), BrainUnavailable("server_error"))
     wrapped = FallbackBrain(b, RuleBrain(playbook))
-    v = view("we're 300 people")
-    u = wrapped.understand(v.message, v, [])
-    assert u.fields["company_size"].value == 300
+    v = view("we're a mid-sized team, I look after revenue")   # the rules read no fact: the model is asked first
+    wrapped.understand(v.message, v, [])
     plan = build_plan(Decision(learned=("company_size",)), MeetingOutcome(), playbook, {"company_size": 300})
     assert wrapped.compose(plan, v, []).model == "rules"
     assert v.usage["fallbacks"] == ["timeout", "server_error"]
