@@ -140,7 +140,8 @@ def seed(url: str, playbook_path: Path, n: int) -> int:
                                 fields={"email": email, "name": f"Alex Example{i}", "company": f"Company {i}",
                                         "industry": INDUSTRIES[i % len(INDUSTRIES)],
                                         "job_title": TITLES[i % len(TITLES)]},
-                                field_sources={}, fit_rules={}, created_at=NOW, updated_at=NOW)
+                                field_sources={"email": {"extractor": "form", "verified": True}},   # as a form fill's
+                                fit_rules={}, created_at=NOW, updated_at=NOW)
                     s.add(lead)
                     s.flush()
                     if not enroll(s, pb, lead, "form_fill", NOW):
