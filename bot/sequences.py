@@ -373,7 +373,8 @@ def enrol_ended_chats(store: Store, playbook: Playbook, now: datetime, limit: in
                  .group_by(Conversation.lead_id)
                  .having(and_(func.max(Conversation.updated_at) <= now - idle,
                               func.max(Conversation.updated_at) > now - idle - WEEK)))
-        leads = s.scalars(select(Lead).where(Lead.email.is_not(None), Lead.id.in_(quiet),
+        verified = Lead.field_sources["email"]["verified"].as_boolean().is_(True)   # only those are nurtured
+        leads = s.scalars(select(Lead).where(Lead.email.is_not(None), verified, Lead.id.in_(quiet),
                                              Lead.id.not_in(enrolled)).limit(limit)).all()
         for lead in leads:
             n += len(enroll(s, playbook, lead, "chat_ended_unqualified", now))
