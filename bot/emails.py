@@ -18,6 +18,7 @@ from datetime import datetime
 from email.utils import make_msgid, parseaddr
 from typing import Any
 
+from nameparser import HumanName
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -134,3 +135,14 @@ def email_conversation(s: Session, lead_id: str) -> str | None:
     """The id of the lead's email conversation, if one exists."""
     return s.scalars(select(Conversation.id).where(Conversation.lead_id == lead_id, Conversation.channel == "email")
                      .order_by(Conversation.created_at)).first()
+
+
+def email_words(playbook: Any, row: Lead, paragraphs: list[str], **extra: Any) -> dict[str, Any]:
+    """An email's words around what it says (bot/emails.queue_email's `content`): "Hi <first
+    name>," and the automated assistant's signature — every email the SDR writes says it is
+    automated. `extra` sets links, question, slots, quote."""
+    name = str((row.fields or {}).get("name") or "").strip()
+    first = (HumanName(name).first or name.split(" ")[0]) if name else ""
+    return {"greeting": f"Hi {first}," if first else "Hi,", "paragraphs": paragraphs, "links": [],
+            "question": None, "slots": [],
+            "signoff": f"{playbook.company.assistant_name}, {playbook.company.name}'s automated assistant", **extra}

@@ -10,11 +10,10 @@ import re
 from datetime import datetime, timedelta
 from typing import Any, Callable
 
-from nameparser import HumanName
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
-from .emails import (email_conversation, email_status, lead_for_thread, lead_for_token, may_email, queue_email,
+from .emails import (email_conversation, email_words, email_status, lead_for_thread, lead_for_token, may_email, queue_email,
                      record_inbound)
 from .events import record_event, rescore_lead
 from .form_fills import EVENT_WORDS, SUBJECTS, FormLead, first_message, map_fill, read_form
@@ -158,11 +157,8 @@ class Intake:
         pb = self.playbook
         what = EVENT_WORDS.get(lead.event, "information")
         form = f" through “{lead.form_name}”" if lead.form_name else ""
-        return self._email_words(row, [f"Thanks for asking for {what}{form} — I'm {pb.company.assistant_name}, "
+        return email_words(self.playbook, row, [f"Thanks for asking for {what}{form} — I'm {pb.company.assistant_name}, "
                                        f"{pb.company.name}'s automated assistant, and I'll get you started.", reply])
-
-    def _email_words(self, row: Lead, paragraphs: list[str], **extra: Any) -> dict[str, Any]:
-        return email_words(self.playbook, row, paragraphs, **extra)
 
     def _public_url(self) -> str:
         return self.settings.public_url or "http://127.0.0.1:8000"
@@ -318,21 +314,10 @@ class Intake:
             sender = str(m.get("from_addr") or "")
             queue_email(s, row, key=f"email_reply:{rid}", subject=str(m.get("subject") or pb.company.name),
                         now=self.clock(), kind="reply",
-                        content=self._email_words(row, [result.reply], quote={
+                        content=email_words(self.playbook, row, [result.reply], quote={
                             "from": m.get("from_name") or sender, "at": at.isoformat() + "Z", "text": text[:2000]}),
                         sender=self.settings.email_from, reply_to_template=self.settings.email_reply_to,
                         public_url=self._public_url(), conversation_id=result.session_id)
-
-
-def email_words(playbook: Any, row: Lead, paragraphs: list[str], **extra: Any) -> dict[str, Any]:
-    """An email's words around what it says (bot/emails.queue_email's `content`): "Hi <first
-    name>," and the automated assistant's signature — every email the SDR writes says it is
-    automated. `extra` sets links, question, slots, quote."""
-    name = str((row.fields or {}).get("name") or "").strip()
-    first = (HumanName(name).first or name.split(" ")[0]) if name else ""
-    return {"greeting": f"Hi {first}," if first else "Hi,", "paragraphs": paragraphs, "links": [],
-            "question": None, "slots": [],
-            "signoff": f"{playbook.company.assistant_name}, {playbook.company.name}'s automated assistant", **extra}
 
 
 def _spoofed(m: dict[str, Any]) -> bool:

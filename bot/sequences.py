@@ -48,7 +48,7 @@ from sqlalchemy import and_, delete, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from .brain import BrainUnavailable, load_prompt
-from .emails import EMAIL_EXEMPT_FROM_CAPS, lead_token, queue_email
+from .emails import EMAIL_EXEMPT_FROM_CAPS, email_words, lead_token, queue_email
 from .guard import evidence_text, ungrounded_claims
 from .playbook import Limits, Playbook, Sequence, SequenceStep
 from .outbox import claim_rows
@@ -246,13 +246,12 @@ def exit_condition(s: Session, playbook: Playbook, lead: Lead, seq: Sequence, si
                    replied: bool = False) -> str | None:
     """The first of the sequence's `exit.on` conditions that holds for `lead` (`since`: the
     enrolment, for "replied"), as a reason a person can read; None when the sequence may go on."""
-    from .emails import may_email
-
     conditions = seq.exit.on
+    status = s.get(EmailStatus, lead.id)   # the email channel's own record (bot/emails.may_email reads it too)
     checks: list[tuple[str, Callable[[], bool], str]] = [
-        ("unsubscribed", lambda: bool(lead.unsubscribed) or (may_email(s, lead, lead.email) or "").startswith(
-            ("unsubscribed", "the lead opted out")), "unsubscribed"),
-        ("bounced", lambda: (may_email(s, lead, lead.email) or "").startswith("the address bounced"), "the address bounced"),
+        ("unsubscribed", lambda: bool(lead.unsubscribed) or (status is not None and status.unsubscribed_at is not None),
+         "unsubscribed"),
+        ("bounced", lambda: status is not None and status.bounced_at is not None, "the address bounced"),
         ("replied", lambda: replied or (since is not None and _replied_since(s, lead.id, since)), "the lead replied"),
         ("meeting_booked", lambda: lead.stage == "meeting_booked" or s.scalars(select(Meeting.id).where(
             Meeting.lead_id == lead.id, Meeting.status == "booked")).first() is not None,
@@ -639,8 +638,6 @@ class SequenceRunner:
                 skip: str | None = None) -> StepResult:
         """Mark the step sent (its email queued) or skipped and schedule the next one — one
         transaction, and only while this runner still holds the lease."""
-        from .intake import email_words
-
         with self.sdr.store.session() as s:
             # take the row's write lock first and only while the lease is still ours: what follows reads
             # the row as it is now, and another runner that took the step over is never overwritten
