@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import re
+import uuid
 from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import parse_qs, quote, urlsplit
@@ -54,6 +55,13 @@ DANA = {"first_name": "Dana", "company": "Ironworks", "job_title": "Account Exec
 
 # ---------------------------------------------------------------------------------------------
 # the module's world: one SMTP server, one SDR on a FakeClock, its web app
+
+
+def unique(address: str) -> str:
+    """The address with a tag of this run: the module's SDR lives across SDR_TEST_FAKE_NOW's reruns
+    of a test, and a second run must meet a new lead, not the first run's."""
+    local, _, domain = address.partition("@")
+    return f"{local}.{uuid.uuid4().hex[:8]}@{domain}"
 
 
 @pytest.fixture(scope="module")
@@ -230,7 +238,7 @@ def step_row(sdr: Any, lead_id: str, step: str) -> SequenceStepRun:
 
 
 def test_the_emails_that_arrive_are_exactly_the_first_touch_and_the_simulated_plan(sdr, worker, mail, module_clock):
-    email = "dana.plan@ironworks.example"
+    email = unique("dana.plan@ironworks.example")
     lead_id = form_fill(sdr, worker, email)
     (first,) = mails_to(mail, email)
     assert kinds(sdr, lead_id)[mid(first)]["kind"] == "first_touch"
@@ -290,7 +298,7 @@ def test_the_emails_that_arrive_are_exactly_the_first_touch_and_the_simulated_pl
 
 
 def test_a_tracked_click_from_a_delivered_email_redirects_and_scores(sdr, worker, app, mail, module_clock):
-    email = "dana.click@ironworks.example"
+    email = unique("dana.click@ironworks.example")
     lead_id = form_fill(sdr, worker, email)
     arrived = run_hours(module_clock, worker, START, 26, mail, email)
     [(_, got)] = arrived
@@ -317,7 +325,7 @@ def test_a_tracked_click_from_a_delivered_email_redirects_and_scores(sdr, worker
 
 
 def test_a_reply_ends_the_sequence_and_no_nurture_email_follows(sdr, worker, mail, module_clock):
-    email = "dana.reply@ironworks.example"
+    email = unique("dana.reply@ironworks.example")
     lead_id = form_fill(sdr, worker, email)
     [(at, nurture)] = run_hours(module_clock, worker, START, 26, mail, email)
     assert kinds(sdr, lead_id)[mid(nurture)]["step"] == "awareness_read"
@@ -338,7 +346,7 @@ def test_a_reply_after_the_step_queued_its_email_stops_that_email_at_send_time(s
     from bot.outbox import OutboxWorker
     from bot.sequences import SequenceRunner
 
-    email = "dana.race@ironworks.example"
+    email = unique("dana.race@ironworks.example")
     lead_id = form_fill(sdr, worker, email)
     (first,) = mails_to(mail, email)
     module_clock.set(datetime(2026, 12, 2, 15, 15))
@@ -359,7 +367,7 @@ def test_a_reply_after_the_step_queued_its_email_stops_that_email_at_send_time(s
 
 
 def test_a_one_click_unsubscribe_from_the_footer_ends_the_sequence_and_all_email(sdr, worker, app, mail, module_clock):
-    email = "dana.unsub@ironworks.example"
+    email = unique("dana.unsub@ironworks.example")
     lead_id = form_fill(sdr, worker, email)
     [(at, nurture)] = run_hours(module_clock, worker, START, 26, mail, email)
     text = text_and_html(nurture.message)[0]
@@ -390,7 +398,7 @@ def test_the_cli_runs_shows_simulates_pauses_and_resumes(make_sdr, clock, smtp_s
     worker, _ = build_outbox_worker(sdr, sdr.settings)
     env = {"SDR_DATA_DIR": str(data_dir), "SDR_SMTP_URL": smtp_server.url, "SDR_PUBLIC_URL": PUBLIC,
            "SDR_EMAIL_FROM": SENDER}
-    email = "dana.cli@ironworks.example"
+    email = unique("dana.cli@ironworks.example")
     clock.set(START)
     lead_id = form_fill(sdr, worker, email)
     assert len(smtp_server.messages) == 1                                     # the first touch
@@ -458,7 +466,7 @@ def test_the_cli_runs_shows_simulates_pauses_and_resumes(make_sdr, clock, smtp_s
 
 
 def test_the_api_shows_the_enrolment_and_pauses_and_resumes_it(sdr, worker, app, mail, module_clock):
-    email = "dana.api@ironworks.example"
+    email = unique("dana.api@ironworks.example")
     lead_id = form_fill(sdr, worker, email)
     api = app.test_client()
     api.environ_base["HTTP_AUTHORIZATION"] = f"Bearer {API_TOKEN}"

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import threading
+import uuid
 from datetime import datetime, timedelta
 from types import SimpleNamespace
 from typing import Any
@@ -347,7 +348,8 @@ def _sql(sdr, lid):
 
 def _meeting(sdr, lid):
     with sdr.store.session() as s:
-        s.add(Meeting(lead_id=lid, rep_id="maya", start=T0 + timedelta(days=3), end=T0 + timedelta(days=3, minutes=30)))
+        s.add(Meeting(lead_id=lid, rep_id=f"rep_{lid}", start=T0 + timedelta(days=3),   # a rep of its own: no slot clash
+                      end=T0 + timedelta(days=3, minutes=30)))
 
 
 def _unsubscribed(sdr, lid):
@@ -398,7 +400,7 @@ def test_a_chat_reply_ends_the_sequence_at_once_and_stops_a_queued_email(sdr):
 
     r = runner(sdr)
     out = sdr.handle(Inbound(text="Hi, I'm Dana. We're a 60-person team looking at forecasting.", session_id=None,
-                             visitor={"email": "dana.chat@example.com"}, verified=True, at=T0))
+                             visitor={"email": f"dana.{uuid.uuid4().hex[:8]}@example.com"}, verified=True, at=T0))
     lid = out.lead["id"]
     with sdr.store.session() as s:
         lead = s.get(Lead, lid)
@@ -476,8 +478,8 @@ def test_a_chat_that_went_quiet_is_enrolled_only_with_a_verified_address(sdr):
     from bot.sequences import enrol_ended_chats
     from bot.turn import Inbound
 
-    typed = sdr.handle(Inbound(text="Hi, I'm Ravi, victim@quietco.example. Just looking at forecasting tools.", at=T0))
-    known = sdr.handle(Inbound(text="Just looking at forecasting tools.", visitor={"email": "ravi@quietco.example"},
+    typed = sdr.handle(Inbound(text=f"Hi, I'm Ravi, victim.{uuid.uuid4().hex[:8]}@quietco.example. Just looking at forecasting tools.", at=T0))
+    known = sdr.handle(Inbound(text="Just looking at forecasting tools.", visitor={"email": f"ravi.{uuid.uuid4().hex[:8]}@quietco.example"},
                                verified=True, at=T0))
     assert enrol_ended_chats(sdr.store, sdr.playbook, T0 + timedelta(minutes=29)) == 0      # still chatting
     assert enrol_ended_chats(sdr.store, sdr.playbook, T0 + timedelta(minutes=31)) == 1
