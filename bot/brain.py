@@ -15,9 +15,8 @@ from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator, Protocol
 
-import yaml
-
 from .extract import Understanding
+from .text import load_yaml
 
 if TYPE_CHECKING:
     from .compose import ReplyPlan
@@ -30,7 +29,7 @@ PROMPTS_DIR = Path(__file__).resolve().parent.parent / "prompts"
 def load_prompt(name: str) -> dict[str, Any]:
     """A prompt file from prompts/ (YAML with `name` and `version`), read once per process."""
     path = PROMPTS_DIR / f"{name}.yaml"
-    data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    data = load_yaml(path.read_text(encoding="utf-8"))
     if not isinstance(data, dict) or "version" not in data:
         raise ValueError(f"{path}: a prompt file needs 'name' and 'version' keys")
     return data

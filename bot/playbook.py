@@ -18,7 +18,7 @@ from pydantic import (AfterValidator, BaseModel, BeforeValidator, ConfigDict, Fi
 
 from knowledge.ingest import CONTENT_TYPES
 
-from .text import words_pattern
+from .text import load_yaml, words_pattern
 
 DEFAULT_PLAYBOOK = Path(__file__).with_name("default_playbook.yaml")
 
@@ -300,7 +300,7 @@ class Vocabulary(_Strict):
 def _default_vocabulary_data() -> dict[str, Any]:
     """The raw `vocabulary:` of the shipped default playbook (the defaults of every other one)."""
     try:
-        data = yaml.safe_load(DEFAULT_PLAYBOOK.read_text(encoding="utf-8")) or {}
+        data = load_yaml(DEFAULT_PLAYBOOK.read_text(encoding="utf-8")) or {}
     except (OSError, yaml.YAMLError):
         return {}
     vocab = data.get("vocabulary") if isinstance(data, dict) else None
@@ -508,7 +508,7 @@ def follow_up_templates() -> frozenset[str]:
     """The template names of prompts/follow_up.yaml (`templates:`)."""
     path = Path(__file__).resolve().parent.parent / "prompts" / "follow_up.yaml"
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        data = load_yaml(path.read_text(encoding="utf-8")) or {}
     except (OSError, yaml.YAMLError):
         return frozenset()
     return frozenset((data.get("templates") or {}) if isinstance(data, dict) else ())
@@ -653,7 +653,7 @@ def load_playbook(path: str | Path | None = None) -> Playbook:
     if not p.is_file():
         raise PlaybookError(f"playbook not found: {p} (set SDR_PLAYBOOK or --playbook to an existing YAML file)")
     try:
-        data = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
+        data = load_yaml(p.read_text(encoding="utf-8")) or {}
     except yaml.YAMLError as e:
         raise PlaybookError(f"invalid playbook {p}: not valid YAML: {e}") from None
     if not isinstance(data, dict):

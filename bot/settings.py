@@ -325,6 +325,12 @@ class Settings(BaseSettings):
     def log_dir(self) -> Path:
         return self.data_dir / "logs"
 
+    @property
+    def cache_dir(self) -> Path:
+        """What a process builds at start and the next one reads (place index, intent vectors:
+        bot/file_cache.py); safe to delete."""
+        return self.data_dir / "cache"
+
     def ensure_dirs(self) -> None:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.log_dir.mkdir(parents=True, exist_ok=True)

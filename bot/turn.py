@@ -59,7 +59,7 @@ class SDR(Intake):
             knowledge = KnowledgeBase(self.settings)
         self.kb: ContentStore | None = knowledge
         self.rules = RuleBrain(self.playbook)
-        self.intent_model = LazyIntentModel(self.playbook, getattr(knowledge, "embedder", None))
+        self.intent_model = LazyIntentModel(self.playbook, getattr(knowledge, "embedder", None), self.settings.cache_dir)
         self.brain = brain or self.rules
         self.clock = clock or utcnow   # naive UTC now; tests and simulations inject their own
         self.calendar: CalendarBackend | None = None   # set by the composition root
@@ -70,7 +70,7 @@ class SDR(Intake):
     def warm(self) -> None:
         """Load now what a first turn would wait for (places ~1 s, languages, intent examples ~1-2 s, the
         content store's chunks and index ~2.5 s at 10k chunks)."""
-        places_warm(), language_warm(), self.intent_model.warm(), getattr(self.kb, "warm", lambda: None)()
+        places_warm(self.settings.cache_dir), language_warm(), self.intent_model.warm(), getattr(self.kb, "warm", lambda: None)()
 
     @property
     def brain(self) -> Brain:

@@ -103,6 +103,21 @@ class LocalEmbeddings(Embeddings):
             self._remember(key, v)
         return v
 
+    def embed_queries_np(self, texts: list[str], threads: int | None = None) -> np.ndarray:
+        """Many queries in one batch (the intent examples at start-up), with `threads` threads
+        (default: the batch setting, as for passages); each row as `embed_query_np` gives it."""
+        if not texts:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        with self._lock:
+            self._set_threads(threads or self.batch_threads)
+            try:
+                vecs = np.asarray(self._model.query(list(texts)), dtype=np.float32).reshape(len(texts), -1)
+            finally:
+                self._set_threads(self.threads)
+        for t, v in zip(texts, vecs):
+            self._remember("q:" + t, v)
+        return vecs
+
     def embed_documents(self, texts: list[str]) -> list[list[float]]:
         return self.embed_documents_np(list(texts)).tolist()
 

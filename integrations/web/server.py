@@ -196,7 +196,15 @@ def serve(factory: Callable[[], WSGIApp], options: ServerOptions,
     started): a place to print start-up notes once. Returns when the server stops (Ctrl+C);
     raises SystemExit(1) with gunicorn's message when it cannot start (the port is taken, a
     worker fails to boot)."""
+    import multiprocessing
+
     from gunicorn.app.base import BaseApplication
+
+    # Workers build their apps one at a time. All at once, 4 workers on 2 cores each took ~4× as
+    # long, and none answered until they nearly all had; in turn, the first answers after one build
+    # and the rest follow. A worker that dies holding it releases nothing — hence the timeout: after
+    # TIMEOUT_S / 2 a worker builds anyway (gunicorn would kill a silent one at TIMEOUT_S).
+    booting = _BootTurn(multiprocessing.get_context("fork").Lock(), TIMEOUT_S / 2)
 
     class _App(BaseApplication):   # gunicorn's custom-application API
         def load_config(self) -> None:
@@ -209,13 +217,29 @@ def serve(factory: Callable[[], WSGIApp], options: ServerOptions,
             self.cfg.set("child_exit", _child_exit)
 
         def load(self) -> WSGIApp:   # in the worker, after the fork
-            return InFlightLimit(factory(), options.max_in_flight, options.queue_wait_s)
+            with booting:   # one worker builds at a time: the first is ready (and answers) soonest
+                return InFlightLimit(factory(), options.max_in_flight, options.queue_wait_s)
 
     def _post_worker_init(worker: Any) -> None:
         if on_worker_ready is not None:
             on_worker_ready(worker.age)
 
     _App().run()
+
+
+class _BootTurn:
+    """A cross-process lock taken for at most `wait_s` (then the holder is presumed dead)."""
+
+    def __init__(self, lock: Any, wait_s: float) -> None:
+        self._lock, self._wait_s, self._held = lock, wait_s, False
+
+    def __enter__(self) -> None:
+        self._held = bool(self._lock.acquire(timeout=self._wait_s))
+
+    def __exit__(self, *exc: object) -> None:
+        if self._held:
+            self._held = False
+            self._lock.release()
 
 
 def _on_starting(arbiter: Any) -> None:
