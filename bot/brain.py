@@ -51,6 +51,7 @@ class LeadView:
     timezone: str = "UTC"           # the visitor's time zone (IANA)
     now: datetime | None = None     # aware UTC, for reading "tomorrow at 3"
     language: str = "en"            # ISO 639-1 code of the language to answer in (bot/language.py)
+    pending_facts: dict[str, Any] = field(default_factory=dict)   # what the last reply call read (Reply.facts)
 
 
 @dataclass
@@ -60,6 +61,8 @@ class Reply:
     prompt_version: Any
     model: str
     evidence: list[str] = field(default_factory=list)   # template text the reply was built from
+    facts: dict[str, Any] = field(default_factory=dict)  # facts the reply call read, validated: stored with the
+    #                                                    turn, understood with the lead's next message
 
 
 class BrainUnavailable(Exception):

@@ -32,8 +32,11 @@ class TurnResult:
 
 
 def count_turn(counters: dict[str, int], result: TurnResult) -> None:
-    """The SDR's own counters (shown by /healthz): turns, and fallbacks by cause."""
+    """The SDR's own counters (shown by /healthz, this process's): turns, model calls and tokens,
+    and fallbacks by cause."""
     counters["turns"] = counters.get("turns", 0) + 1
+    for key in ("model_calls", "prompt_tokens", "completion_tokens"):
+        counters[key] = counters.get(key, 0) + int(result.usage.get(key) or 0)
     for cause in result.usage.get("fallbacks") or []:
         counters[f"fallback_{cause}"] = counters.get(f"fallback_{cause}", 0) + 1
 
@@ -53,8 +56,8 @@ class TurnContext:
     conv_id: str = ""
     lead_id: str = ""
     replay: TurnResult | None = None   # a retried message_id: its stored answer
-    resumed: bool = False              # a retried message_id already scored, its answer lost (a crash): score nothing again
     decision: Decision | None = None
+    reply: Any = None                  # the composed, guarded Reply
     meeting: MeetingRequest | None = None
     changes: list[ScoreChange] = field(default_factory=list)
     actions: list[dict[str, Any]] = field(default_factory=list)

@@ -13,28 +13,36 @@ from .playbook import Playbook
 from .store import ContentSent, Conversation, EmailStatus, Lead, Message, OutboxEntry, ScoreEvent, Store, new_id
 
 
-def open_conversation(s: Session, session_id: str, inbound: Inbound, now: datetime) -> tuple[Conversation, Lead, bool]:
-    """The conversation for `session_id` and its lead, created when new. A new session joins an
-    existing lead only for a verified email (`inbound.verified`) that lead holds verified too: an
-    email anyone can type never opens another person's lead. Returns (conversation, lead, first_turn)."""
+def open_conversation(s: Session, session_id: str, inbound: Inbound, now: datetime,
+                      lead_id: str | None = None) -> tuple[Conversation, Lead, bool]:
+    """The conversation for `session_id` and its lead, created when new (a new lead gets `lead_id`
+    when given, else a new id). A new session joins an existing lead only for a verified email
+    (`inbound.verified`) that lead holds verified too: an email anyone can type never opens another
+    person's lead. Returns (conversation, lead, first_turn)."""
     conv = s.get(Conversation, session_id)
     if conv is not None:
         lead = s.get(Lead, conv.lead_id)
         assert lead is not None
         return conv, lead, False
-    email = str((inbound.visitor or {}).get("email") or "").strip().lower() or None
-    lead = None
-    if email and inbound.verified:
-        lead = s.scalars(select(Lead).where(Lead.email == email)).first()
-        lead = lead if lead is not None and email_verified(lead) else None
+    lead = known_lead(s, inbound)
     if lead is None:
-        lead = Lead(id=new_id("lead"), fields={}, field_sources={}, fit_rules={}, created_at=now, updated_at=now)
+        lead = Lead(id=lead_id or new_id("lead"), fields={}, field_sources={}, fit_rules={}, created_at=now,
+                    updated_at=now)
         s.add(lead)
         s.flush()
     conv = Conversation(id=session_id, lead_id=lead.id, channel=inbound.channel, state={}, created_at=now, updated_at=now)
     s.add(conv)
     s.flush()
     return conv, lead, True
+
+
+def known_lead(s: Session, inbound: Inbound) -> Lead | None:
+    """The lead a new session joins: the one holding the inbound's verified email, verified too."""
+    email = str((inbound.visitor or {}).get("email") or "").strip().lower() or None
+    if not (email and inbound.verified):
+        return None
+    lead = s.scalars(select(Lead).where(Lead.email == email)).first()
+    return lead if lead is not None and email_verified(lead) else None
 
 
 def email_verified(lead: Lead) -> bool:
@@ -47,15 +55,12 @@ def session_exists(s: Session, session_id: str) -> bool:
     return s.get(Conversation, session_id) is not None
 
 
-def retry_of(state: dict[str, Any], message_id: str | None) -> str | None:
-    """What a conversation's state says about a message id seen before: "answered" (its answer is
-    stored: send it again), "scored" (stored and scored, but a crash took the answer: answer it
-    without scoring again), or None (new)."""
-    if not message_id:
-        return None
-    if state.get("last_message_id") == message_id and state.get("last_result"):
-        return "answered"
-    return "scored" if state.get("assessed_message_id") == message_id else None
+def retry_of(state: dict[str, Any], message_id: str | None) -> dict[str, Any] | None:
+    """The stored answer to a message id seen before (send it again), or None: a new message, or
+    one whose turn never committed (a crash: nothing of it was kept, so it runs afresh)."""
+    if message_id and state.get("last_message_id") == message_id and state.get("last_result"):
+        return dict(state["last_result"])
+    return None
 
 
 def add_visitor_message(s: Session, conv: Conversation, lead: Lead, inbound: Inbound, text: str, now: datetime) -> None:

@@ -312,6 +312,18 @@ class Store:
         finally:
             s.close()
 
+    @contextmanager
+    def rehearsal(self) -> Iterator[Session]:
+        """A write transaction that is always rolled back: run the steps of a change to see what it
+        would do (bot/assess.py) without keeping a row. On SQLite it takes the write lock (as the
+        real change will: a read that turns into a write may fail when busy) for its few ms."""
+        s = self._sessions()
+        try:
+            yield s
+        finally:
+            s.rollback()
+            s.close()
+
     def dispose(self) -> None:
         self.engine.dispose()
 

@@ -4,42 +4,37 @@
     nurture sequences) → meetings → compose → guard → persist (effects queued in the outbox with the change)
 
 Each step is a function in the module of its name (bot/inbound.py, leads.py, the brain's understand, profile.py,
-scoring.py, policy.py, sequences.py, meetings.py, compose.py, guard.py); this file only runs them in order, in three
-short transactions with the brain and the calendar called between them: a slow model never holds a lock."""
+scoring.py, policy.py, sequences.py, meetings.py, compose.py, guard.py; assess.py runs profile to decide); this
+file only runs them in order, with one commit (bot/assess.py): the reads in one read-only session, then one write
+transaction for profile, score, decision, reply and effects. When a model or a calendar must be waited for, that
+transaction is a rehearsal, rolled back, and the writes are redone in one commit after them: a slow model never
+holds a lock."""
 from __future__ import annotations
 
 import time
 from datetime import datetime
 from typing import Any, Callable, Iterator
 
-from sqlalchemy import select
-
 from .answers import ContentStore
+from .assess import PENDING_FACTS, assess, commit_turn, record_turn
 from .booking import CalendarBackend, as_utc
-from .brain import Brain, FallbackBrain, LeadView, Reply
+from .brain import Brain, FallbackBrain, LeadView
 from .compose import Composer, build_plan
 from .extract import Understanding
 from .form_fills import with_channel
-from .guard import redact_secrets
-from .handoff import queue_handoff
 from .context import TurnContext, TurnResult, count_turn
 from .inbound import Inbound, InputError, NotFound, validate
 from .intake import Intake
 from .intents import LazyIntentModel, recognise
 from .language import DEFAULT, conversation_language, warm as language_warm
 from .locks import TurnLocks
-from .leads import add_agent_message, add_visitor_message, history, lead_view, open_conversation, retry_of
-from .meetings import (MeetingOutcome, offered_slots, record_meeting, request_meeting, run_meeting,
-                       visitor_timezone)
+from .leads import history, known_lead, lead_view, retry_of
+from .meetings import MeetingOutcome, offered_slots, run_meeting, visitor_timezone
 from .places import warm as places_warm
 from .playbook import Playbook, load_playbook
-from .policy import Situation, decide, note_answer, note_decision
-from .profile import note_intents, update_profile
 from .rule_brain import RuleBrain
-from .scoring import restage, score_message
-from .sequences import end_sequences
 from .settings import Settings
-from .store import ContentSent, Conversation, Lead, Store, utcnow
+from .store import Conversation, Lead, Store, new_id, utcnow
 
 __all__ = ["SDR", "Inbound", "InputError", "NotFound", "TurnResult", "lead_view"]
 
@@ -102,7 +97,7 @@ class SDR(Intake):
         return run()
 
     def _run(self, inbound: Inbound, text: str, session_id: str, stream: bool) -> Iterator[dict[str, Any]]:
-        ctx = self._load(inbound, text, session_id)                      # load lead & conversation
+        ctx = self._load(inbound, text, session_id)                      # load lead & conversation (reads)
         if ctx.replay is not None:
             yield {"type": "done", "turn": ctx.replay, "result": ctx.replay.as_dict()}
             return
@@ -111,139 +106,69 @@ class SDR(Intake):
             recognise(u, text, self.intent_model.get(), set(self.playbook.vocabulary.topics))   # … by meaning
         with_channel(u, inbound)                                           # … and what the form stated
         ctx.mark("understand")
-        self._assess(ctx, u)                                               # profile, score, decide
-        ctx.mark("decide")
-        outcome = self._meet(ctx)                                          # meetings
-        plan = build_plan(ctx.decision, outcome, self.playbook, ctx.view.fields)   # compose …
-        reply: Reply | None = None
+        result, events, outcome = None, iter(()), MeetingOutcome()
+        with self.store.rehearsal() as s:                                  # profile, score, decide …
+            assess(self, s, ctx, u)
+            ctx.mark("decide")
+            if self.brain is self.rules and ctx.meeting is None:           # … nothing slow to wait for: the reply
+                events = iter(list(self._compose(ctx, outcome, stream)))   # and the commit in this same
+                result = record_turn(self, s, ctx, u, outcome)             # transaction
+                s.commit()
+        if result is None:                                                 # rehearsed (rolled back): the model and
+            outcome = outcome if ctx.meeting is None else run_meeting(     # the calendar are called outside
+                self.calendar, self.playbook, ctx.meeting, ctx.attendee, ctx.tz, ctx.lead_id, ctx.now, self.settings.public_url)
+            events = self._compose(ctx, outcome, stream)
         gone = False   # the visitor closed the stream: finish the reply anyway, so nothing is lost
-        composer = Composer(self.brain, self.rules, self.playbook, self.counters)
-        events = composer.stream(plan, ctx.view, ctx.history) if stream else \
-            iter([{"type": "reply", "reply": composer.compose(plan, ctx.view, ctx.history)}])
-        for event in events:                                               # … and guard
-            if event["type"] == "reply":
-                reply = event["reply"]
-            elif not gone:
+        for event in events:
+            if not gone:
                 try:
                     yield event
                 except GeneratorExit:
                     gone = True
-        ctx.mark("compose")
-        result = self._persist(ctx, u, reply)                              # persist
+        result = result or commit_turn(self, ctx, u, outcome)             # persist: the turn's one commit
+        result.timings_ms = {**ctx.timings, "total": (time.perf_counter() - ctx.started) * 1000}
+        result.usage, result.channel, result.first_turn = ctx.view.usage, inbound.channel, ctx.first_turn
+        for observe in self.observers:   # the counters (/healthz), metrics (integrations/web/observability.py)
+            observe(result)
         if not gone:
             yield {"type": "done", "turn": result, "result": result.as_dict()}
 
-    # -- the steps that touch the store ------------------------------------------------------------
+    def _compose(self, ctx: TurnContext, outcome: MeetingOutcome, stream: bool) -> Iterator[dict[str, Any]]:
+        """The reply's words, guarded: the stream's events (deltas, resets); the reply lands in ctx.reply."""
+        plan = build_plan(ctx.decision, outcome, self.playbook, ctx.view.fields)
+        composer = Composer(self.brain, self.rules, self.playbook, self.counters)
+        events = composer.stream(plan, ctx.view, ctx.history) if stream else \
+            iter([{"type": "reply", "reply": composer.compose(plan, ctx.view, ctx.history)}])
+        for event in events:
+            if event["type"] == "reply":
+                ctx.reply = event["reply"]
+            else:
+                yield event
+        ctx.mark("compose")
 
     def _load(self, inbound: Inbound, text: str, session_id: str) -> TurnContext:
+        """Everything the turn reads before it decides, in one read-only session; a new visitor's
+        conversation and lead exist only from the turn's commit (bot/assess.py)."""
         started, now = time.perf_counter(), inbound.at or self.clock()
         deadline = time.monotonic() + self.settings.turn_deadline_s   # the visitor's wait starts now
         usage: dict[str, Any] = {"model_calls": 0, "prompt_tokens": 0, "completion_tokens": 0, "model_ms": 0.0,
                                  "fallbacks": []}
-        with self.store.session() as s:
-            conv, lead, first = open_conversation(s, session_id, inbound, now)
-            state = dict(conv.state or {})
+        with self.store.session(readonly=True) as s:
+            conv = s.get(Conversation, session_id)
+            lead = s.get(Lead, conv.lead_id) if conv is not None else known_lead(s, inbound)
+            state = dict(conv.state or {}) if conv is not None else {}
             turn = int(state.get("turn", 0)) + 1
             tz = visitor_timezone(inbound.visitor or {}, state, text)   # widget, then words, then before
             language = conversation_language(state, text)
-            view = LeadView(id=lead.id, fields=dict(lead.fields or {}), stage=lead.stage, score=lead.score,
-                            asking=state.get("asking"), today=now.date(), message=text, usage=usage,
-                            deadline=deadline,
-                            offered_slots=offered_slots(state, turn), timezone=tz, now=as_utc(now),
-                            language=language)
+            lead_id = lead.id if lead is not None else new_id("lead")
+            view = LeadView(id=lead_id, fields=dict(lead.fields or {}) if lead else {}, stage=lead.stage if lead else "new",
+                            score=lead.score if lead else 0.0, asking=state.get("asking"), today=now.date(), message=text,
+                            usage=usage, deadline=deadline, offered_slots=offered_slots(state, turn), timezone=tz,
+                            now=as_utc(now), language=language, pending_facts=dict(state.get(PENDING_FACTS) or {}))
             view.asking = None if language != DEFAULT and self.brain is self.rules else view.asking   # none asked
-            ctx = TurnContext(inbound, text, session_id, now, view, history(s, conv.id), turn, first, tz,
-                              conv.id, lead.id, started=started)
-            retry = retry_of(state, inbound.message_id)
-            if retry == "answered":
-                ctx.replay = TurnResult(session_id=session_id, **state["last_result"])   # a retry: the same answer, once
-            ctx.resumed = retry == "scored"   # stored and scored before a crash took the answer: only answer it now
+            ctx = TurnContext(inbound, text, session_id, now, view, history(s, conv.id) if conv else [], turn,
+                              conv is None, tz, session_id, lead_id, started=started)
+            answered = retry_of(state, inbound.message_id)
+            if answered is not None:   # a retry: the same answer, once
+                ctx.replay = TurnResult(session_id=session_id, **answered)
             return ctx
-
-    def _assess(self, ctx: TurnContext, u: Understanding) -> None:
-        """Update the profile, score, stage, decide, queue the handoff — one transaction."""
-        pb, now, injection = self.playbook, ctx.now, "injection" in u.intents
-        with self.store.session() as s:
-            conv = s.get(Conversation, ctx.session_id)
-            lead = s.get(Lead, conv.lead_id)
-            state = dict(conv.state or {})
-            learned: list[str] = []
-            if not ctx.resumed:
-                add_visitor_message(s, conv, lead, ctx.inbound, ctx.text, now)
-                if not injection:
-                    lead, learned = update_profile(s, lead, u, ctx.inbound.visitor or {}, now,
-                                                   verified=ctx.inbound.verified)
-                    conv.lead_id = lead.id
-                if ctx.view.language != (lead.fields or {}).get("language", DEFAULT):   # sales sees it
-                    lead.fields = {**(lead.fields or {}), "language": ctx.view.language}
-                note_answer(state, u, learned, ctx.turn)
-                ctx.changes = score_message(s, pb, lead, u.intents, u.topics, now, injection, ctx.inbound.channel,
-                                            ctx.inbound.events)
-            if ctx.inbound.message_id:   # write-ahead: a retry after a crash from here on scores nothing twice
-                state["assessed_message_id"] = ctx.inbound.message_id
-            prev_stage = lead.stage
-            note_intents(lead, u, now)
-            restage(pb, lead, engaged=True)
-            sent = frozenset(s.scalars(select(ContentSent.url).where(ContentSent.lead_id == lead.id)))
-            fields = dict(lead.fields or {})
-            sit = Situation(fields, tuple(learned), lead.stage, lead.stage == "sql" and prev_stage not in ("sql", "meeting_booked"),
-                            lead.handed_off_at is not None, state, ctx.turn, ctx.first_turn, sent, ctx.text,
-                            lead.disqualified_reason, ctx.inbound.channel)
-            d = ctx.decision = decide(pb, self.kb, u, sit)
-            if d.handoff_reason and lead.stage != "disqualified":
-                entry = queue_handoff(s, pb, lead, d.handoff_reason, now)
-                if entry is not None:
-                    ctx.actions.append({"type": "handoff", "status": entry.status, "reason": d.handoff_reason,
-                                        "outbox_id": entry.id})
-            end_sequences(s, pb, lead, now, replied=ctx.inbound.channel in ("web", "email") and not ctx.resumed)
-            for hit in d.sources():
-                if hit.url and hit.url not in sent:
-                    s.add(ContentSent(lead_id=lead.id, url=hit.url, title=hit.title, type=hit.type, at=now))
-            met = ctx.resumed and state.get("met_message_id") == ctx.inbound.message_id
-            ctx.meeting = None if met else request_meeting(s, pb, self.calendar, lead, d, u.pick, now)
-            picked = ctx.meeting is not None and ctx.meeting.pick is not None
-            unasked = picked or (ctx.view.language != DEFAULT and self.brain is self.rules)   # no question said
-            ctx.actions += note_decision(state, d, pb, fields, ctx.turn, None if unasked else d.ask_field)
-            state["visitor_tz"], state["language"] = ctx.tz, ctx.view.language
-            lead.updated_at = conv.updated_at = now
-            conv.state = state
-            ctx.lead_after = lead_view(lead, pb)
-            ctx.attendee = {"name": fields.get("name") or "", "email": fields.get("email") or "", "timezone": ctx.tz}
-            ctx.view.fields, ctx.view.stage, ctx.view.score = fields, lead.stage, lead.score
-            ctx.conv_id, ctx.lead_id = conv.id, lead.id
-
-    def _meet(self, ctx: TurnContext) -> MeetingOutcome:
-        """Book the time they picked, or offer concrete times (calendar calls outside transactions)."""
-        req = ctx.meeting
-        if req is None:
-            return MeetingOutcome()
-        out = run_meeting(self.calendar, self.playbook, req, ctx.attendee, ctx.tz, ctx.lead_id, ctx.now,
-                          self.settings.public_url)
-        with self.store.session() as s:
-            conv, lead = s.get(Conversation, ctx.conv_id), s.get(Lead, ctx.lead_id)
-            ctx.actions += record_meeting(s, self.playbook, out, req.rep, conv, lead, ctx.attendee, ctx.tz, ctx.turn,
-                                          ctx.now)
-            if ctx.inbound.message_id:   # booked: a retry after a crash does not book again
-                conv.state = {**dict(conv.state or {}), "met_message_id": ctx.inbound.message_id}
-            ctx.lead_after = lead_view(lead, self.playbook)
-        return out
-
-    def _persist(self, ctx: TurnContext, u: Understanding, reply: Reply | None) -> TurnResult:
-        assert reply is not None and ctx.decision is not None
-        text, usage = redact_secrets(reply.text), ctx.view.usage
-        result = TurnResult(session_id=ctx.session_id, reply=text, lead=ctx.lead_after,
-                            sources=[h.source() for h in ctx.decision.sources()], actions=ctx.actions,
-                            score_changes=[c.as_dict() for c in ctx.changes])
-        total_ms = (time.perf_counter() - ctx.started) * 1000
-        with self.store.session() as s:
-            add_agent_message(s, ctx.conv_id, ctx.lead_id, text, ctx.now, reply, result.as_dict(), u.intents, usage,
-                              total_ms)
-            if ctx.inbound.message_id:
-                conv = s.get(Conversation, ctx.conv_id)
-                cached = {k: v for k, v in result.as_dict().items() if k != "session_id"}
-                conv.state = {**dict(conv.state or {}), "last_message_id": ctx.inbound.message_id, "last_result": cached}
-        result.timings_ms = {**ctx.timings, "total": (time.perf_counter() - ctx.started) * 1000}
-        result.usage, result.channel, result.first_turn = usage, ctx.inbound.channel, ctx.first_turn
-        for observe in self.observers:   # the counters (/healthz), metrics (integrations/web/observability.py)
-            observe(result)
-        return result

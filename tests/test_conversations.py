@@ -231,19 +231,20 @@ def test_a_retried_first_message_is_one_conversation_and_one_lead(client, browse
     assert other["session_id"] != first["session_id"]      # another browser never lands in that session
 
 
-def test_a_crash_after_scoring_answers_the_retry_without_scoring_again(client, sdr, monkeypatch):
-    """The process dies after the message was stored and scored but before its answer was: the
-    retry (same message_id) gets an answer, and nothing is stored or scored twice."""
-    from bot.turn import SDR
+def test_a_crash_inside_the_turns_commit_keeps_nothing_and_the_retry_runs_it_once(client, sdr, monkeypatch):
+    """The process dies in the turn's one transaction, after the message was stored and scored in it
+    but before the commit: nothing of the turn is kept, and the retry (same message_id) runs it once —
+    nothing stored or scored twice."""
+    import bot.assess
     d = chat(client, "hello", message_id="m-0")
-    real, crashes = SDR._persist, []
+    real, crashes = bot.assess.add_agent_message, []
 
-    def crash_once(self, *a, **kw):
+    def crash_once(*a, **kw):
         if not crashes:
             crashes.append(1)
             raise KeyboardInterrupt("killed")   # not an Exception: nothing catches it, as with kill -9
-        return real(self, *a, **kw)
-    monkeypatch.setattr(SDR, "_persist", crash_once)
+        return real(*a, **kw)
+    monkeypatch.setattr(bot.assess, "add_agent_message", crash_once)
     text = "I'm VP of Sales at a 300 person SaaS company, budget 50k"
     with pytest.raises(KeyboardInterrupt):
         client.post("/api/chat", json={"message": text, "session_id": d["session_id"], "message_id": "m-1"})

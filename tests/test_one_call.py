@@ -67,6 +67,10 @@ def test_a_conversation_costs_at_most_one_call_and_900_prompt_tokens_a_turn(mode
     chars = sum(len(json.dumps(q["messages"])) + len(json.dumps(q.get("tools") or "")) for q in requests)
     assert chars / 4 / turns <= 900, chars / 4 / turns                     # and closer to real tokens: characters / 4
     assert sdr.lead_detail(r.lead["id"])["fields"]["company_size"] == 450  # what the rules read stands
+    from integrations.web.app import create_app
+    health = create_app(sdr).test_client().get("/healthz").get_json()     # and /healthz's per-turn figures
+    assert health["per_turn"]["model_calls"] == round(sum(per_turn) / turns, 2)
+    assert health["per_turn"]["prompt_tokens"] == round(sum(tokens) / turns, 2)
 
 
 def test_a_fact_only_the_model_reads_lands_on_the_lead(model_sdr, fake_openai):
@@ -85,6 +89,27 @@ def test_a_fact_only_the_model_reads_lands_on_the_lead(model_sdr, fake_openai):
     assert "seniority" not in detail["fields"]                             # not valid for the schema: dropped
     assert detail["field_sources"]["industry"]["extractor"] == "rules"     # the rules' reading wins
     assert len(fake_openai.requests) == 2 and [a["model_calls"] for a in agent_meta(sdr, r.lead["id"])] == [1, 1]
+
+
+def test_facts_the_reply_read_reach_the_next_turn_in_another_worker(model_sdr, fake_openai):
+    """The facts wait in the conversation's stored state, not in a process's memory: the next
+    message may land on another worker, or after a restart (here: a second SDR on the same database)."""
+    first = model_sdr()
+    fake_openai.script({"content": 'Thanks! What are you hoping to fix?\nFACTS {"company_size": 300}'},
+                       {"content": "Great, thanks."})
+    r = first.handle(Inbound(text="we run a freight outfit, a few hundred of us on payroll"))
+    assert conversation_state(first, r.session_id)["pending_facts"] == {"company_size": 300}
+    other = model_sdr()   # another process: nothing in memory
+    r = other.handle(Inbound(text="ok", session_id=r.session_id))
+    detail = other.lead_detail(r.lead["id"])
+    assert detail["fields"]["company_size"] == 300 and detail["field_sources"]["company_size"]["extractor"] == "model"
+    assert "pending_facts" not in conversation_state(other, r.session_id)   # used once
+
+
+def conversation_state(sdr, session_id):
+    from bot.store import Conversation
+    with sdr.store.session(readonly=True) as s:
+        return dict(s.get(Conversation, session_id).state or {})
 
 
 @pytest.mark.parametrize("answer, cause", [
@@ -114,7 +139,7 @@ def test_streaming_never_shows_the_facts_line(model_sdr, fake_openai):
     done = json.loads(body.split("event: done\ndata: ")[1].strip())
     assert fake_openai.requests[0]["stream"] is True and "FACTS {json}" in json.dumps(fake_openai.requests[0]["messages"])
     if done["reply"] == "Thanks! What are you hoping to fix?":   # (a busy machine may time the stream out: the safe reply)
-        assert sdr.brain.primary.pending_facts(done["lead"]["id"]) == {"company_size": 300}
+        assert conversation_state(sdr, done["session_id"])["pending_facts"] == {"company_size": 300}
 
 
 def test_split_facts():

@@ -8,8 +8,9 @@ One model call a turn, as a rule (issue 14):
 - compose: one call with the reply plan (bot/compose.py) as instructions. On a turn whose
   extraction was left to the rules it also asks for the facts the rules missed, as a last line
   `FACTS {json}` after the reply (stripped before anyone sees the reply, streamed or not). Those
-  facts are validated and land on the lead from the next turn (the decision of this turn was made on
-  the rules' reading, as every decision is made by code): the next `understand` merges them, each
+  facts are validated, go on the Reply (`Reply.facts`), are stored with the turn (conversation state:
+  any worker, any restart) and land on the lead from the next turn (the decision of this turn was made
+  on the rules' reading, as every decision is made by code): the next `understand` merges them, each
   recorded with extractor "model". `revise` rewrites a reply the guard rejected, once.
 - Every call runs inside the turn's deadline, with tenacity retries (exponential backoff with jitter,
   Retry-After honoured on 429). Timeout, rate limit, 5xx or malformed output raise
@@ -24,7 +25,6 @@ import queue
 import re
 import threading
 import time
-from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FuturesTimeout
 from typing import Any, Callable, Iterator, Literal
@@ -140,6 +140,19 @@ def _clip(text: str, n: int) -> str:
     return text if len(text) <= n else text[:n].rsplit(" ", 1)[0] + " …"
 
 
+def _facts(stored: dict[str, Any]) -> Facts:
+    """Facts kept from the last reply call (conversation state), re-validated: a stored value the
+    schema no longer takes is dropped, never an error."""
+    good: dict[str, Any] = {}
+    for name, value in (stored or {}).items():
+        try:
+            Facts(**{name: value})
+            good[name] = value
+        except (TypeError, ValueError):
+            continue
+    return Facts(**good)
+
+
 def _known(fields: dict[str, Any]) -> str:
     """The lead's fields as compact JSON, without empties and the reply language (the prompt says it)."""
     return json.dumps({k: v for k, v in fields.items() if v not in (None, "", []) and k != "language"},
@@ -172,7 +185,6 @@ def _cause(exc: BaseException) -> str:
 class ModelBrain:
     """understand + compose through a LangChain chat model, the rule brain as the fallback."""
 
-    PENDING_MAX = 10_000   # leads whose model-read facts wait for their next turn (oldest dropped first)
 
     def __init__(self, playbook: Playbook, model: Any, model_name: str = "model"):
         self.playbook = playbook
@@ -188,8 +200,6 @@ class ModelBrain:
             [("system", self.reply_prompt["system"]), ("human", self.reply_prompt["human"])])
         self.tool = extraction_tool(list(playbook.industries))
         self._structured = model.with_structured_output(self.tool, method="function_calling", include_raw=True)
-        self._pending: OrderedDict[str, dict[str, Any]] = OrderedDict()   # lead id -> facts read by a reply call
-        self._pending_lock = threading.Lock()
 
     # -- calling the model inside the deadline -------------------------------------------------
 
@@ -253,7 +263,7 @@ class ModelBrain:
         if "injection" in rules.intents:
             return rules   # never hand an injection to the model; the refusal is the rules' job
         needed = self.needs_extraction(rules, message)   # on the rules' own reading
-        self._merge_facts(rules, self._take_pending(lead.id))
+        self._merge_facts(rules, _facts(lead.pending_facts))
         if not needed:
             lead.facts_in_reply = True   # type: ignore[attr-defined]  # compose asks for what the rules missed
             return rules
@@ -297,13 +307,14 @@ class ModelBrain:
 
     # -- facts read by the reply call, for the next turn ------------------------------------------
 
-    def _keep_pending(self, lead: LeadView, facts: dict[str, Any] | None) -> None:
-        """Validate the facts a reply call read and keep those the lead lacks for its next turn."""
-        if not facts or not lead.id:
-            return
+    @staticmethod
+    def read_facts(lead: LeadView, facts: dict[str, Any] | None) -> dict[str, Any]:
+        """The facts a reply call read that are valid for the schema and that the lead lacks: they go
+        on the Reply, are stored with the turn (conversation state) and are merged into the lead's
+        next message's understanding — in any worker, after any restart."""
         clean: dict[str, Any] = {}
         for name in FACT_FIELDS:
-            if facts.get(name) in (None, "", []):
+            if not facts or facts.get(name) in (None, "", []):
                 continue
             try:
                 value = getattr(Facts(**{name: facts[name]}), name)
@@ -311,20 +322,7 @@ class ModelBrain:
                 continue   # not valid for the schema: dropped, the reply stands
             if value is not None and lead.fields.get(name) in (None, ""):
                 clean[name] = value
-        if clean:
-            with self._pending_lock:
-                self._pending[lead.id] = {**self._pending.pop(lead.id, {}), **clean}
-                while len(self._pending) > self.PENDING_MAX:
-                    self._pending.popitem(last=False)
-
-    def _take_pending(self, lead_id: str) -> Facts:
-        with self._pending_lock:
-            return Facts(**self._pending.pop(lead_id, {}))
-
-    def pending_facts(self, lead_id: str) -> dict[str, Any]:
-        """The facts waiting for this lead's next turn (for tests and `sdr lead`-style inspection)."""
-        with self._pending_lock:
-            return dict(self._pending.get(lead_id, {}))
+        return clean
 
     def _merge(self, rules: Understanding, ext: Extraction) -> Understanding:
         """Rules that are certain win; the model fills the gaps. Each fact keeps who found it."""
@@ -426,10 +424,10 @@ class ModelBrain:
         out = self._call(lambda: self.model.invoke(msgs), lead)
         self._count_tokens(lead, out)
         text, facts = split_facts(str(out.content or ""))
-        self._keep_pending(lead, facts)
         if not text:
             raise BrainUnavailable("empty", "the model returned no text")
-        return Reply(text=text, prompt="reply", prompt_version=self.reply_prompt.get("version"), model=self.model_name)
+        return Reply(text=text, prompt="reply", prompt_version=self.reply_prompt.get("version"), model=self.model_name,
+                     facts=self.read_facts(lead, facts))
 
     def write_follow_up(self, *, goal: str, fields: dict[str, Any], piece: Any, history: list[str], stage: str,
                         deadline_s: float = 20.0) -> str:
@@ -510,5 +508,5 @@ class ModelBrain:
         text, facts = split_facts("".join(parts))
         if cause or not text:
             raise BrainUnavailable(cause or "empty")
-        self._keep_pending(lead, facts)
-        yield Reply(text=text, prompt="reply", prompt_version=self.reply_prompt.get("version"), model=self.model_name)
+        yield Reply(text=text, prompt="reply", prompt_version=self.reply_prompt.get("version"), model=self.model_name,
+                    facts=self.read_facts(lead, facts))
