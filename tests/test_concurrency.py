@@ -143,6 +143,8 @@ def test_a_message_while_the_sessions_turn_runs_too_long_is_429_with_retry_after
         r = client.post("/api/chat", json={"message": "are you there?", "session_id": sid})
         assert r.status_code == 429 and r.headers["Retry-After"] == "1"
         assert r.get_json()["error"]["code"] == "turn_in_progress"
+        sdr.settings.metrics_public = True
+        assert 'sdr_rate_limited_total{scope="turn_in_progress"} 1.0' in client.get("/metrics").get_data(as_text=True)
     finally:
         release.set()
         t.join()

@@ -275,6 +275,7 @@ def test_the_in_flight_limit_answers_503_json_after_a_short_wait():
     seen, body = _call(limited)
     assert 0.15 < time.monotonic() - started < 2
     assert seen["status"].startswith("503") and seen["headers"]["Retry-After"] == "1"
+    assert re.fullmatch(r"[0-9a-f]{32}", seen["headers"]["X-Request-ID"])   # an id, as every answer has
     error = json.loads(b"".join(body))["error"]
     assert error["code"] == "overloaded" and "retry in 1 s" in error["message"]
     assert limited.rejected == 1 and limited.in_flight == 1

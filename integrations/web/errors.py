@@ -42,6 +42,9 @@ def _input_error(e: InputError) -> Response:
 def _busy(e: Busy) -> Response:
     """Another message of this chat session is still being answered (and did not finish within the
     lock's wait): try again in a moment."""
+    from .observability import count_refused
+
+    count_refused("turn_in_progress")
     return error_response(429, "turn_in_progress", "the previous message of this session is still being answered; "
                           "send this one again in a moment", {"Retry-After": "1"})
 

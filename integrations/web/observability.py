@@ -18,7 +18,8 @@ address, as the other token-checking routes do. Metrics (prometheus-client):
     sdr_model_seconds_total                  counter: time spent waiting for the model
     sdr_fallbacks_total{cause}               counter: turns the model brain fell back, by cause
     sdr_handoffs_total{channel}              counter: handoff actions queued by turns
-    sdr_rate_limited_total{scope}            counter: 429s from the rate limiter (ip, session, credentials)
+    sdr_rate_limited_total{scope}            counter: 429s from the rate limiter (ip, session, credentials) and
+                                             for a session's message sent while its last is answered (turn_in_progress)
     sdr_outbox_lag_seconds                   gauge: how long the oldest due pending outbox entry has been due
     sdr_outbox_due                           gauge: pending entries that are due
     sdr_outbox_dead                          gauge: dead letters (entries that gave up)
@@ -259,11 +260,16 @@ def metrics() -> Response:
 
 def count_rate_limited(exc: Any) -> None:
     """limits.py calls this where it answers 429. Never raises."""
+    count_refused(str(getattr(getattr(exc, "limit", None), "scope", None) or "other"))
+
+
+def count_refused(scope: str) -> None:
+    """One 429 more under `scope` (the limiter's ip/session/credentials, or `turn_in_progress` when
+    the visitor's previous message is still being answered). Never raises."""
     try:
-        scope = str(getattr(getattr(exc, "limit", None), "scope", None) or "other")[:40]
-        observe(current_app.extensions["sdr"]).rate_limited.labels(scope).inc()
+        observe(current_app.extensions["sdr"]).rate_limited.labels(scope[:40]).inc()
     except Exception:  # noqa: BLE001
-        log.warning("could not count a rate-limited request", exc_info=True)
+        log.warning("could not count a refused request", exc_info=True)
 
 
 # -- request ids ------------------------------------------------------------------------------------

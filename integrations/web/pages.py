@@ -44,8 +44,12 @@ def widget() -> Response:
 def healthz() -> Response:
     sdr = current_sdr()
     chunks = sdr.kb.count() if sdr.kb is not None else 0
+    counters = dict(sdr.counters)
+    turns = max(1, counters.get("turns", 0))
+    per_turn = {k: round(counters.get(k, 0) / turns, 2) for k in ("model_calls", "prompt_tokens", "completion_tokens")}
     return jsonify({"status": "ok", "brain": sdr.brain.name, "content_chunks": chunks,
-                    "database": sdr.store.engine.dialect.name, "counters": dict(sdr.counters)})
+                    "database": sdr.store.engine.dialect.name, "counters": counters,
+                    "per_turn": per_turn})   # this worker process's, since it started
 
 
 @bp.get("/meetings/<int:meeting_id>.ics")

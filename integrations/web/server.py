@@ -142,7 +142,7 @@ class InFlightLimit:
             return self.app(environ, start_response)
         if not self._slots.acquire(timeout=self.wait_s):
             self.rejected += 1
-            return self._overloaded(start_response)
+            return self._overloaded(environ, start_response)
         with self._count_lock:
             self.in_flight += 1
         try:
@@ -157,13 +157,23 @@ class InFlightLimit:
             self.in_flight -= 1
         self._slots.release()
 
-    def _overloaded(self, start_response: Callable[..., Any]) -> list[bytes]:
+    def _overloaded(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> list[bytes]:
+        """The 503, with a request id as every answer has (the client's X-Request-ID when sane), logged."""
+        import logging
+        import uuid
+
+        from .observability import REQUEST_ID_HEADER, SANE_REQUEST_ID
+
+        given = str(environ.get("HTTP_X_REQUEST_ID", ""))
+        rid = given if SANE_REQUEST_ID.fullmatch(given) else uuid.uuid4().hex
+        logging.getLogger("sdr.server").warning("503 overloaded: %s requests in progress; request %s refused",
+                                                self.limit, rid)
         body = overloaded_body(f"the server is busy ({self.limit} requests in progress in this process); "
                                f"retry in {self.retry_after_s} s")
         start_response("503 Service Unavailable", [("Content-Type", "application/json"),
                                                    ("Content-Length", str(len(body))),
                                                    ("Retry-After", str(self.retry_after_s)),
-                                                   ("Cache-Control", "no-store")])
+                                                   ("Cache-Control", "no-store"), (REQUEST_ID_HEADER, rid)])
         return [body]
 
 
