@@ -139,7 +139,7 @@ def _worker_app(settings: Settings, worker: bool) -> Any:
 
     settings = settings.model_copy()
     setup_logging(settings)
-    sdr = build_sdr(settings, warm_now=True)
+    sdr = build_sdr(settings)   # warms up in a thread while the app is built (2 cores: side by side) …
     app = build_web_app(sdr, settings)
     _STARTUP_NOTES.extend((w, "red") for w in app.extensions.get("sdr.warnings", []))
     if sdr.kb is not None and sdr.kb.count() == 0:
@@ -149,6 +149,7 @@ def _worker_app(settings: Settings, worker: bool) -> Any:
         w, notes = build_outbox_worker(sdr)
         _STARTUP_NOTES.extend((n, "yellow") for n in notes)
         w.start()
+    sdr.warming.join()   # … and takes requests once warm: the first visitor waits for nothing
     return app
 
 

@@ -22,12 +22,12 @@ from bot.settings import Settings
 __all__ = ["build_outbox_worker", "build_sdr", "build_web_app", "forget_person_everywhere", "slack_config"]
 
 
-def build_sdr(settings: Settings, *, load_knowledge: bool = True, warm_now: bool = False, **kwargs: Any) -> Any:
+def build_sdr(settings: Settings, *, load_knowledge: bool = True, **kwargs: Any) -> Any:
     """The SDR with the brain (the model brain when a model is configured, else the rule brain) and,
     when the playbook names reps, their calendar. `load_knowledge=False` is for commands that only
     read the database (leads, outbox, worker): no knowledge base, brain or calendar to set up.
-    What a first turn would wait for is loaded in a background thread (`SDR.warm`), or before this
-    returns with `warm_now` (a server worker: it takes requests only once warm)."""
+    What a first turn would wait for is loaded in a background thread (`SDR.warm`), `sdr.warming`:
+    a server worker joins it before it takes requests."""
     from bot.turn import SDR
 
     sdr = SDR(settings, load_knowledge=load_knowledge, **kwargs)
@@ -38,12 +38,10 @@ def build_sdr(settings: Settings, *, load_knowledge: bool = True, warm_now: bool
         sdr.brain = make_brain(sdr)
         if sdr.playbook.reps:
             sdr.calendar = make_calendar(sdr.playbook, sdr.store, settings=settings)
-        if warm_now:
-            sdr.warm()
-        else:
-            import threading
+        import threading
 
-            threading.Thread(target=sdr.warm, name="sdr-warm", daemon=True).start()   # places, languages, intents: off the first turn
+        sdr.warming = threading.Thread(target=sdr.warm, name="sdr-warm", daemon=True)   # places, languages, intents,
+        sdr.warming.start()                                                              # the index: off the first turn
     return sdr
 
 

