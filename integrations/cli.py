@@ -77,6 +77,9 @@ def _ingest(sdr: Any, paths: list[str], prune: bool, progress: bool = True) -> i
     click.echo(f"Ingested {report.summary()}. The content store holds {sdr.kb.count()} chunks.")
     if report.files == 0 and not report.errors:
         click.secho("  warning: no supported files found: nothing was loaded", fg="yellow", err=True)
+    warming = getattr(sdr, "warming", None)
+    if warming is not None:   # what a server reads at start (<data dir>/cache) is ready before the server starts
+        warming.join()
     return len(report.errors)
 
 
