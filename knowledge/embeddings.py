@@ -133,15 +133,19 @@ class LocalEmbeddings(Embeddings):
         (default: the batch setting, as for passages); each row as `embed_query_np` gives it."""
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
-        with self._lock:
-            self._set_threads(threads or self.batch_threads)
-            try:
-                vecs = np.asarray(self._model.query(list(texts)), dtype=np.float32).reshape(len(texts), -1)
-            finally:
-                self._set_threads(self.threads)
-        for t, v in zip(texts, vecs):
-            self._remember("q:" + t, v)
-        return vecs
+        out = [self._cached("q:" + t) for t in texts]   # what this process embedded before is not embedded again
+        todo = [i for i, v in enumerate(out) if v is None]
+        if todo:
+            with self._lock:
+                self._set_threads(threads or self.batch_threads)
+                try:
+                    vecs = np.asarray(self._model.query([texts[i] for i in todo]), dtype=np.float32).reshape(len(todo), -1)
+                finally:
+                    self._set_threads(self.threads)
+            for i, v in zip(todo, vecs):
+                out[i] = v
+                self._remember("q:" + texts[i], v)
+        return np.vstack(out)  # type: ignore[arg-type]
 
     def embed_documents(self, texts: list[str]) -> list[list[float]]:
         return self.embed_documents_np(list(texts)).tolist()

@@ -80,3 +80,15 @@ def test_intent_vectors_are_embedded_once_in_a_batch_then_read_from_the_cache(tm
     LazyIntentModel(other, third, tmp_path).get()
     assert third.batches == 1                           # other examples: another file
     assert len(list(tmp_path.glob("intents-*.npy"))) == 2
+
+
+def test_a_batch_of_queries_matches_one_by_one_and_reuses_what_was_embedded(monkeypatch):
+    from knowledge.embeddings import get_embeddings
+
+    emb = get_embeddings("local")
+    texts = ["how much does it cost per seat?", "wir sind 150 Mitarbeiter", "do you integrate with HubSpot"]
+    batch = emb.embed_queries_np(texts)
+    one = np.vstack([emb.embed_query_np(t) for t in texts])
+    assert batch.shape == (3, emb.dim) and np.allclose(batch, one, atol=1e-5)
+    monkeypatch.setattr(emb._engine, "query", lambda *a: pytest.fail("embedded again"), raising=False)
+    assert np.allclose(emb.embed_queries_np(texts), batch)   # the process's cache answers
