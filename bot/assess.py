@@ -14,7 +14,8 @@ reply, the meeting and the answer to a retry with it (`record_turn`).
 Crashes: before the commit nothing of the turn exists, so the visitor's retry (same `message_id`)
 runs it afresh — nothing is scored or queued twice; after it, the retry gets the stored answer
 (`retry_of`). A calendar booking is made before the commit (the calendar is outside the database):
-a crash in between leaves the meeting held for the lead, and the retry hears that time was taken.
+a crash in between leaves the meeting held for the lead, and the retry of that message gets it back
+from the calendar (`held_by`: the same lead, rep and slot) — booked once, its invite queued once.
 """
 from __future__ import annotations
 

@@ -72,6 +72,35 @@ def test_a_taken_slot_gets_fresh_times(booking_client, clock):
     assert not any(a["type"] == "meeting" for a in d["actions"])
 
 
+def test_a_crash_after_booking_and_before_the_commit_books_once_on_the_retry(booking_client, monkeypatch):
+    """The calendar books before the turn's one commit (bot/assess.py). When the process dies in
+    between, the retry of that message gets the meeting the lead already holds: booked, the invite
+    queued once — never "that time was just taken" for the visitor's own slot, never two meetings."""
+    import bot.turn
+    c = booking_client
+    d = chat(c, "I'm the CRO of a 600 person company; we need better forecasting this quarter",
+             visitor={"timezone": "Europe/Berlin"})
+    offer = next(a for a in d["actions"] if a["type"] == "offer_slots")
+    real = bot.turn.commit_turn
+
+    def killed(*a, **kw):
+        raise KeyboardInterrupt("killed before the commit")
+    monkeypatch.setattr(bot.turn, "commit_turn", killed)
+    with pytest.raises(KeyboardInterrupt):
+        c.post("/api/chat", json={"message": "the second one works, I'm at cro@bigco.example",
+                                  "session_id": d["session_id"], "message_id": "pick-1"})
+    monkeypatch.setattr(bot.turn, "commit_turn", real)
+    d = chat(c, "the second one works, I'm at cro@bigco.example", d["session_id"], message_id="pick-1")
+    meeting = next(a for a in d["actions"] if a["type"] == "meeting")
+    assert meeting["start"] == offer["slots"][1]["start"] and "just taken" not in d["reply"]
+    assert d["lead"]["stage"] == "meeting_booked"
+    detail = c.get(f"/api/leads/{d['lead']['id']}").get_json()
+    assert [a["type"] for a in detail["actions"]].count("meeting_invite") == 1
+    from bot.store import Meeting
+    with c.sdr.store.session(readonly=True) as s:
+        assert len(s.query(Meeting).all()) == 1
+
+
 def test_without_a_calendar_the_meeting_offer_stays_generic(client):
     d = chat(client, "I'm the CRO of a 600 person company; we need better forecasting this quarter")
     assert any(a["type"] == "offer_meeting" for a in d["actions"])

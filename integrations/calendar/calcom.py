@@ -99,6 +99,9 @@ class CalcomCalendar:
 
     def book(self, rep: Any, slot: Slot, attendee: Mapping[str, Any], title: str, description: str = "",
              *, lead_id: str) -> Booking:
+        held = self.db.held_by(rep, slot, lead_id)   # a retry after a crash: the meeting it already holds
+        if held is not None:
+            return held
         tz = attendee.get("timezone") or "UTC"
         mid = self.db.reserve(rep, slot, lead_id=lead_id, timezone=tz, status="pending", backend=self.name)
         try:

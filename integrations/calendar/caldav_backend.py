@@ -91,6 +91,9 @@ class CalDAVCalendar:
 
     def book(self, rep: Any, slot: Slot, attendee: Mapping[str, Any], title: str, description: str = "",
              *, lead_id: str) -> Booking:
+        held = self.db.held_by(rep, slot, lead_id)   # a retry after a crash: the meeting it already holds
+        if held is not None:
+            return held
         uid = new_uid()
         common = dict(uid=uid, slot=slot, title=title, description=description, organizer_email=rep.email,
                       organizer_name=rep.name, attendee=attendee)

@@ -52,6 +52,9 @@ class LocalCalendar:
 
     def book(self, rep: Any, slot: Slot, attendee: Mapping[str, Any], title: str, description: str = "",
              *, lead_id: str) -> Booking:
+        held = self.held_by(rep, slot, lead_id)
+        if held is not None:
+            return held
         uid = new_uid()
         ics = make_ics(uid=uid, slot=slot, title=title, description=description, organizer_email=rep.email,
                        organizer_name=rep.name, attendee=attendee)
@@ -60,6 +63,18 @@ class LocalCalendar:
         return Booking(status="booked", external_id=uid, ics=ics, meeting_id=mid)
 
     # -- holding a slot in the database (shared with the other backends) ---------------------
+
+    def held_by(self, rep: Any, slot: Slot, lead_id: str) -> Booking | None:
+        """The booking this lead already holds at this slot, or None. A turn books before its commit
+        (bot/assess.py): when a crash falls in between, the visitor's retry asks for the same slot
+        again and gets the meeting it already holds — not "that time was just taken", and no
+        second booking with the calendar service."""
+        with self.store.session(readonly=True) as s:
+            m = s.scalars(select(Meeting).where(Meeting.rep_id == rep.id, Meeting.start == _naive(slot.start),
+                                                Meeting.lead_id == lead_id, Meeting.status.in_(ACTIVE))).first()
+            if m is None:
+                return None
+            return Booking(status=m.status, external_id=m.external_id, ics=m.ics or "", meeting_id=m.id)
 
     def reserve(self, rep: Any, slot: Slot, *, lead_id: str, timezone: str = "UTC", status: str = "pending",
                 backend: str = "local", external_id: str | None = None, ics: str | None = None) -> int:
