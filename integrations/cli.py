@@ -153,6 +153,7 @@ def _worker_app(settings: Settings, worker: bool) -> Any:
         _STARTUP_NOTES.extend((n, "yellow") for n in notes)
         w.start()
     sdr.warming.join()   # … and takes requests once warm: the first visitor waits for nothing
+    getattr(getattr(sdr.kb, "embedder", None), "ready", lambda: None)()   # a model that failed to load fails the boot
     return app
 
 

@@ -62,6 +62,12 @@ class LocalEmbeddings(Embeddings):
         finally:
             self._loaded.set()
 
+    def ready(self) -> None:
+        """Wait for the weights; raises RuntimeError (how to fix it) if they could not be loaded. A
+        server worker calls it before taking requests: a broken install fails the boot, loudly,
+        instead of answering every chat with a 500 while /healthz says ok."""
+        self._model  # noqa: B018 - the property waits and raises
+
     @property
     def _model(self) -> Any:
         """The engine, once loaded (waits for the loading thread). Raises RuntimeError if it failed."""

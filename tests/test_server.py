@@ -344,3 +344,26 @@ def test_demo_serves_from_a_fresh_process(monkeypatch):
     assert args[args.index("serve"):] == ["serve", "--host", "127.0.0.1", "--port", str(port), "--threads", "3",
                                           "--workers", "1"]
     assert env["SDR_DEMO"] == "1"
+
+
+def test_a_worker_killed_while_booting_does_not_hold_up_the_next(tmp_path):
+    # (were the turn not released by the death, acquiring it would time out and leave _lock None)
+    """Workers build one at a time (a file lock): one killed mid-build (kill -9, the OOM killer)
+    releases its turn with its death — the next does not wait out the 30-s timeout."""
+    from integrations.web.server import _BootTurn
+
+    path = str(tmp_path / "boot.lock")
+    holder = subprocess.Popen([sys.executable, "-c", (
+        "import sys, time\n"
+        "from integrations.web.server import _BootTurn\n"
+        f"t = _BootTurn({path!r}, 5)\n"
+        "t.__enter__(); print('held', flush=True); time.sleep(60)\n")], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        turn = _BootTurn(path, 20)
+        holder.kill()
+        holder.wait(10)
+        with turn:
+            assert turn._lock is not None            # taken when the holder died (a timeout leaves it None)
+    finally:
+        holder.kill()

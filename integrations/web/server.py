@@ -206,15 +206,18 @@ def serve(factory: Callable[[], WSGIApp], options: ServerOptions,
     started): a place to print start-up notes once. Returns when the server stops (Ctrl+C);
     raises SystemExit(1) with gunicorn's message when it cannot start (the port is taken, a
     worker fails to boot)."""
-    import multiprocessing
+    import tempfile
 
     from gunicorn.app.base import BaseApplication
 
     # Workers build their apps one at a time. All at once, 4 workers on 2 cores each took ~4× as
     # long, and none answered until they nearly all had; in turn, the first answers after one build
-    # and the rest follow. A worker that dies holding it releases nothing — hence the timeout: after
-    # TIMEOUT_S / 2 a worker builds anyway (gunicorn would kill a silent one at TIMEOUT_S).
-    booting = _BootTurn(multiprocessing.get_context("fork").Lock(), TIMEOUT_S / 2)
+    # and the rest follow. The turn is a lock on a file (flock, by `filelock`): the kernel releases it
+    # when a worker dies while building (kill -9, the OOM killer), so the next one never waits on a
+    # dead holder; a build still stuck after TIMEOUT_S / 2 lets the next worker build anyway.
+    fd, boot_lock = tempfile.mkstemp(prefix="sdr-boot-", suffix=".lock")
+    os.close(fd)
+    booting = _BootTurn(boot_lock, TIMEOUT_S / 2)
 
     class _App(BaseApplication):   # gunicorn's custom-application API
         def load_config(self) -> None:
@@ -234,22 +237,35 @@ def serve(factory: Callable[[], WSGIApp], options: ServerOptions,
         if on_worker_ready is not None:
             on_worker_ready(worker.age)
 
-    _App().run()
+    try:
+        _App().run()
+    finally:
+        if os.getpid() == booting.owner:   # the master, not a worker leaving
+            os.unlink(boot_lock)
 
 
 class _BootTurn:
-    """A cross-process lock taken for at most `wait_s` (then the holder is presumed dead)."""
+    """A lock across the server's processes on the file `path`, waited for at most `wait_s` seconds
+    (then the holder is presumed stuck, and the caller goes on without it)."""
 
-    def __init__(self, lock: Any, wait_s: float) -> None:
-        self._lock, self._wait_s, self._held = lock, wait_s, False
+    def __init__(self, path: str, wait_s: float) -> None:
+        self.path, self._wait_s, self.owner = path, wait_s, os.getpid()
+        self._lock: Any = None
 
     def __enter__(self) -> None:
-        self._held = bool(self._lock.acquire(timeout=self._wait_s))
+        from filelock import FileLock, Timeout
+
+        lock = FileLock(self.path)   # made in this process (after the fork): its own file descriptor
+        try:
+            lock.acquire(timeout=self._wait_s)
+            self._lock = lock
+        except Timeout:
+            self._lock = None
 
     def __exit__(self, *exc: object) -> None:
-        if self._held:
-            self._held = False
+        if self._lock is not None:
             self._lock.release()
+            self._lock = None
 
 
 def _on_starting(arbiter: Any) -> None:
