@@ -18,14 +18,17 @@ from __future__ import annotations
 import json
 import logging
 import re
+from contextlib import contextmanager
 from contextvars import ContextVar
 from datetime import datetime, timezone
+from typing import Iterator
 
 from .guard import redact_secrets
 from .settings import Settings
 from .text import EMAIL_RE
 
 REQUEST_ID: ContextVar[str | None] = ContextVar("sdr_request_id", default=None)
+_HELD: ContextVar[list | None] = ContextVar("sdr_held_logs", default=None)   # see held_logs
 
 _DATE_OR_PHONE = re.compile(
     r"(?P<date>\b\d{4}-\d{2}-\d{2}(?:[T ]\d{2}:\d{2}(?::\d{2}(?:[.,]\d+)?)?)?)"   # kept as it is
@@ -64,6 +67,48 @@ class RedactSecrets(logging.Filter):
         if clean != msg:
             record.msg, record.args = clean, None
         return True
+
+
+class HeldBack(logging.Filter):
+    """Inside `held_logs()`, a line is held instead of written (it is written if the block keeps it)."""
+
+    def __init__(self, handler: logging.Handler) -> None:
+        super().__init__()
+        self.handler = handler
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        held = _HELD.get()
+        if held is None:
+            return True
+        held.append((self.handler, record))
+        return False
+
+
+class HeldLogs:
+    """What `held_logs()` yields: `keep()` writes the held lines when the block ends."""
+
+    def __init__(self) -> None:
+        self.lines: list[tuple[logging.Handler, logging.LogRecord]] = []
+        self.kept = False
+
+    def keep(self) -> None:
+        self.kept = True
+
+
+@contextmanager
+def held_logs() -> Iterator[HeldLogs]:
+    """Hold this thread's log lines (to the log file) for the block: written at its end if
+    `keep()` was called, else dropped. A turn's rehearsal (bot/assess.py) is rolled back, and so are
+    its lines ("handoff queued" would otherwise be logged twice: once rehearsed, once committed)."""
+    held = HeldLogs()
+    token = _HELD.set(held.lines)
+    try:
+        yield held
+    finally:
+        _HELD.reset(token)
+        if held.kept:
+            for handler, record in held.lines:
+                handler.handle(record)
 
 
 class WithRequestId(logging.Filter):
@@ -125,6 +170,7 @@ def setup_logging(settings: Settings, verbose: bool = False) -> None:
             h.close()
     fh = logging.FileHandler(settings.log_dir / "sdr.log", encoding="utf-8")
     fh.setFormatter(JsonLines() if fmt == "json" else MaskedText("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    fh.addFilter(HeldBack(fh))
     fh.addFilter(RedactSecrets(settings))
     fh.addFilter(WithRequestId())
     fh._sdr = True  # type: ignore[attr-defined]

@@ -28,6 +28,7 @@ from .intake import Intake
 from .intents import LazyIntentModel, recognise
 from .language import DEFAULT, conversation_language, warm as language_warm
 from .locks import TurnLocks
+from .logs import held_logs
 from .leads import history, known_lead, lead_view, retry_of
 from .meetings import MeetingOutcome, offered_slots, run_meeting, visitor_timezone
 from .places import warm as places_warm
@@ -107,13 +108,14 @@ class SDR(Intake):
         with_channel(u, inbound)                                           # … and what the form stated
         ctx.mark("understand")
         result, events, outcome = None, iter(()), MeetingOutcome()
-        with self.store.rehearsal() as s:                                  # profile, score, decide …
+        with self.store.rehearsal() as s, held_logs() as logs:            # profile, score, decide …
             assess(self, s, ctx, u)
             ctx.mark("decide")
             if self.brain is self.rules and ctx.meeting is None:           # … nothing slow to wait for: the reply
                 events = iter(list(self._compose(ctx, outcome, stream)))   # and the commit in this same
-                result = record_turn(self, s, ctx, u, outcome)             # transaction
-                s.commit()
+                result = record_turn(self, s, ctx, u, outcome)             # transaction (its log lines kept;
+                s.commit()                                                 # a rehearsal's are dropped)
+                logs.keep()
         if result is None:                                                 # rehearsed (rolled back): the model and
             outcome = outcome if ctx.meeting is None else run_meeting(     # the calendar are called outside
                 self.calendar, self.playbook, ctx.meeting, ctx.attendee, ctx.tz, ctx.lead_id, ctx.now, self.settings.public_url)

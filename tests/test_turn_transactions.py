@@ -129,3 +129,25 @@ def test_a_failed_commit_keeps_nothing_of_the_turn(watched, monkeypatch):
     with pytest.raises(RuntimeError):
         sdr.handle(Inbound(text="I'm the CRO at a 600 person SaaS company", session_id=None, message_id="m-1"))
     assert sdr.store.list_leads(limit=10) == []
+
+
+def test_a_rehearsals_log_lines_are_dropped_and_the_commits_written_once(watched):
+    """The rehearsal is rolled back, and so are its log lines: "handoff queued" is written once."""
+    import logging
+
+    from bot.logs import setup_logging
+    sdr, _ = watched
+    setup_logging(sdr.settings)
+    try:
+        r = sdr.handle(Inbound(text="hi there"))
+        sdr.handle(Inbound(text=TEXTS[1][1], session_id=r.session_id))      # the model path: rehearsed
+        sdr.brain = sdr.rules
+        r = sdr.handle(Inbound(text="hi"))
+        sdr.handle(Inbound(text=TEXTS[1][1], session_id=r.session_id))      # one transaction, kept
+    finally:
+        root = logging.getLogger()
+        for h in [h for h in root.handlers if getattr(h, "_sdr", False)]:
+            root.removeHandler(h)
+            h.close()
+    lines = (sdr.settings.log_dir / "sdr.log").read_text().splitlines()
+    assert len([line for line in lines if "handoff queued" in line]) == 2, lines   # one per lead, not two
