@@ -87,9 +87,10 @@ def _save_npy(path: Path, vectors: np.ndarray) -> None:
         np.save(f, vectors, allow_pickle=False)
 
 
-def _checked(vectors: np.ndarray, rows: int) -> np.ndarray:
-    if vectors.ndim != 2 or len(vectors) != rows:
-        raise ValueError(f"expected {rows} vectors, found shape {vectors.shape}")
+def _checked(vectors: np.ndarray, rows: int, dim: int | None) -> np.ndarray:
+    """The cached vectors if they are `rows` × `dim` (dim None: any); else ValueError (rebuilt)."""
+    if vectors.ndim != 2 or len(vectors) != rows or (dim is not None and vectors.shape[1] != dim):
+        raise ValueError(f"expected {rows} vectors of {dim}, found shape {vectors.shape}")
     return vectors
 
 
@@ -132,10 +133,12 @@ class LazyIntentModel:
             return None
         path = None
         if self._cache_dir is not None:
-            key = cache_key(str(getattr(self._embedder, "name", type(self._embedder).__name__)), json.dumps(texts))
+            key = cache_key(str(getattr(self._embedder, "name", type(self._embedder).__name__)),
+                            str(getattr(self._embedder, "version", "")), json.dumps(texts))   # other weights: a miss
             path = Path(self._cache_dir) / f"intents-{key}.npy"
         return load_or_build(path, lambda: np.asarray(many(texts), dtype=np.float32),
-                             lambda v, p: _save_npy(p, v), lambda p: _checked(np.load(p, allow_pickle=False), len(texts)))
+                             lambda v, p: _save_npy(p, v),
+                             lambda p: _checked(np.load(p, allow_pickle=False), len(texts), getattr(self._embedder, "dim", None)))
 
     def warm(self) -> None:
         try:

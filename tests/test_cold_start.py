@@ -51,7 +51,7 @@ def test_the_place_index_is_read_from_the_cache_by_the_next_process(tmp_path, mo
 
 
 class CountingEmbedder:
-    name = "counting-test-embedder"
+    name, version, dim = "counting-test-embedder", "1", 8
 
     def __init__(self) -> None:
         self.batches = 0
@@ -80,6 +80,15 @@ def test_intent_vectors_are_embedded_once_in_a_batch_then_read_from_the_cache(tm
     LazyIntentModel(other, third, tmp_path).get()
     assert third.batches == 1                           # other examples: another file
     assert len(list(tmp_path.glob("intents-*.npy"))) == 2
+    [path] = [p for p in tmp_path.glob("intents-*.npy") if np.load(p).shape == model._vectors.shape]
+    np.save(open(path, "wb"), np.zeros((len(model._vectors), 4), dtype=np.float32))   # other weights' width
+    fourth = CountingEmbedder()
+    LazyIntentModel(pb, fourth, tmp_path).get()
+    assert fourth.batches == 1                          # not trusted: embedded again
+    newer = CountingEmbedder()
+    newer.version = "2"
+    LazyIntentModel(pb, newer, tmp_path).get()
+    assert newer.batches == 1                           # other weights' version: another file
 
 
 def test_a_batch_of_queries_matches_one_by_one_and_reuses_what_was_embedded(monkeypatch):
