@@ -9,7 +9,8 @@ Where the lock lives, by what is configured:
   the turn (released on commit, or by the server when the connection dies);
 - SQLite: a file lock per session bucket in the data dir (`filelock`; SQLite lives on one host, so
   every process sharing its file shares these locks too).
-In every case a threading lock per bucket comes first, so threads of one process queue cheaply.
+In every case a threading lock per session comes first (made on demand, dropped when no thread
+holds or waits for it), so threads of one process queue cheaply and never behind another visitor.
 Waiting is bounded (`wait_s`): a lock not obtained in time raises `Busy`, which the API answers
 with 429 and Retry-After rather than a turn that races.
 """
@@ -37,7 +38,8 @@ class TurnLocks:
 
     def __init__(self, *, redis_url: str | None, engine: Any, lock_dir: Path, wait_s: float = 30.0, ttl_s: float = 60.0):
         self.wait_s, self.ttl_s = wait_s, ttl_s
-        self._threads = [threading.Lock() for _ in range(64)]
+        self._mutex = threading.Lock()
+        self._local: dict[str, list[Any]] = {}   # session id -> [its threading lock, threads holding or waiting]
         self._redis = None
         self._engine = None
         self._dir = None
@@ -55,15 +57,22 @@ class TurnLocks:
     @contextmanager
     def hold(self, session_id: str) -> Iterator[None]:
         """Hold the session's lock for the block. Raises Busy after `wait_s` seconds of waiting."""
-        bucket = _bucket(session_id)
-        local = self._threads[bucket % len(self._threads)]
-        if not local.acquire(timeout=self.wait_s):
-            raise Busy(session_id)
+        with self._mutex:
+            entry = self._local.setdefault(session_id, [threading.Lock(), 0])
+            entry[1] += 1
         try:
-            with self._shared(session_id, bucket):
-                yield
+            if not entry[0].acquire(timeout=self.wait_s):
+                raise Busy(session_id)
+            try:
+                with self._shared(session_id, _bucket(session_id)):
+                    yield
+            finally:
+                entry[0].release()
         finally:
-            local.release()
+            with self._mutex:
+                entry[1] -= 1
+                if entry[1] == 0:
+                    del self._local[session_id]
 
     @contextmanager
     def _shared(self, session_id: str, bucket: int) -> Iterator[None]:

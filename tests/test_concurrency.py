@@ -149,3 +149,32 @@ def test_a_message_while_the_sessions_turn_runs_too_long_is_429_with_retry_after
         release.set()
         t.join()
     assert client.post("/api/chat", json={"message": "are you there?", "session_id": sid}).status_code == 200
+
+
+def test_a_visitor_never_waits_for_another_visitors_turn_in_the_same_process(tmp_path):
+    """The in-process lock is per session (it was one of 64 buckets: two visitors in one bucket
+    queued behind each other — and behind a stale Redis lock of the other one)."""
+    import threading
+
+    from bot.locks import TurnLocks, _bucket
+
+    locks = TurnLocks(redis_url=None, engine=None, lock_dir=tmp_path, wait_s=0.5)
+    a = "sess-a"
+    b = next(f"sess-{i}" for i in range(100_000) if _bucket(f"sess-{i}") % 64 == _bucket(a) % 64
+             and _bucket(f"sess-{i}") != _bucket(a))   # the old local bucket, another shared one
+    held, release = threading.Event(), threading.Event()
+
+    def long_turn() -> None:
+        with locks.hold(a):
+            held.set()
+            release.wait(10)
+    t = threading.Thread(target=long_turn)
+    t.start()
+    assert held.wait(5)
+    try:
+        with locks.hold(b):    # not Busy
+            pass
+    finally:
+        release.set()
+        t.join()
+    assert locks._local == {}  # nothing kept once no turn holds or waits
