@@ -69,6 +69,8 @@ class LocalCalendar:
         (bot/assess.py): when a crash falls in between, the visitor's retry asks for the same slot
         again and gets the meeting it already holds — not "that time was just taken", and no
         second booking with the calendar service."""
+        if slot.rep_id != rep.id:
+            return None   # not this rep's slot: `reserve` says so (ValueError)
         with self.store.session(readonly=True) as s:
             m = s.scalars(select(Meeting).where(Meeting.rep_id == rep.id, Meeting.start == _naive(slot.start),
                                                 Meeting.lead_id == lead_id, Meeting.status.in_(ACTIVE))).first()
