@@ -30,7 +30,7 @@ from .extract import Understanding
 from .guard import redact_secrets
 from .handoff import queue_handoff
 from .language import DEFAULT
-from .leads import add_agent_message, add_visitor_message, lead_view, open_conversation
+from .leads import add_agent_message, add_visitor_message, lead_view, open_conversation, remember_answer
 from .meetings import MeetingOutcome, record_meeting, request_meeting
 from .policy import Situation, decide, note_answer, note_decision
 from .profile import note_intents, update_profile
@@ -134,13 +134,15 @@ def record_turn(sdr: Any, s: Session, ctx: TurnContext, u: Understanding, outcom
     result = TurnResult(session_id=ctx.session_id, reply=text, lead=ctx.lead_after,
                         sources=[h.source() for h in decision.sources()], actions=ctx.actions,
                         score_changes=[c.as_dict() for c in ctx.changes])
-    add_agent_message(s, conv.id, lead.id, text, ctx.now, reply, result.as_dict(), u.intents, ctx.view.usage,
-                      (time.perf_counter() - ctx.started) * 1000)
+    msg = add_agent_message(s, conv.id, lead.id, text, ctx.now, reply, result.as_dict(), u.intents, ctx.view.usage,
+                            (time.perf_counter() - ctx.started) * 1000)
     state = dict(conv.state or {})
     if reply.facts:
         state[PENDING_FACTS] = reply.facts
     if ctx.inbound.message_id:
         state["last_message_id"] = ctx.inbound.message_id
         state["last_result"] = {k: v for k, v in result.as_dict().items() if k != "session_id"}
+        s.flush()   # the agent message's id, for a late retry of this message (remember_answer)
+        remember_answer(state, ctx.inbound.message_id, msg.id)
     conv.state = state
     return result

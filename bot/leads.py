@@ -55,12 +55,35 @@ def session_exists(s: Session, session_id: str) -> bool:
     return s.get(Conversation, session_id) is not None
 
 
-def retry_of(state: dict[str, Any], message_id: str | None) -> dict[str, Any] | None:
+ANSWERED_KEPT = 20   # message ids of a conversation whose answers a late retry can still get
+
+
+def retry_of(s: Session, state: dict[str, Any], message_id: str | None, lead: Lead | None,
+             playbook: Any) -> dict[str, Any] | None:
     """The stored answer to a message id seen before (send it again), or None: a new message, or
-    one whose turn never committed (a crash: nothing of it was kept, so it runs afresh)."""
-    if message_id and state.get("last_message_id") == message_id and state.get("last_result"):
+    one whose turn never committed (a crash: nothing of it was kept, so it runs afresh). The last
+    message's answer is kept whole; an earlier one of the last ANSWERED_KEPT (a late retry, after
+    the visitor sent more) is rebuilt from its stored agent message, with the lead as it is now."""
+    if not message_id:
+        return None
+    if state.get("last_message_id") == message_id and state.get("last_result"):
         return dict(state["last_result"])
-    return None
+    agent_id = (state.get("answered") or {}).get(message_id)
+    msg = s.get(Message, agent_id) if isinstance(agent_id, int) else None
+    if msg is None or lead is None or msg.role != "agent":
+        return None
+    meta = msg.meta or {}
+    return {"reply": msg.text, "lead": lead_view(lead, playbook), "sources": meta.get("sources") or [],
+            "actions": meta.get("actions") or [], "score_changes": meta.get("score_changes") or []}
+
+
+def remember_answer(state: dict[str, Any], message_id: str, agent_message_id: int) -> None:
+    """Note in the conversation's state which agent message answered `message_id` (the last
+    ANSWERED_KEPT), so that a late retry of it is answered, not run again."""
+    answered = dict(state.get("answered") or {})
+    answered.pop(message_id, None)
+    answered[message_id] = agent_message_id
+    state["answered"] = dict(list(answered.items())[-ANSWERED_KEPT:])
 
 
 def add_visitor_message(s: Session, conv: Conversation, lead: Lead, inbound: Inbound, text: str, now: datetime) -> None:
@@ -69,16 +92,19 @@ def add_visitor_message(s: Session, conv: Conversation, lead: Lead, inbound: Inb
 
 
 def add_agent_message(s: Session, conv_id: str, lead_id: str, text: str, now: datetime, reply: Any,
-                      result: dict[str, Any], intents: Any, usage: dict[str, Any], total_ms: float) -> None:
+                      result: dict[str, Any], intents: Any, usage: dict[str, Any], total_ms: float) -> Message:
     """The reply as stored, with what produced it (prompt, model, sources, actions, score changes,
-    latency in ms, model calls and tokens, fallbacks) for the team's transcript."""
-    s.add(Message(conversation_id=conv_id, lead_id=lead_id, role="agent", text=text, at=now,
+    latency in ms, model calls and tokens, fallbacks) for the team's transcript. Returns the row
+    (its id once flushed)."""
+    msg = Message(conversation_id=conv_id, lead_id=lead_id, role="agent", text=text, at=now,
                   meta={"prompt": reply.prompt, "prompt_version": reply.prompt_version, "model": reply.model,
                         "sources": result["sources"], "actions": result["actions"],
                         "score_changes": result["score_changes"], "intents": sorted(intents),
                         "latency_ms": round(total_ms, 2), "model_calls": usage["model_calls"],
                         "prompt_tokens": usage["prompt_tokens"], "completion_tokens": usage["completion_tokens"],
-                        "model_ms": round(usage["model_ms"], 1), "fallbacks": usage["fallbacks"]}))
+                        "model_ms": round(usage["model_ms"], 1), "fallbacks": usage["fallbacks"]})
+    s.add(msg)
+    return msg
 
 
 def history(s: Session, conversation_id: str, limit: int = 12) -> list[dict[str, str]]:

@@ -170,7 +170,7 @@ class SDR(Intake):
             view.asking = None if language != DEFAULT and self.brain is self.rules else view.asking   # none asked
             ctx = TurnContext(inbound, text, session_id, now, view, history(s, conv.id) if conv else [], turn,
                               conv is None, tz, session_id, lead_id, started=started)
-            answered = retry_of(state, inbound.message_id)
+            answered = retry_of(s, state, inbound.message_id, lead if conv is not None else None, self.playbook)
             if answered is not None:   # a retry: the same answer, once
                 ctx.replay = TurnResult(session_id=session_id, **answered)
             return ctx

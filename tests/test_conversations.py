@@ -262,3 +262,16 @@ def test_a_short_message_id_never_joins_two_first_messages(client):
     a = client.post("/api/chat", json={"message": "hi, I'm Ann", "message_id": "1"}).get_json()
     b = client.post("/api/chat", json={"message": "hi, I'm Bob", "message_id": "1"}).get_json()
     assert a["session_id"] != b["session_id"] and a["lead"]["id"] != b["lead"]["id"]
+
+
+def test_a_late_retry_of_an_earlier_message_is_answered_not_run_again(client):
+    """A retry may arrive after the visitor sent more (a flaky network, a queued request): the
+    earlier message id gets its own answer back and nothing is stored or scored twice."""
+    first = chat(client, "hi, we're a 300 person logistics company", message_id="late-1")
+    second = chat(client, "how much does it cost?", first["session_id"], message_id="late-2")
+    again = chat(client, "hi, we're a 300 person logistics company", first["session_id"], message_id="late-1")
+    assert again["reply"] == first["reply"] and again["sources"] == first["sources"]
+    assert again["lead"]["score"] == second["lead"]["score"]          # the lead as it is now, not scored again
+    detail = lead_of(client, again)
+    assert [m["text"] for m in detail["messages"] if m["role"] == "visitor"] == [
+        "hi, we're a 300 person logistics company", "how much does it cost?"]
