@@ -336,6 +336,21 @@ def sdr(make_sdr: Any) -> Any:
     return make_sdr()
 
 
+@pytest.fixture
+def model_sdr(make_sdr: Any, fake_openai: Any) -> Any:
+    """`model_sdr(deadline=6.0)`: an SDR whose brain is the model brain talking to the local
+    OpenAI-compatible server (tests/fake_openai.py), with the turn's deadline in seconds."""
+    from integrations.llm import LLMConfig, build_chat_model
+    from integrations.llm.model_brain import ModelBrain
+
+    def make(deadline: float = 6.0) -> Any:
+        sdr = make_sdr(settings={"turn_deadline_s": deadline})
+        cfg = LLMConfig(provider="openai", model="local", base_url=fake_openai.base_url, api_key="test")
+        sdr.brain = ModelBrain(sdr.playbook, build_chat_model(cfg, deadline), model_name="local")
+        return sdr
+    return make
+
+
 @pytest.fixture(scope="module")
 def module_sdr(tmp_path_factory: pytest.TempPathFactory, sample_store: SampleStore) -> Iterator[Any]:
     """One SDR for a whole test module, built as `make_sdr()` builds one (default settings, the

@@ -8,23 +8,12 @@ import pytest
 from conftest import api_client
 
 from bot.turn import Inbound
-from integrations.llm import LLMConfig, build_chat_model, llm_config
-from integrations.llm.model_brain import ModelBrain
+from integrations.llm import llm_config
 
 
 def extraction(**fields):
     fields.setdefault("intent", "answer")
     return {"tool_call": {"name": "Extraction", "arguments": fields}}
-
-
-@pytest.fixture
-def model_sdr(make_sdr, fake_openai):
-    def make(deadline=4.0):
-        sdr = make_sdr(settings={"turn_deadline_s": deadline})
-        cfg = LLMConfig(provider="openai", model="local", base_url=fake_openai.base_url, api_key="test")
-        sdr.brain = ModelBrain(sdr.playbook, build_chat_model(cfg, deadline), model_name="local")
-        return sdr
-    return make
 
 
 def test_typed_extraction_fills_what_the_rules_miss(model_sdr, fake_openai):

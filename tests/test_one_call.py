@@ -10,8 +10,7 @@ import pytest
 from conftest import api_client
 
 from bot.turn import Inbound
-from integrations.llm import LLMConfig, build_chat_model
-from integrations.llm.model_brain import ModelBrain, split_facts
+from integrations.llm.model_brain import split_facts
 
 CONVERSATION = [
     "Hi there",
@@ -32,16 +31,6 @@ def literal(req):
     human = req["messages"][-1]["content"]
     q = re.search(r"End with this one question \(you may rephrase it lightly\): (.*)", human)
     return {"content": "Thanks, noted." + (f" {q.group(1).strip()}" if q else "")}
-
-
-@pytest.fixture
-def model_sdr(make_sdr, fake_openai):
-    def make(deadline=6.0):
-        sdr = make_sdr(settings={"turn_deadline_s": deadline})
-        cfg = LLMConfig(provider="openai", model="local", base_url=fake_openai.base_url, api_key="test")
-        sdr.brain = ModelBrain(sdr.playbook, build_chat_model(cfg, deadline), model_name="local")
-        return sdr
-    return make
 
 
 def agent_meta(sdr, lead_id):
