@@ -105,26 +105,26 @@ class LocalEmbeddings(Embeddings):
         length (the engine runs a batch's texts in parallel, one OpenMP thread each), with `threads`
         threads for the batch (default: every core, or SDR_EMBED_THREADS when set — ingest is a batch
         job; queries keep `self.threads`)."""
+        keys = ["p:" + hashlib.sha1(t.encode("utf-8")).hexdigest() for t in texts]
+        return self._embed_many(texts, keys, lambda batch: self._model.passage(batch), batch_size, threads)
+
+    def _embed_many(self, texts: list[str], keys: list[str], encode: Any, batch_size: int,
+                    threads: int | None) -> np.ndarray:
+        """Rows for `texts` (len × dim): cached ones from the process's cache by `keys`, the rest by
+        `encode(batch)` in batches of similar length with `threads` OpenMP threads, then cached."""
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
-        out: list[np.ndarray | None] = []
-        todo: list[int] = []
-        keys = ["p:" + hashlib.sha1(t.encode("utf-8")).hexdigest() for t in texts]
-        for i, k in enumerate(keys):
-            v = self._cached(k)
-            out.append(v)
-            if v is None:
-                todo.append(i)
-        todo.sort(key=lambda i: len(texts[i]))   # similar lengths together: the threads finish together
+        out: list[np.ndarray | None] = [self._cached(k) for k in keys]
+        todo = sorted((i for i, v in enumerate(out) if v is None), key=lambda i: len(texts[i]))   # threads finish together
         for start in range(0, len(todo), batch_size):
             idx = todo[start: start + batch_size]
             with self._lock:
                 self._set_threads(threads or self.batch_threads)
                 try:
-                    vecs = np.asarray(self._model.passage([texts[i] for i in idx]), dtype=np.float32)
+                    vecs = np.asarray(encode([texts[i] for i in idx]), dtype=np.float32).reshape(len(idx), -1)
                 finally:
                     self._set_threads(self.threads)
-            for i, v in zip(idx, vecs.reshape(len(idx), -1)):
+            for i, v in zip(idx, vecs):
                 out[i] = v
                 self._remember(keys[i], v)
         return np.vstack(out)  # type: ignore[arg-type]
@@ -145,23 +145,9 @@ class LocalEmbeddings(Embeddings):
         return v
 
     def embed_queries_np(self, texts: list[str], threads: int | None = None) -> np.ndarray:
-        """Many queries in one batch (the intent examples at start-up), with `threads` threads
-        (default: the batch setting, as for passages); each row as `embed_query_np` gives it."""
-        if not texts:
-            return np.zeros((0, self.dim), dtype=np.float32)
-        out = [self._cached("q:" + t) for t in texts]   # what this process embedded before is not embedded again
-        todo = [i for i, v in enumerate(out) if v is None]
-        if todo:
-            with self._lock:
-                self._set_threads(threads or self.batch_threads)
-                try:
-                    vecs = np.asarray(self._model.query([texts[i] for i in todo]), dtype=np.float32).reshape(len(todo), -1)
-                finally:
-                    self._set_threads(self.threads)
-            for i, v in zip(todo, vecs):
-                out[i] = v
-                self._remember("q:" + texts[i], v)
-        return np.vstack(out)  # type: ignore[arg-type]
+        """Many queries in batches (the intent examples at start-up), with `threads` threads (default:
+        the batch setting, as for passages); each row as `embed_query_np` gives it, and shares its cache."""
+        return self._embed_many(texts, ["q:" + t for t in texts], lambda batch: self._model.query(batch), 64, threads)
 
     def embed_documents(self, texts: list[str]) -> list[list[float]]:
         return self.embed_documents_np(list(texts)).tolist()
