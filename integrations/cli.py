@@ -138,23 +138,33 @@ def _worker_app(settings: Settings, worker: bool) -> Any:
     """In a gunicorn worker, after the fork: this process's own SDR (database engine, Chroma
     client, embedding model), web app and, unless --no-worker, outbox worker thread (outbox
     entries and sequence steps are claimed with leases, so one per worker is safe)."""
-    from integrations.wiring import build_outbox_worker, build_sdr, build_web_app
+    from integrations.wiring import build_sdr
 
     settings = settings.model_copy()
     setup_logging(settings)
     sdr = build_sdr(settings)   # warms up in a thread while the app is built (2 cores: side by side) …
-    app = build_web_app(sdr, settings)
-    _STARTUP_NOTES.extend((w, "red") for w in app.extensions.get("sdr.warnings", []))
+    app, notes = _app_and_worker(sdr, worker, settings)
+    _STARTUP_NOTES.extend(notes)
     if sdr.kb is not None and sdr.kb.count() == 0:
         _STARTUP_NOTES.append(("The content store is empty: the SDR will say it doesn't know. Load content with "
                                "`sdr ingest PATH` (or `sdr demo` for the sample).", "yellow"))
-    if worker:
-        w, notes = build_outbox_worker(sdr)
-        _STARTUP_NOTES.extend((n, "yellow") for n in notes)
-        w.start()
     sdr.warming.join()   # … and takes requests once warm: the first visitor waits for nothing
     getattr(getattr(sdr.kb, "embedder", None), "ready", lambda: None)()   # a model that failed to load fails the boot
     return app
+
+
+def _app_and_worker(sdr: Any, worker: bool, settings: Settings | None = None) -> tuple[Any, list[tuple[str, str]]]:
+    """The web app and, when `worker`, the outbox worker thread started; with the notes to print
+    as (text, colour): the app's warnings in red, what the worker lacks in yellow."""
+    from integrations.wiring import build_outbox_worker, build_web_app
+
+    app = build_web_app(sdr, settings)
+    notes = [(w, "red") for w in app.extensions.get("sdr.warnings", [])]
+    if worker:
+        w, lacking = build_outbox_worker(sdr)
+        notes += [(n, "yellow") for n in lacking]
+        w.start()
+    return app, notes
 
 
 def _worker_ready(age: int) -> None:
@@ -173,16 +183,9 @@ def _serve(sdr: Any, host: str, port: int, worker: bool = True) -> None:
     if not sdr.settings.public_url:
         sdr.settings.public_url = f"http://{host}:{port}"
     if options is None:
-        from integrations.wiring import build_outbox_worker, build_web_app
-
-        app = build_web_app(sdr)
-        for warning in app.extensions.get("sdr.warnings", []):
-            click.secho(f"  {warning}", fg="red", err=True)
-        if worker:
-            w, notes = build_outbox_worker(sdr)
-            for note in notes:
-                click.secho(f"  {note}", fg="yellow")
-            w.start()
+        app, notes = _app_and_worker(sdr, worker)
+        for text, colour in notes:
+            click.secho(f"  {text}", fg=colour, err=colour == "red")
         generated = bool(app.extensions.get("sdr.generated_token"))
     else:
         import secrets
