@@ -140,19 +140,6 @@ def _clip(text: str, n: int) -> str:
     return text if len(text) <= n else text[:n].rsplit(" ", 1)[0] + " …"
 
 
-def _facts(stored: dict[str, Any]) -> Facts:
-    """Facts kept from the last reply call (conversation state), re-validated: a stored value the
-    schema no longer takes is dropped, never an error."""
-    good: dict[str, Any] = {}
-    for name, value in (stored or {}).items():
-        try:
-            Facts(**{name: value})
-            good[name] = value
-        except (TypeError, ValueError):
-            continue
-    return Facts(**good)
-
-
 def _known(fields: dict[str, Any]) -> str:
     """The lead's fields as compact JSON, without empties and the reply language (the prompt says it)."""
     return json.dumps({k: v for k, v in fields.items() if v not in (None, "", []) and k != "language"},
@@ -263,7 +250,7 @@ class ModelBrain:
         if "injection" in rules.intents:
             return rules   # never hand an injection to the model; the refusal is the rules' job
         needed = self.needs_extraction(rules, message)   # on the rules' own reading
-        self._merge_facts(rules, _facts(lead.pending_facts))
+        self._merge_facts(rules, Facts(**self.read_facts(lead, lead.pending_facts)))   # kept last turn, checked again
         if not needed:
             lead.facts_in_reply = True   # type: ignore[attr-defined]  # compose asks for what the rules missed
             return rules
@@ -311,7 +298,8 @@ class ModelBrain:
     def read_facts(lead: LeadView, facts: dict[str, Any] | None) -> dict[str, Any]:
         """The facts a reply call read that are valid for the schema and that the lead lacks: they go
         on the Reply, are stored with the turn (conversation state) and are merged into the lead's
-        next message's understanding — in any worker, after any restart."""
+        next message's understanding — in any worker, after any restart (checked here again then: a
+        stored value the schema no longer takes is dropped, never an error)."""
         clean: dict[str, Any] = {}
         for name in FACT_FIELDS:
             if not facts or facts.get(name) in (None, "", []):
