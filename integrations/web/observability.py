@@ -274,9 +274,14 @@ def count_refused(scope: str) -> None:
 
 # -- request ids ------------------------------------------------------------------------------------
 
+def request_id(given: str | None) -> str:
+    """The request's id: the client's X-Request-ID when it is sane (letters, digits, `._:-`, ≤ 128),
+    else a new one (32 hex digits)."""
+    return given if given and SANE_REQUEST_ID.fullmatch(given) else uuid.uuid4().hex
+
+
 def _start_request() -> None:
-    given = request.headers.get(REQUEST_ID_HEADER, "")
-    rid = given if SANE_REQUEST_ID.fullmatch(given) else uuid.uuid4().hex
+    rid = request_id(request.headers.get(REQUEST_ID_HEADER))
     g.request_id = rid
     REQUEST_ID.set(rid)
 

@@ -160,12 +160,10 @@ class InFlightLimit:
     def _overloaded(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> list[bytes]:
         """The 503, with a request id as every answer has (the client's X-Request-ID when sane), logged."""
         import logging
-        import uuid
 
-        from .observability import REQUEST_ID_HEADER, SANE_REQUEST_ID
+        from .observability import REQUEST_ID_HEADER, request_id
 
-        given = str(environ.get("HTTP_X_REQUEST_ID", ""))
-        rid = given if SANE_REQUEST_ID.fullmatch(given) else uuid.uuid4().hex
+        rid = request_id(environ.get("HTTP_X_REQUEST_ID"))
         logging.getLogger("sdr.server").warning("503 overloaded: %s requests in progress; request %s refused",
                                                 self.limit, rid)
         body = overloaded_body(f"the server is busy ({self.limit} requests in progress in this process); "
