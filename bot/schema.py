@@ -25,22 +25,27 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Iterator
+from typing import TYPE_CHECKING, Any, Iterator
 
-from alembic import command
-from alembic.config import Config
-from alembic.migration import MigrationContext
-from alembic.script import ScriptDirectory
 from sqlalchemy import create_engine, inspect, text
 from sqlalchemy.engine import Connection, Engine
 
-__all__ = ["prepare", "upgrade", "current", "head", "config", "Outcome", "SchemaError", "BASELINE", "MIGRATIONS"]
+if TYPE_CHECKING:
+    from alembic.config import Config
+    from alembic.script import ScriptDirectory
+
+__all__ = ["prepare", "upgrade", "current", "head", "config", "Outcome", "SchemaError", "BASELINE", "HEAD",
+           "MIGRATIONS"]
 
 log = logging.getLogger(__name__)
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 BASELINE = "0001_baseline"
 SEQUENCES = "0002_nurture_sequences"
+# The newest revision, known without Alembic: a server starting on a database already there (every
+# start but the first after an upgrade) skips importing and reading the migrations (~0.3 s of a
+# cold start). tests/test_migrations.py fails until it names the head of bot/migrations/versions.
+HEAD = SEQUENCES
 SEQUENCE_TABLES = frozenset({"sequence_enrollments", "sequence_steps", "nurture_pauses"})
 VERSION_TABLE = "alembic_version"
 _PG_LOCK = 0x5D4_5C4E3A          # pg_advisory_xact_lock key: one schema change at a time per database
@@ -70,6 +75,8 @@ class Outcome:
 
 def config(connection: Connection | None = None) -> Config:
     """Alembic's configuration, in code (no alembic.ini needed); `connection` is used by env.py."""
+    from alembic.config import Config
+
     cfg = Config()
     cfg.set_main_option("script_location", str(MIGRATIONS))
     cfg.set_main_option("path_separator", "os")
@@ -80,6 +87,8 @@ def config(connection: Connection | None = None) -> Config:
 
 @lru_cache(maxsize=1)
 def _script() -> ScriptDirectory:
+    from alembic.script import ScriptDirectory
+
     return ScriptDirectory.from_config(config())
 
 
@@ -100,6 +109,10 @@ def prepare(engine: Engine, upgrade: bool = True) -> Outcome:
     with _exclusive(engine) as conn:
         tables = set(inspect(conn).get_table_names())
         before = _version(conn) if VERSION_TABLE in tables else None
+        if before == HEAD and _our_tables() <= tables:   # the usual start: nothing to do
+            return Outcome("current", before, HEAD)
+        from alembic.migration import MigrationContext
+
         if not tables & _our_tables():
             from bot.store import Base
             Base.metadata.create_all(conn)
@@ -139,6 +152,8 @@ def _upgrade(conn: Connection, start: str) -> None:
         raise SchemaError(f"the database is at revision {start!r}, which this version of Open SDR does not know "
                           f"(its newest is {head()}): a newer release wrote it; run that release or restore a "
                           "backup") from None
+    from alembic import command
+
     command.upgrade(config(conn), "head")
 
 
@@ -166,6 +181,8 @@ def _adopt(conn: Connection, tables: set[str]) -> str:
 @lru_cache(maxsize=4)
 def _columns_at(revision: str) -> dict[str, frozenset[str]]:
     """Each table's columns at `revision`: the migrations run up to it on an in-memory SQLite database."""
+    from alembic import command
+
     engine = create_engine("sqlite://")
     try:
         with engine.begin() as conn:

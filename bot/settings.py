@@ -318,6 +318,11 @@ class Settings(BaseSettings):
         return frozenset(o.strip().rstrip("/") for o in self.allowed_origins.split(",") if o.strip())
 
     @property
+    def slack_configured(self) -> bool:
+        """Slack is on when SLACK_BOT_TOKEN and SLACK_SIGNING_SECRET are both set."""
+        return bool(self.secret("slack_bot_token") and self.secret("slack_signing_secret"))
+
+    @property
     def chroma_dir(self) -> Path:
         return self.data_dir / "chroma"
 

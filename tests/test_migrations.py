@@ -401,6 +401,23 @@ def test_a_new_database_is_created_at_head(engine: Engine):
     assert schema.prepare(engine).action == "current"
 
 
+def test_the_start_up_shortcut_knows_the_head():
+    """bot.schema.HEAD lets a start on a current database skip Alembic; a new migration must move it."""
+    assert schema.HEAD == schema.head(), (f"set HEAD in bot/schema.py to {schema.head()!r}, the newest revision in "
+                                          "bot/migrations/versions/")
+
+
+def test_a_start_on_a_current_database_does_not_import_alembic(tmp_path: Path):
+    """The usual start (the database at head) reads alembic_version and stops: no Alembic import."""
+    url = f"sqlite:///{tmp_path / 'sdr.db'}"
+    schema.upgrade(url)
+    code = ("import sys; from sqlalchemy import create_engine; from bot import schema; "
+            f"out = schema.prepare(create_engine({url!r})); "
+            "print(out.action, sorted(m for m in sys.modules if m.split('.')[0] == 'alembic'))")
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert done.stdout.split() == ["current", "[]"], done.stdout + done.stderr
+
+
 def test_the_head_revision_is_exactly_the_models(engine: Engine):
     """Run every migration from nothing and compare with bot/store.py: a model changed without a
     migration fails here."""

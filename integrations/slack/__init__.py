@@ -42,11 +42,11 @@ class SlackConfig:
     @classmethod
     def from_settings(cls, settings: Any, playbook: Any = None) -> "SlackConfig | None":
         """The Slack app from SLACK_* settings; None when SLACK_BOT_TOKEN or SLACK_SIGNING_SECRET is unset."""
-        token, secret = settings.secret("slack_bot_token"), settings.secret("slack_signing_secret")
-        if not token or not secret:
+        if not settings.slack_configured:
             return None
         channel = settings.slack_handoff_channel or (playbook.handoff.channel if playbook else None) or "#sales"
-        return cls(token=token, signing_secret=secret, api_url=settings.slack_api_url, channel=channel,
+        return cls(token=settings.secret("slack_bot_token"), signing_secret=settings.secret("slack_signing_secret"),
+                   api_url=settings.slack_api_url, channel=channel,
                    public_url=settings.public_url)
 
     @classmethod
