@@ -18,7 +18,7 @@ from pydantic import (AfterValidator, BaseModel, BeforeValidator, ConfigDict, Fi
 
 from knowledge.ingest import CONTENT_TYPES
 
-from .text import load_yaml, words_pattern
+from .text import dump_yaml, load_yaml, words_pattern
 
 DEFAULT_PLAYBOOK = Path(__file__).with_name("default_playbook.yaml")
 
@@ -603,8 +603,8 @@ class Playbook(_Strict):
         if cached is None:
             # Not the vocabulary: the words visitors use are not facts we may state ("hipaa" there
             # must not ground a claim of HIPAA compliance); nor the nurture timing.
-            cached = yaml.safe_dump(self.model_dump(mode="json", by_alias=True, exclude={"vocabulary", "sequences", "limits"}),
-                                    sort_keys=False)
+            cached = dump_yaml(self.model_dump(mode="json", by_alias=True, exclude={"vocabulary", "sequences", "limits"}),
+                               sort_keys=False)
             self.__dict__["_grounding"] = cached
         return cached
 

@@ -8,14 +8,13 @@ from __future__ import annotations
 import re
 from typing import Any
 
-import yaml
-
 from .booking import parse_pick
 from .brain import PROMPTS_DIR, LeadView, Reply, load_prompt
 from .language import DEFAULT, NAMES, name_of
 from .compose import ReplyPlan, Step
 from .extract import Understanding, understand
 from .playbook import Playbook
+from .text import dump_yaml
 
 
 class RuleBrain:
@@ -29,7 +28,7 @@ class RuleBrain:
         # The same templates in other languages (prompts/replies.<code>.yaml), read once.
         self.translations = {p.stem.split(".", 1)[1]: load_prompt(p.stem)
                              for p in sorted(PROMPTS_DIR.glob("replies.*.yaml"))}
-        self._evidence = [yaml.safe_dump(self.templates)] + [yaml.safe_dump(t, allow_unicode=True)
+        self._evidence = [dump_yaml(self.templates)] + [dump_yaml(t, allow_unicode=True)
                                                             for t in self.translations.values()] + [
             " ".join(n for names in NAMES.values() for n in names)]   # the languages it may name ("Japanese")
 

@@ -85,3 +85,12 @@ def load_yaml(text: str) -> Any:
 
     return yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))  # noqa: S506 - a safe loader
 
+
+def dump_yaml(data: Any, **options: Any) -> str:
+    """Python data → YAML text with PyYAML's safe dumper, in its libyaml (C) form when available
+    (~8× faster: the playbook's grounding text and the reply templates' evidence are dumped on a
+    server's first turn). `options` are PyYAML's (sort_keys, allow_unicode, ...)."""
+    import yaml
+
+    return yaml.dump(data, Dumper=getattr(yaml, "CSafeDumper", yaml.SafeDumper), **options)
+
