@@ -63,10 +63,13 @@ class SDR(Intake):
         self.observers: list[Callable[[TurnResult], None]] = [lambda r: count_turn(self.counters, r)]   # must not raise
         self.locks = TurnLocks(redis_url=self.settings.redis_url, engine=self.store.engine, lock_dir=self.settings.data_dir / "locks")
 
-    def warm(self) -> None:
-        """Load now what a first turn would wait for (places ~1 s, languages, intent examples ~1-2 s, the
-        content store's chunks and index ~2.5 s at 10k chunks)."""
-        places_warm(self.settings.cache_dir), language_warm(), self.intent_model.warm(), getattr(self.kb, "warm", lambda: None)()
+    def warm(self, content: bool = True) -> None:
+        """Load now what a first turn would wait for: what every turn needs (places ~1 s, languages,
+        intent examples ~1-2 s) and, unless `content=False`, the content store (chromadb, its chunks and
+        index: ~1.4 s, ~2.5 s at 10k chunks), which only turns that answer from content need."""
+        places_warm(self.settings.cache_dir), language_warm(), self.intent_model.warm()
+        if content:
+            getattr(self.kb, "warm", lambda: None)()
 
     @property
     def brain(self) -> Brain:

@@ -101,6 +101,16 @@ def _preload_code() -> None:
         importlib.import_module(name)
 
 
+def _preload_content_code(age: int) -> None:
+    """In the master, before it forks worker `age`: from the second worker on, chromadb is imported
+    here (~1 s, on the other core while the first worker boots), so the later workers share it. The
+    first worker is forked without it: it takes requests first and opens the content store after."""
+    if age >= 2:
+        import importlib
+
+        importlib.import_module("knowledge.chroma_function")   # chromadb's Python side (no client, no thread)
+
+
 def _run_server(host: str, port: int, app: Any, options: Any = None) -> None:
     """Serve until Ctrl+C (the socket is already known to be free). With `options` (a
     `ServerOptions`), APP is a factory each gunicorn worker calls after the fork; without, APP is
@@ -109,7 +119,7 @@ def _run_server(host: str, port: int, app: Any, options: Any = None) -> None:
         from integrations.web.server import serve
 
         _preload_code()
-        serve(app, options, on_worker_ready=_worker_ready)
+        serve(app, options, on_worker_ready=_worker_ready, before_fork=_preload_content_code)
         return
     from werkzeug.serving import run_simple
 
@@ -142,15 +152,37 @@ def _worker_app(settings: Settings, worker: bool) -> Any:
 
     settings = settings.model_copy()
     setup_logging(settings)
-    sdr = build_sdr(settings)   # warms up in a thread while the app is built (2 cores: side by side) …
+    sdr = build_sdr(settings, warm_content=False)   # warms up in a thread while the app is built …
     app, notes = _app_and_worker(sdr, worker, settings)
     _STARTUP_NOTES.extend(notes)
-    if sdr.kb is not None and sdr.kb.count() == 0:
-        _STARTUP_NOTES.append(("The content store is empty: the SDR will say it doesn't know. Load content with "
-                               "`sdr ingest PATH` (or `sdr demo` for the sample).", "yellow"))
-    sdr.warming.join()   # … and takes requests once warm: the first visitor waits for nothing
+    sdr.warming.join()   # … and takes requests once warm: a first turn waits for nothing but the content store
     getattr(getattr(sdr.kb, "embedder", None), "ready", lambda: None)()   # a model that failed to load fails the boot
+    if sdr.kb is not None:
+        _CONTENT_STORES.append(sdr.kb)   # opened once this worker takes requests: _worker_ready
     return app
+
+
+_CONTENT_STORES: list[Any] = []   # this worker's content store, opened in the background once it is ready
+
+
+def _open_content(kb: Any, first: bool) -> None:
+    """In a server worker that takes requests: chromadb imported, the content store opened and its
+    chunks and index loaded (~1.4 s on 2 cores; a turn that needs content meanwhile waits for it, a
+    greeting does not). The first worker says when the store is empty; a store that cannot be opened
+    is logged (turns that need content fail until it can be; the next one tries again)."""
+    import logging
+
+    try:
+        kb.warm()
+        empty = kb.count() == 0
+    except Exception as e:  # noqa: BLE001 - a thread: say it, the turns try again
+        logging.getLogger("sdr").error("the content store could not be opened (%s: %s): turns that need content "
+                                       "fail until it can; check SDR_CHROMA_URL or %s", type(e).__name__, e,
+                                       kb.settings.chroma_dir)
+        return
+    if empty and first:
+        click.secho("  The content store is empty: the SDR will say it doesn't know. Load content with "
+                    "`sdr ingest PATH` (or `sdr demo` for the sample).", fg="yellow", err=True)
 
 
 def _app_and_worker(sdr: Any, worker: bool, settings: Settings | None = None) -> tuple[Any, list[tuple[str, str]]]:
@@ -168,10 +200,15 @@ def _app_and_worker(sdr: Any, worker: bool, settings: Settings | None = None) ->
 
 
 def _worker_ready(age: int) -> None:
-    """The first worker says once what every worker would (warnings, what is not configured)."""
+    """The first worker says once what every worker would (warnings, what is not configured); each
+    worker, now taking requests, opens its content store in the background."""
+    import threading
+
     if age == 1:
         for text, colour in _STARTUP_NOTES:
             click.secho(f"  {text}", fg=colour, err=True)
+    for kb in _CONTENT_STORES:
+        threading.Thread(target=_open_content, args=(kb, age == 1), name="sdr-content", daemon=True).start()
 
 
 def _serve(sdr: Any, host: str, port: int, worker: bool = True) -> None:

@@ -22,12 +22,13 @@ from bot.settings import Settings
 __all__ = ["build_outbox_worker", "build_sdr", "build_web_app", "forget_person_everywhere", "slack_config"]
 
 
-def build_sdr(settings: Settings, *, load_knowledge: bool = True, **kwargs: Any) -> Any:
+def build_sdr(settings: Settings, *, load_knowledge: bool = True, warm_content: bool = True, **kwargs: Any) -> Any:
     """The SDR with the brain (the model brain when a model is configured, else the rule brain) and,
     when the playbook names reps, their calendar. `load_knowledge=False` is for commands that only
     read the database (leads, outbox, worker): no knowledge base, brain or calendar to set up.
     What a first turn would wait for is loaded in a background thread (`SDR.warm`), `sdr.warming`:
-    a server worker joins it before it takes requests."""
+    a server worker joins it before it takes requests. `warm_content=False` leaves the content store
+    out of it (opened on first use: a server worker opens it after it is ready)."""
     from bot.turn import SDR
 
     sdr = SDR(settings, load_knowledge=load_knowledge, **kwargs)
@@ -40,8 +41,9 @@ def build_sdr(settings: Settings, *, load_knowledge: bool = True, **kwargs: Any)
             sdr.calendar = make_calendar(sdr.playbook, sdr.store, settings=settings)
         import threading
 
-        sdr.warming = threading.Thread(target=sdr.warm, name="sdr-warm", daemon=True)   # places, languages, intents,
-        sdr.warming.start()                                                              # the index: off the first turn
+        sdr.warming = threading.Thread(target=sdr.warm, kwargs={"content": warm_content}, name="sdr-warm",
+                                       daemon=True)   # places, languages, intents, the index: off the first turn
+        sdr.warming.start()
     return sdr
 
 

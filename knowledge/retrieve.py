@@ -125,12 +125,25 @@ class KnowledgeBase:
     def __init__(self, settings: Any, embedder: Any | None = None):
         self.settings = settings
         self.embedder = embedder or get_embeddings(settings.embedding_provider, settings.embedding_model, settings)
-        self.collection = open_collection(settings, self.embedder)
+        self._collection: Any = None
+        self._open_lock = threading.Lock()
         self._corpus: dict[str, tuple[str, dict[str, Any]]] | None = None
         self._corpus_lock = threading.Lock()
         self._kw: dict[str, tuple[set[str], set[str]]] = {}
         self._sections: dict[str, list[tuple[str, str]]] | None = None
         self._tools: dict[str, str] | None = None
+
+    @property
+    def collection(self) -> Any:
+        """The Chroma collection, opened on first use (importing chromadb and opening the store is
+        ~1.4 s on 2 cores: a server worker does it in the background once it takes requests, and a
+        turn that needs content meanwhile waits here for it). Raises what `open_collection` raises;
+        the next use tries again."""
+        if self._collection is None:
+            with self._open_lock:
+                if self._collection is None:
+                    self._collection = open_collection(self.settings, self.embedder)
+        return self._collection
 
     # -- ingest -----------------------------------------------------------------------------
 
@@ -358,6 +371,7 @@ class KnowledgeBase:
         """The same collection as a LangChain `Chroma` vector store (for chains and agents)."""
         from langchain_chroma import Chroma
 
+        from .embeddings import langchain_embeddings
         from .index import _client, collection_name
         return Chroma(client=_client(self.settings), collection_name=collection_name(self.embedder),
-                      embedding_function=self.embedder)
+                      embedding_function=langchain_embeddings(self.embedder))

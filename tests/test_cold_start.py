@@ -119,3 +119,38 @@ def test_weights_that_fail_to_load_fail_loudly_not_on_every_chat(monkeypatch):
         emb.ready()
     with pytest.raises(RuntimeError):
         emb.embed_query_np("hello")
+
+
+def test_a_server_worker_answers_a_greeting_before_it_opens_the_content_store(settings, sample_store):
+    """A worker takes requests once what every turn needs is warm (places, languages, intents, the
+    embedding model); chromadb is imported and the store opened after that, in the background. A
+    greeting does not wait for it; a content question does, and is answered from the content."""
+    import json
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    sample_store.copy_into(settings)
+    code = """if True:
+        import json, sys
+        from bot.settings import Settings
+        import integrations.cli as cli
+        app = cli._worker_app(Settings.from_env(), False)
+        client = app.test_client()
+        out = {"chromadb_at_ready": "chromadb" in sys.modules}
+        out["hello"] = client.post("/api/chat", json={"message": "hello"}).status_code
+        out["chromadb_after_greeting"] = "chromadb" in sys.modules
+        cli._worker_ready(1)   # gunicorn's post_worker_init: the content store opens in the background
+        r = client.post("/api/chat", json={"message": "How much does it cost per user?"})
+        out.update(content=r.status_code, reply=r.get_json()["reply"], chromadb_after="chromadb" in sys.modules)
+        print(json.dumps(out))
+    """
+    root = Path(__file__).resolve().parent.parent
+    done = subprocess.run([sys.executable, "-c", code], cwd=root, env=dict(os.environ), capture_output=True,
+                          text=True, timeout=180)
+    assert done.returncode == 0, done.stderr[-3000:]
+    out = json.loads(done.stdout.strip().splitlines()[-1])
+    assert out["chromadb_at_ready"] is False and out["chromadb_after_greeting"] is False, out
+    assert out["hello"] == 200 and out["content"] == 200 and out["chromadb_after"] is True, out
+    assert "$" in out["reply"] or "per user" in out["reply"].lower(), out["reply"]

@@ -176,6 +176,16 @@ def test_embedder_threads_order_and_query_cache():
         assert float(alone @ row) > 0.999, text
 
 
+def test_the_content_store_is_a_langchain_vector_store_too(sdr):
+    """LangChain's Chroma over the same collection, with our embedder behind LangChain's interface."""
+    from langchain_core.embeddings import Embeddings
+
+    store = sdr.kb.as_langchain_vectorstore()
+    assert isinstance(store.embeddings, Embeddings)
+    docs = store.similarity_search("how much does it cost per user?", k=3)
+    assert any(d.metadata.get("type") == "pricing" for d in docs), [d.metadata for d in docs]
+
+
 def test_warm_loads_what_the_first_search_needs(sdr):
     sdr.kb._forget_corpus()
     sdr.kb.warm()

@@ -197,11 +197,13 @@ class _ReleaseOnClose:
 
 
 def serve(factory: Callable[[], WSGIApp], options: ServerOptions,
-          on_worker_ready: Callable[[int], None] | None = None) -> None:
+          on_worker_ready: Callable[[int], None] | None = None,
+          before_fork: Callable[[int], None] | None = None) -> None:
     """Run gunicorn until stopped. `factory()` builds the WSGI app; it is called once in each worker
     process after the fork, and its app is wrapped in `InFlightLimit(options.max_in_flight)`.
     `on_worker_ready(age)` runs in each worker once its app is built (age 1 = the first worker
-    started): a place to print start-up notes once. Returns when the server stops (Ctrl+C);
+    started): a place to print start-up notes once. `before_fork(age)` runs in the master before it
+    forks each worker (while the first boots, the master can load what later ones share). Returns when the server stops (Ctrl+C);
     raises SystemExit(1) with gunicorn's message when it cannot start (the port is taken, a
     worker fails to boot)."""
     import tempfile
@@ -223,6 +225,8 @@ def serve(factory: Callable[[], WSGIApp], options: ServerOptions,
                 if key in self.cfg.settings:   # control_socket_disable is new in gunicorn 25
                     self.cfg.set(key, value)
             self.cfg.set("post_worker_init", _post_worker_init)
+            if before_fork is not None:
+                self.cfg.set("pre_fork", lambda arbiter, worker: before_fork(worker.age))
             self.cfg.set("worker_int", _quick_exit)
             self.cfg.set("on_starting", _on_starting)
             self.cfg.set("child_exit", _child_exit)
