@@ -118,8 +118,7 @@ def _run_server(host: str, port: int, app: Any, options: Any = None) -> None:
     if options is not None:
         from integrations.web.server import serve
 
-        _preload_code()
-        serve(app, options, on_worker_ready=_worker_ready, before_fork=_preload_content_code)
+        serve(app, options, on_worker_ready=_worker_ready, before_fork=_preload_content_code, preload=_preload_code)
         return
     from werkzeug.serving import run_simple
 
