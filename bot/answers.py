@@ -41,6 +41,8 @@ class ContentStore(Protocol):
 
     def integration_names(self) -> dict[str, str]: ...
 
+    def available(self) -> bool: ...
+
 
 @dataclass(frozen=True)
 class Answer:
@@ -56,12 +58,15 @@ def answer_question(kb: ContentStore, question: str, u: Understanding, ctx: Lead
                     playbook: Playbook | None = None) -> list[Answer]:
     """What answers `question`: the rows of the pages naming each tool asked about, else the best
     section of the best piece for the question and its topics (the playbook's; the default one's
-    if not given), else honestly nothing."""
+    if not given), else honestly nothing — also while the store cannot be read (no tool is then
+    said to be missing from the materials)."""
     pb = playbook or default_playbook()
     lex = pb.lexicon()
     about_meeting = meeting_answer(question, pb)
     if about_meeting is not None:
         return [about_meeting]   # about the call we offer: the playbook answers it, not the content
+    if not kb.available():   # the store cannot be read now: not knowing, never "not in our materials"
+        return [Answer(question, unknown=True)]
     targets = tools_asked(kb, question, u, lex)
     if targets:
         return _integration_answers(kb, question, targets)

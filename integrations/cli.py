@@ -167,19 +167,11 @@ _CONTENT_STORES: list[Any] = []   # this worker's content store, opened in the b
 def _open_content(kb: Any, first: bool) -> None:
     """In a server worker that takes requests: chromadb imported, the content store opened and its
     chunks and index loaded (~1.4 s on 2 cores; a turn that needs content meanwhile waits for it, a
-    greeting does not). The first worker says when the store is empty; a store that cannot be opened
-    is logged (turns that need content fail until it can be; the next one tries again)."""
-    import logging
-
-    try:
-        kb.warm()
-        empty = kb.count() == 0
-    except Exception as e:  # noqa: BLE001 - a thread: say it, the turns try again
-        logging.getLogger("sdr").error("the content store could not be opened (%s: %s): turns that need content "
-                                       "fail until it can; check SDR_CHROMA_URL or %s", type(e).__name__, e,
-                                       kb.settings.chroma_dir)
-        return
-    if empty and first:
+    greeting does not). The first worker says when the store is empty. A store that cannot be opened
+    is logged by the store itself (knowledge/retrieve.py): turns answer without content, and it is
+    tried again."""
+    kb.warm()
+    if first and kb.status() == {"content": "ready", "content_chunks": 0}:
         click.secho("  The content store is empty: the SDR will say it doesn't know. Load content with "
                     "`sdr ingest PATH` (or `sdr demo` for the sample).", fg="yellow", err=True)
 
@@ -295,7 +287,20 @@ def _print_signin(key: bytes, generated: bool, base: str) -> None:
         click.echo("    (a one-time link; `sdr signin` prints another, or sign in with SDR_ADMIN_TOKEN)")
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+class _Commands(click.Group):
+    """`sdr`'s commands; a content store that cannot be opened or read is an error that says what to
+    check (exit 1), not a traceback."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        from knowledge.index import ContentUnavailable
+
+        try:
+            return super().invoke(ctx)
+        except ContentUnavailable as e:
+            raise click.ClickException(str(e)) from None
+
+
+@click.group(cls=_Commands, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.option("--data-dir", type=click.Path(file_okay=False), envvar="SDR_DATA_DIR", default=None,
               help="Where the database, vector store and logs live. [env SDR_DATA_DIR; default ./.sdr]")
 @click.option("--playbook", type=click.Path(dir_okay=False), envvar="SDR_PLAYBOOK", default=None,

@@ -14,6 +14,11 @@ import re
 import threading
 from typing import Any
 
+class ContentUnavailable(RuntimeError):
+    """The content store cannot be opened or read (a Chroma server that does not answer, a store it
+    cannot read); the message says what failed and what to check."""
+
+
 _clients: dict[str, Any] = {}
 _lock = threading.Lock()
 

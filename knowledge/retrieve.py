@@ -6,14 +6,16 @@ again. One result per piece; each carries title, url, type and a snippet.
 """
 from __future__ import annotations
 
+import logging
 import re
 import threading
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
 
 from .embeddings import get_embeddings
-from .index import open_collection
+from .index import ContentUnavailable, open_collection
 from .ingest import IngestReport, ingest
 from bot.text import word_pattern
 
@@ -119,14 +121,25 @@ def best_sentences(text: str, query: str, n: int = 2, max_chars: int = 360) -> s
     return out
 
 
+log = logging.getLogger("sdr.content")
+RETRY_OPEN_S = 10.0   # after the store failed to open, turns answer without it this long before it is tried again
+
+
 class KnowledgeBase:
-    """The content store: one per process, holding the embedder and the collection."""
+    """The content store: one per process, holding the embedder and the collection.
+
+    Reads degrade instead of failing a turn: when the store cannot be opened or read, `search` and
+    the lookups find nothing (the turn says it does not know and offers a person), the cause is
+    logged, `status()` says "unavailable" with it, and the open is tried again RETRY_OPEN_S later.
+    Writes (`ingest`) and `count` raise ContentUnavailable: they are the operator's."""
 
     def __init__(self, settings: Any, embedder: Any | None = None):
         self.settings = settings
         self.embedder = embedder or get_embeddings(settings.embedding_provider, settings.embedding_model, settings)
         self._collection: Any = None
         self._open_lock = threading.Lock()
+        self._failed_at: float | None = None
+        self.unavailable: str | None = None   # why the store could not be opened or read, until it can
         self._corpus: dict[str, tuple[str, dict[str, Any]]] | None = None
         self._corpus_lock = threading.Lock()
         self._kw: dict[str, tuple[set[str], set[str]]] = {}
@@ -137,13 +150,54 @@ class KnowledgeBase:
     def collection(self) -> Any:
         """The Chroma collection, opened on first use (importing chromadb and opening the store is
         ~1.4 s on 2 cores: a server worker does it in the background once it takes requests, and a
-        turn that needs content meanwhile waits here for it). Raises what `open_collection` raises;
-        the next use tries again."""
+        turn that needs content meanwhile waits here for it). Raises ContentUnavailable when it cannot
+        be opened, at once for RETRY_OPEN_S after a failed try, then tries again."""
         if self._collection is None:
             with self._open_lock:
                 if self._collection is None:
-                    self._collection = open_collection(self.settings, self.embedder)
+                    if self._failed_at is not None and time.monotonic() - self._failed_at < RETRY_OPEN_S:
+                        raise ContentUnavailable(self.unavailable or "the content store could not be opened")
+                    try:
+                        self._collection = open_collection(self.settings, self.embedder)
+                    except Exception as e:  # noqa: BLE001 - chromadb, httpx, OS errors: the store is a boundary
+                        self._failed_at = time.monotonic()
+                        raise self._failed("opened", e) from e
+                    self._failed_at = None
+                    if self.unavailable:
+                        log.warning("the content store is available again")
+                    self.unavailable = None
         return self._collection
+
+    def _failed(self, doing: str, e: Exception) -> ContentUnavailable:
+        where = f"the Chroma server at SDR_CHROMA_URL={self.settings.chroma_url}" if self.settings.chroma_url \
+            else f"the store in {self.settings.chroma_dir}"
+        reason = (f"the content store could not be {doing} ({type(e).__name__}: {str(e)[:200]}); check {where}; "
+                  "turns answer without content meanwhile")
+        if reason != self.unavailable:
+            log.error("%s", reason)
+        self.unavailable = reason
+        return ContentUnavailable(reason)
+
+    def available(self) -> bool:
+        """Whether the store can be read now: opens it if needed (waiting for a worker's background
+        open); False while it cannot be opened or read."""
+        return bool(self._load_corpus()) or self.unavailable is None
+
+    def status(self) -> dict[str, Any]:
+        """For /healthz, without waiting: {"content": "ready", "content_chunks": n} once the store is
+        open, {"content": "opening", "content_chunks": None} while a worker opens it, or
+        {"content": "unavailable", "content_chunks": None, "content_error": why}."""
+        if self._collection is None:
+            if self.unavailable:
+                return {"content": "unavailable", "content_chunks": None, "content_error": self.unavailable}
+            return {"content": "opening", "content_chunks": None}
+        corpus = self._corpus
+        if corpus is not None:
+            return {"content": "ready", "content_chunks": len(corpus)}
+        try:
+            return {"content": "ready", "content_chunks": self.count()}
+        except ContentUnavailable as e:
+            return {"content": "unavailable", "content_chunks": None, "content_error": str(e)}
 
     # -- ingest -----------------------------------------------------------------------------
 
@@ -153,7 +207,13 @@ class KnowledgeBase:
         return report
 
     def count(self) -> int:
-        return int(self.collection.count())
+        """The chunks in the store. Raises ContentUnavailable when it cannot be opened or read."""
+        try:
+            return int(self.collection.count())
+        except ContentUnavailable:
+            raise
+        except Exception as e:  # noqa: BLE001 - a Chroma server gone after the open
+            raise self._failed("read", e) from e
 
     def warm(self) -> None:
         """Do now what the first search would pay for: the chunks' text and metadata into memory and
@@ -167,12 +227,29 @@ class KnowledgeBase:
             self._corpus, self._sections, self._kw, self._tools = None, None, {}, None
 
     def _load_corpus(self) -> dict[str, tuple[str, dict[str, Any]]]:
+        """Every chunk by id, read once; empty (and not kept) while the store is unavailable."""
         with self._corpus_lock:
             if self._corpus is None:
-                got = self.collection.get(include=["documents", "metadatas"])
+                try:
+                    got = self.collection.get(include=["documents", "metadatas"])
+                except ContentUnavailable:
+                    return {}
+                except Exception as e:  # noqa: BLE001 - a Chroma server gone after the open
+                    self._failed("read", e)
+                    return {}
                 self._corpus = {i: (d or "", m or {}) for i, d, m in
                                 zip(got["ids"], got["documents"] or [], got["metadatas"] or [])}
             return self._corpus
+
+    def _query(self, **kwargs: Any) -> dict[str, Any] | None:
+        """The index's nearest chunks (Chroma's `query`), or None while the store is unavailable."""
+        try:
+            return self.collection.query(**kwargs)
+        except ContentUnavailable:
+            return None
+        except Exception as e:  # noqa: BLE001 - a Chroma server gone after the open
+            self._failed("read", e)
+            return None
 
     def corpus(self) -> list[tuple[str, dict[str, Any]]]:
         """Every chunk's text and metadata, held in memory once per process (for exact lookups,
@@ -303,7 +380,9 @@ class KnowledgeBase:
             return (wanted is None or meta.get("type") in wanted) and (stage is None or meta.get("stage") == stage)
         # Ask the index for ids and distances only (metadata comes from memory), and filter types
         # here: a `where` filter makes Chroma scan and costs ~25 ms at 10k chunks.
-        res = self.collection.query(query_embeddings=[qv], n_results=min(n, max(32, k * 10)), include=["distances"])
+        res = self._query(query_embeddings=[qv], n_results=min(n, max(32, k * 10)), include=["distances"])
+        if res is None:
+            return []
         ids, dists = res["ids"][0], res["distances"][0]
         rows = list(zip(ids, self._chunks(ids), dists))
         def pieces(rs: list[Any]) -> int:   # distinct pieces the caller may still get
@@ -315,9 +394,10 @@ class KnowledgeBase:
             if pieces(rows) < k:   # few unsent pieces of the wanted types near the query: ask the index for them
                 conds: list[dict[str, Any]] = ([{"type": {"$in": sorted(wanted)}}] if wanted else []) + \
                     ([{"stage": stage}] if stage else [])
-                res = self.collection.query(query_embeddings=[qv], n_results=min(n, max(24, k * 8)),
-                                            where=conds[0] if len(conds) == 1 else {"$and": conds},
-                                            include=["distances"])
+                res = self._query(query_embeddings=[qv], n_results=min(n, max(24, k * 8)),
+                                  where=conds[0] if len(conds) == 1 else {"$and": conds}, include=["distances"])
+                if res is None:
+                    return []
                 rows = list(zip(res["ids"][0], self._chunks(res["ids"][0]), res["distances"][0]))
         best: dict[str, Hit] = {}
         want_stage = STAGE_FOR_LEAD.get(lead.stage or "", None)

@@ -14,6 +14,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
@@ -55,13 +56,14 @@ def wait_until_up(url: str, proc: subprocess.Popen, log: Path, timeout: float = 
     pytest.fail(f"`chroma run` did not answer within {timeout:.0f}s:\n{log.read_text(errors='replace')[-2000:]}")
 
 
-@pytest.fixture
-def chroma_server(tmp_path: Path) -> Iterator[tuple[str, Path]]:
-    """(url, the server's persistence dir) of a `chroma run` on a free port, stopped at the end."""
+@contextmanager
+def running_chroma(tmp_path: Path, port: int | None = None) -> Iterator[tuple[str, Path]]:
+    """(url, the server's persistence dir) of a `chroma run` on `port` (default: a free one),
+    stopped at the end; skips the test without the chroma CLI."""
     cli = chroma_cli()
     if cli is None:
         pytest.skip("the chroma CLI (installed with chromadb: .venv/bin/chroma) is not on this machine")
-    port, log, path = free_port(), tmp_path / "chroma.log", tmp_path / "chroma-server"
+    port, log, path = port or free_port(), tmp_path / "chroma.log", tmp_path / "chroma-server"
     env = dict(os.environ, ANONYMIZED_TELEMETRY="False")
     with open(log, "w") as out:
         proc = subprocess.Popen([cli, "run", "--path", str(path), "--port", str(port),
@@ -80,6 +82,13 @@ def chroma_server(tmp_path: Path) -> Iterator[tuple[str, Path]]:
             proc.kill()
             proc.wait(5)
         assert proc.returncode is not None, "the chroma server is still running"
+
+
+@pytest.fixture
+def chroma_server(tmp_path: Path) -> Iterator[tuple[str, Path]]:
+    """(url, the server's persistence dir) of a `chroma run` on a free port, stopped at the end."""
+    with running_chroma(tmp_path) as server:
+        yield server
 
 
 def top_urls(kb: KnowledgeBase, case: dict) -> list[str]:
@@ -112,3 +121,36 @@ def test_ingest_and_retrieval_through_a_chroma_server(chroma_server, settings, s
         assert urls == top_urls(local, case), case["query"]
         assert case["expected_url"] in urls, (case["query"], urls)
     assert reopened.mentions("Salesforce") and len(reopened.corpus()) == local.count()
+
+
+def test_turns_answer_while_the_chroma_server_is_down_and_use_it_once_it_is_up(settings, tmp_path, monkeypatch, caplog):
+    """A content store that cannot be reached does not fail a turn: a greeting is answered, a content
+    question gets an honest "I don't have that" (never "X is not in our materials"), /healthz says
+    why; once the server is up, the next turn opens it and answers from it."""
+    from bot.turn import SDR
+    from integrations.web.app import create_app
+    from knowledge import retrieve
+
+    port = free_port()
+    monkeypatch.setenv("SDR_CHROMA_URL", f"http://127.0.0.1:{port}")
+    monkeypatch.setattr(retrieve, "RETRY_OPEN_S", 0.0)   # try the server again on every use (default: 10 s)
+    sdr = SDR(Settings.from_env())
+    client = create_app(sdr).test_client()
+    replies = {}
+    for message in ("hello", "How much does it cost per user?", "Do you integrate with Salesforce?"):
+        r = client.post("/api/chat", json={"message": message})
+        assert r.status_code == 200, (message, r.get_json())
+        replies[message] = r.get_json()["reply"]
+    assert "Lark" in replies["hello"]
+    for message in ("How much does it cost per user?", "Do you integrate with Salesforce?"):
+        assert "don't have that" in replies[message] and "connect you" in replies[message], replies[message]
+        assert "$" not in replies[message] and "isn't one of the integrations" not in replies[message]
+    health = client.get("/healthz").get_json()
+    assert health["content"] == "unavailable" and f"SDR_CHROMA_URL=http://127.0.0.1:{port}" in health["content_error"]
+    assert any("could not be opened" in r.getMessage() for r in caplog.records)
+
+    with running_chroma(tmp_path, port):
+        sdr.kb.ingest([SAMPLE_DIR], progress=False)
+        r = client.post("/api/chat", json={"message": "How much does it cost per user?"})
+        assert r.status_code == 200 and "$" in r.get_json()["reply"], r.get_json()
+        assert client.get("/healthz").get_json()["content"] == "ready"

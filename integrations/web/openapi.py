@@ -59,7 +59,7 @@ def spec() -> dict[str, Any]:
                                            params=[_param("email")], errors=(400, 403, 404))},
         "/api/privacy/forget": {"post": _op("Delete a person everywhere and suppress their address", auth=True,
                                             errors=(400, 403))},
-        "/healthz": {"get": _op("Status, brain, content chunks, database", errors=())},
+        "/healthz": {"get": _op("Status, brain, content store state and chunks, database", errors=())},
         "/metrics": {"get": _op("Prometheus metrics (the API token, unless SDR_METRICS_PUBLIC)", auth=True,
                                 ok="text/plain", errors=())},
         "/meetings/{meeting_id}.ics": {"get": _op("A booked meeting's invitation", ok="text/calendar",

@@ -43,11 +43,12 @@ def widget() -> Response:
 @bp.get("/healthz")
 def healthz() -> Response:
     sdr = current_sdr()
-    chunks = sdr.kb.count() if sdr.kb is not None else 0
+    # the content store's state, without waiting for it: ready (with its chunks), opening, unavailable (why)
+    content = sdr.kb.status() if sdr.kb is not None else {"content": "none", "content_chunks": 0}
     counters = dict(sdr.counters)
     turns = max(1, counters.get("turns", 0))
     per_turn = {k: round(counters.get(k, 0) / turns, 2) for k in ("model_calls", "prompt_tokens", "completion_tokens")}
-    return jsonify({"status": "ok", "brain": sdr.brain.name, "content_chunks": chunks,
+    return jsonify({"status": "ok", "brain": sdr.brain.name, **content,
                     "database": sdr.store.engine.dialect.name, "counters": counters,
                     "per_turn": per_turn})   # this worker process's, since it started
 
