@@ -41,8 +41,8 @@ def build_sdr(settings: Settings, *, load_knowledge: bool = True, warm_content: 
             sdr.calendar = make_calendar(sdr.playbook, sdr.store, settings=settings)
         import threading
 
-        sdr.warming = threading.Thread(target=sdr.warm, kwargs={"content": warm_content}, name="sdr-warm",
-                                       daemon=True)   # places, languages, intents, the index: off the first turn
+        # places, languages, intents and (unless warm_content=False) the index: off the first turn
+        sdr.warming = threading.Thread(target=sdr.warm, kwargs={"content": warm_content}, name="sdr-warm", daemon=True)
         sdr.warming.start()
     return sdr
 
@@ -50,7 +50,7 @@ def build_sdr(settings: Settings, *, load_knowledge: bool = True, warm_content: 
 def slack_config(sdr: Any, settings: Settings | None = None) -> Any:
     """Slack's settings for this SDR, or None when Slack is not configured. Without `settings`, the
     environment as it is now (a worker or web app built later sees what is set then). Without Slack,
-    slack_sdk is not imported (~0.5 s of a server worker's start)."""
+    slack_sdk is not imported at all."""
     settings = settings if settings is not None else Settings.from_env()
     if not settings.slack_configured:
         return None
