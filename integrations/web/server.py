@@ -220,14 +220,9 @@ def serve(factory: Callable[[], WSGIApp], options: ServerOptions,
     if preload is not None:
         preload()
 
-    # Workers build their apps one at a time. All at once, 4 workers on 2 cores each took ~4× as
-    # long, and none answered until they nearly all had; in turn, the first answers after one build
-    # and the rest follow. The turn is a lock on a file (flock, by `filelock`): the kernel releases it
-    # when a worker dies while building (kill -9, the OOM killer), so the next one never waits on a
-    # dead holder; a build still stuck after TIMEOUT_S / 2 lets the next worker build anyway.
     fd, boot_lock = tempfile.mkstemp(prefix="sdr-boot-", suffix=".lock")
     os.close(fd)
-    booting = _BootTurn(boot_lock, TIMEOUT_S / 2)
+    booting = _BootTurn(boot_lock, TIMEOUT_S / 2)   # workers build one at a time (see _BootTurn)
 
     class _App(BaseApplication):   # gunicorn's custom-application API
         def load_config(self) -> None:
@@ -267,7 +262,13 @@ def serve(factory: Callable[[], WSGIApp], options: ServerOptions,
 
 class _BootTurn:
     """A lock across the server's processes on the file `path`, waited for at most `wait_s` seconds
-    (then the holder is presumed stuck, and the caller goes on without it)."""
+    (then the holder is presumed stuck, and the caller goes on without it).
+
+    Workers build their apps one at a time. All at once, 4 workers on 2 cores each took ~4× as
+    long, and none answered until they nearly all had; in turn, the first answers after one build
+    and the rest follow. The lock is on a file (flock, by `filelock`): the kernel releases it when a
+    worker dies while building (kill -9, the OOM killer), so the next one never waits on a dead
+    holder; a build still stuck after TIMEOUT_S / 2 lets the next worker build anyway."""
 
     def __init__(self, path: str, wait_s: float) -> None:
         self.path, self._wait_s, self.owner = path, wait_s, os.getpid()
