@@ -212,10 +212,8 @@ def serve(factory: Callable[[], WSGIApp], options: ServerOptions,
 
     from gunicorn.app.base import BaseApplication
 
-    # The garbage collector as Python's docs advise for a server that forks without exec (gc.freeze):
-    # off in the master (its objects, imported before the fork, are never garbage), frozen before each
-    # fork, and on in each worker once it has built its app. Start-up does not walk a growing heap of
-    # module objects again and again, and the workers share the master's pages instead of copying them.
+    # The collector as Python's docs advise for a fork without exec (gc.freeze): off in the master, frozen
+    # before each fork, on in each worker once built — the workers share the master's pages, never copy them.
     gc.disable()
     if preload is not None:
         preload()
