@@ -163,9 +163,7 @@ class KnowledgeBase:
                         self._failed_at = time.monotonic()
                         raise self._failed("opened", e) from e
                     self._failed_at = None
-                    if self.unavailable:
-                        log.warning("the content store is available again")
-                    self.unavailable = None
+                    self._recovered()
         return self._collection
 
     def _failed(self, doing: str, e: Exception) -> ContentUnavailable:
@@ -239,17 +237,26 @@ class KnowledgeBase:
                     return {}
                 self._corpus = {i: (d or "", m or {}) for i, d, m in
                                 zip(got["ids"], got["documents"] or [], got["metadatas"] or [])}
+                self._recovered()
             return self._corpus
 
     def _query(self, **kwargs: Any) -> dict[str, Any] | None:
         """The index's nearest chunks (Chroma's `query`), or None while the store is unavailable."""
         try:
-            return self.collection.query(**kwargs)
+            res = self.collection.query(**kwargs)
         except ContentUnavailable:
             return None
         except Exception as e:  # noqa: BLE001 - a Chroma server gone after the open
             self._failed("read", e)
             return None
+        self._recovered()
+        return res
+
+    def _recovered(self) -> None:
+        """A read worked: a store that had failed is available again (said once)."""
+        if self.unavailable is not None:
+            self.unavailable = None
+            log.warning("the content store is available again")
 
     def corpus(self) -> list[tuple[str, dict[str, Any]]]:
         """Every chunk's text and metadata, held in memory once per process (for exact lookups,
