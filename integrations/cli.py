@@ -144,9 +144,10 @@ _STARTUP_NOTES: list[tuple[str, str]] = []   # (text, colour) a worker prints on
 
 
 def _worker_app(settings: Settings, worker: bool) -> Any:
-    """In a gunicorn worker, after the fork: this process's own SDR (database engine, Chroma
-    client, embedding model), web app and, unless --no-worker, outbox worker thread (outbox
-    entries and sequence steps are claimed with leases, so one per worker is safe)."""
+    """In a gunicorn worker, after the fork: this process's own SDR (database engine, embedding
+    model; its Chroma client is opened once the worker is ready: `_open_content`), web app and,
+    unless --no-worker, outbox worker thread (outbox entries and sequence steps are claimed with
+    leases, so one per worker is safe)."""
     from integrations.wiring import build_sdr
 
     settings = settings.model_copy()
@@ -171,9 +172,12 @@ def _open_content(kb: Any, first: bool) -> None:
     is logged by the store itself (knowledge/retrieve.py): turns answer without content, and it is
     tried again."""
     kb.warm()
-    if first and kb.status() == {"content": "ready", "content_chunks": 0}:
+    status = kb.status()
+    if first and status == {"content": "ready", "content_chunks": 0}:
         click.secho("  The content store is empty: the SDR will say it doesn't know. Load content with "
                     "`sdr ingest PATH` (or `sdr demo` for the sample).", fg="yellow", err=True)
+    elif first and status["content"] == "unavailable":   # the operator's terminal, not only the log file
+        click.secho(f"  {status['content_error']}", fg="red", err=True)
 
 
 def _app_and_worker(sdr: Any, worker: bool, settings: Settings | None = None) -> tuple[Any, list[tuple[str, str]]]:

@@ -8,7 +8,7 @@ from chromadb.api.types import Documents, EmbeddingFunction, Embeddings
 
 
 class SDREmbeddingFunction(EmbeddingFunction[Documents]):
-    """Chroma-facing wrapper around our embedder (LangChain `Embeddings` with numpy helpers)."""
+    """Chroma-facing wrapper around our embedder (embed_documents_np / embed_query_np)."""
 
     def __init__(self, embedder: Any):
         self._embedder = embedder

@@ -216,7 +216,7 @@ class KnowledgeBase:
     def warm(self) -> None:
         """Do now what the first search would pay for: the chunks' text and metadata into memory and
         one query through the index (~2.5 s at 10k chunks on 2 busy cores). The embedder warms itself
-        when it loads. For a server's worker at start, before its first visitor."""
+        when it loads. A server's worker runs it in the background once it takes requests."""
         if self._load_corpus():
             self.search("warm up")
 
