@@ -17,6 +17,7 @@ from typing import Any, Iterable
 from .embeddings import get_embeddings
 from .index import ContentUnavailable, open_collection
 from .ingest import IngestReport, ingest
+from bot.settings import hide_url_password
 from bot.text import word_pattern
 
 STOPWORDS = set("""a an the and or but if of to in on for with at by from as is are was were be been being do does did
@@ -167,7 +168,8 @@ class KnowledgeBase:
         return self._collection
 
     def _failed(self, doing: str, e: Exception) -> ContentUnavailable:
-        where = f"the Chroma server at SDR_CHROMA_URL={self.settings.chroma_url}" if self.settings.chroma_url \
+        where = f"the Chroma server at SDR_CHROMA_URL={hide_url_password(self.settings.chroma_url)}" \
+            if self.settings.chroma_url \
             else f"the store in {self.settings.chroma_dir}"
         reason = (f"the content store could not be {doing} ({type(e).__name__}: {str(e)[:200]}); check {where}; "
                   "turns answer without content meanwhile")
